@@ -1,0 +1,27 @@
+/**
+ * The error registry. Codes are stable: once shipped, a code keeps its meaning and is never reused.
+ * `transient` errors may succeed when retried (I/O pressure, a busy runtime); permanent ones never will.
+ */
+export const ErrorCodes = {
+  CXR_FILE_NOT_FOUND: { transient: false, message: 'File not found' },
+  CXR_IO: { transient: true, message: 'Could not read or write the file' },
+  CXR_EMPTY_FILE: { transient: false, message: 'The file is empty' },
+  CXR_NOT_DICOM: { transient: false, message: 'Not a DICOM, PNG or JPEG file' },
+  CXR_TRUNCATED: { transient: false, message: 'The file ends before its data does (truncated)' },
+  CXR_MALFORMED: { transient: false, message: 'The DICOM structure is invalid' },
+  CXR_LIMIT_EXCEEDED: { transient: false, message: 'The file exceeds a safety limit' },
+  CXR_NO_PIXEL_DATA: { transient: false, message: 'The DICOM file has no image (Pixel Data)' },
+  CXR_PIXEL_DATA_SHORT: { transient: false, message: 'Pixel Data is shorter than Rows x Columns needs' },
+  CXR_INVALID_PIXEL_MODULE: { transient: false, message: 'The image attributes are inconsistent' },
+  CXR_UNSUPPORTED_TRANSFER_SYNTAX: { transient: false, message: 'The transfer syntax is not supported' },
+  CXR_DECODE_FAILED: { transient: false, message: 'The compressed image could not be decoded' },
+  CXR_IMAGE_UNREADABLE: { transient: false, message: 'The PNG/JPEG image could not be read' },
+  CXR_MANIFEST_INVALID: { transient: false, message: 'The model manifest is invalid' },
+  CXR_MODEL_HASH_MISMATCH: { transient: false, message: 'The model file does not match the sha256 in its manifest' },
+  CXR_MODEL_LOAD_FAILED: { transient: false, message: 'The model could not be loaded by its runtime' },
+  CXR_MODEL_SHAPE_MISMATCH: { transient: false, message: 'The model inputs or outputs disagree with its manifest' },
+  CXR_INFERENCE_FAILED: { transient: true, message: 'The model failed to run on this image' },
+  CXR_USAGE: { transient: false, message: 'Invalid command line usage' },
+} as const satisfies Record<string, { transient: boolean; message: string }>;
+
+export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,0 +1,53 @@
+import { decodeFrame, type DecodeOptions, type DecodedFrame } from '../codecs/index.js';
+import { firstFrame } from '../dicom/frames.js';
+import { readImageInfo, type ImageInfo } from '../dicom/image-info.js';
+import { parseDicom } from '../dicom/parse.js';
+import { CxrError } from '../errors/index.js';
+import { rasterFormatOf, readRasterGrey, type RasterGrey } from '../images/raster.js';
+import { applyIntensity, storedValues, type GreyImage, type IntensityApplied, type IntensityMode } from '../preprocess/index.js';
+
+/** An image read from a file: a decoded DICOM first frame, or a PNG/JPEG already in [0, 1]. */
+export type SourceImage =
+  | { readonly kind: 'dicom'; readonly info: ImageInfo; readonly frame: DecodedFrame }
+  | { readonly kind: 'raster'; readonly raster: RasterGrey };
+
+export async function readSourceImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<SourceImage> {
+  if (bytes.length === 0) throw new CxrError('CXR_EMPTY_FILE');
+  const raster = rasterFormatOf(bytes);
+  if (raster) return { kind: 'raster', raster: await readRasterGrey(bytes, raster) };
+  const parsed = parseDicom(bytes);
+  const info = readImageInfo(parsed);
+  const frame = await decodeFrame(info.transferSyntaxUid, firstFrame(parsed, info), info, options);
+  return { kind: 'dicom', info, frame };
+}
+
+export function isColourDicom(info: ImageInfo): boolean {
+  return info.samplesPerPixel > 1 || !info.photometricInterpretation.startsWith('MONOCHROME');
+}
+
+/**
+ * Contract steps 1 to 4 for DICOM (stored values, Modality LUT, intensity, MONOCHROME1), or the [0, 1] raster
+ * for PNG/JPEG, which skip the DICOM-only steps and the window whatever the mode says.
+ */
+export function intensityImage(source: SourceImage, mode: IntensityMode): { image: GreyImage; applied: IntensityApplied | undefined } {
+  if (source.kind === 'raster') {
+    const { raster } = source;
+    return { image: { data: Float32Array.from(raster.data), rows: raster.rows, columns: raster.columns }, applied: undefined };
+  }
+  const { info, frame } = source;
+  let values = storedValues(frame, info);
+  if (frame.samplesPerPixel > 1) values = luma(values, frame.samplesPerPixel);
+  const applied = applyIntensity(values, info, mode);
+  return { image: { data: values, rows: frame.rows, columns: frame.columns }, applied };
+}
+
+/** Colour DICOM is not applicable, but a preview (and a forced run) still needs one grey plane. */
+function luma(interleaved: Float32Array, samplesPerPixel: number): Float32Array {
+  const pixels = interleaved.length / samplesPerPixel;
+  const out = new Float32Array(pixels);
+  for (let i = 0; i < pixels; i++) {
+    const b = i * samplesPerPixel;
+    out[i] = 0.299 * (interleaved[b] ?? 0) + 0.587 * (interleaved[b + 1] ?? 0) + 0.114 * (interleaved[b + 2] ?? 0);
+  }
+  return out;
+}

@@ -1,0 +1,29 @@
+import type { ModelInput } from '../contracts/index.js';
+import { crop, resize, type GreyImage } from './resize.js';
+
+/** Contract steps 5 to 8: crop, resize, quantize, normalize (a grey image repeated into 3 channels). C x H x W. */
+export function toInputTensor(image: GreyImage, input: ModelInput): Float32Array {
+  const resized = resize(crop(image, input.crop), input.height, input.width, input.resize);
+  // In float32 like the training side's tensors: a tie such as 135.5 only exists at that precision.
+  const grey = input.quantize === 8 ? resized.data.map((v) => roundHalfEven(Math.fround(v * 255)) / 255) : resized.data;
+  const plane = input.height * input.width;
+  const tensor = new Float32Array(plane * input.channels);
+  const normalize = input.normalize;
+  for (let c = 0; c < input.channels; c++) {
+    const base = c * plane;
+    if ('scale' in normalize) {
+      for (let i = 0; i < plane; i++) tensor[base + i] = (grey[i] ?? 0) * normalize.scale + normalize.offset;
+    } else {
+      const mean = normalize.mean[c] ?? normalize.mean[0] ?? 0;
+      const std = normalize.std[c] ?? normalize.std[0] ?? 1;
+      for (let i = 0; i < plane; i++) tensor[base + i] = ((grey[i] ?? 0) - mean) / std;
+    }
+  }
+  return tensor;
+}
+
+/** NumPy's rounding (ties to even), which the reference implementation and most training code use. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}

@@ -1,0 +1,29 @@
+import type { ModelIdentity, ModelManifest } from '../contracts/index.js';
+
+export interface ClassActivationMaps {
+  /** [labels, height, width], row-major. */
+  readonly data: Float32Array;
+  readonly labels: number;
+  readonly height: number;
+  readonly width: number;
+}
+
+export interface ModelOutput {
+  /** The raw `probabilities` output, before the manifest's activation. */
+  readonly raw: Float32Array;
+  readonly cam: ClassActivationMaps | undefined;
+}
+
+/** A model ready to run: loaded once, reused for every image. */
+export interface LoadedModel {
+  readonly manifest: ModelManifest;
+  readonly identity: ModelIdentity;
+  readonly directory: string;
+  run(tensor: Float32Array): Promise<ModelOutput>;
+  close(): Promise<void>;
+}
+
+export interface RuntimeOptions {
+  /** Threads ONNX Runtime uses inside one operator. Default 2 (the station PCs have two cores). */
+  readonly intraOpThreads?: number;
+}
