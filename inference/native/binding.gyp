@@ -6,10 +6,10 @@
       "include_dirs": ["/usr/include/openjpeg-2.5"],
       "libraries": ["-lopenjp2"],
       "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wconversion", "-Wno-sign-conversion", "-fvisibility=hidden"],
-      "cflags_c": ["-std=c11"],
+      "cflags": ["-Wall", "-Wextra", "-Wconversion", "-Wno-sign-conversion", "-fvisibility=hidden"],
+      "cflags_c": ["-std=gnu11"],
       "xcode_settings": {
-        "OTHER_CFLAGS": ["-std=c11", "-O2", "-Wall", "-Wextra"]
+        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"]
       }
     }
   ]

@@ -34,6 +34,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -118,7 +119,6 @@ static uint64_t rd_be64(const uint8_t *p) {
 static cxr_status fail(cxr_job *job, cxr_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#include <stdarg.h>
 static cxr_status fail(cxr_job *job, cxr_status status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -646,14 +646,19 @@ static void complete_decode(napi_env env, napi_status status, void *data) {
   job_free(job);
 }
 
-#define THROW_IF(cond, kind, msg)                                  \
-  do {                                                             \
-    if (cond) {                                                    \
-      if (kind) napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg); \
-      else napi_throw_error(env, "ERR_J2K_INTERNAL", msg);         \
-      job_free(job);                                               \
-      return NULL;                                                 \
-    }                                                              \
+/* Throws synchronously (the TS wrapper is async, so this becomes a rejection)
+ * and frees the partially built job. type_error selects TypeError vs Error. */
+#define THROW_IF(cond, type_error, msg)                               \
+  do {                                                                \
+    if (cond) {                                                       \
+      if (type_error) {                                               \
+        napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);      \
+      } else {                                                        \
+        napi_throw_error(env, "ERR_J2K_INTERNAL", msg);               \
+      }                                                               \
+      job_free(job);                                                  \
+      return NULL;                                                    \
+    }                                                                 \
   } while (0)
 
 static bool get_number(napi_env env, napi_value v, double *out) {

@@ -1,4 +1,4 @@
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
 import { CxrError } from '../errors/index.js';
 
 export type RasterFormat = 'png' | 'jpeg';
@@ -24,11 +24,12 @@ export interface RasterGrey {
  * exactly as PIL's convert('L') does for 8-bit images (fixed point, rounded), alpha ignored.
  */
 export async function readRasterGrey(bytes: Uint8Array, format: RasterFormat): Promise<RasterGrey> {
-  let raw: { data: Buffer; info: sharp.OutputInfo };
+  let raw: { data: Buffer; info: OutputInfo };
+  let sixteen: boolean;
   try {
     const image = sharp(bytes, { failOn: 'error', limitInputPixels: 16384 * 16384 });
     const meta = await image.metadata();
-    const sixteen = meta.depth === 'ushort';
+    sixteen = meta.depth === 'ushort';
     raw = await image
       .toColourspace(sixteen ? (meta.channels ?? 1) >= 3 ? 'rgb16' : 'grey16' : meta.channels !== undefined && meta.channels >= 3 ? 'srgb' : 'b-w')
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
@@ -37,7 +38,6 @@ export async function readRasterGrey(bytes: Uint8Array, format: RasterFormat): P
     throw new CxrError('CXR_IMAGE_UNREADABLE', `${format}: ${err instanceof Error ? err.message : String(err)}`);
   }
   const { info, data } = raw;
-  const sixteen = info.depth === 'ushort';
   const channels = info.channels;
   const pixels = info.width * info.height;
   const samples = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : data;

@@ -1,0 +1,89 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { errorLine, writeLine, type CliIo } from './output.js';
+import { inferCommand } from './commands/infer.js';
+import { infoCommand } from './commands/info.js';
+import { preprocessCommand } from './commands/preprocess.js';
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected an integer from 1 to 64');
+  return n;
+}
+
+/** Builds the `cxr` program. Returns the exit code instead of exiting, so tests can run it in process. */
+export async function main(argv: readonly string[], io: CliIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  let exitCode = 0;
+  const fail = (err: unknown): void => {
+    const { code, message } = errorLine(err);
+    writeLine(io.stderr, `cxr: ${code}: ${message}`);
+    exitCode = 1;
+  };
+  const program = new Command()
+    .name('cxr')
+    .description('Chest X-ray triage: DICOM, PNG or JPEG to AI findings, exactly by the model manifest v1 contract.')
+    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+
+  program
+    .command('infer')
+    .description('Run a model on one or more images; one result per file (one JSON object per line with --json).')
+    .argument('<files...>', 'DICOM, PNG or JPEG files')
+    .requiredOption('-m, --model <dir>', 'model folder (model file + manifest.json)')
+    .option('--json', 'print one JSON object per line per file')
+    .option('--force', 'run the model even on images outside its applicability (the result stays "not applicable")')
+    .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)', positiveInt)
+    .option('--thresholds <file>', 'JSON of per-label thresholds overriding the manifest, e.g. {"pneumothorax": 0.4}')
+    .addHelpText('after', '\nExample:\n  cxr infer ../shared/dicom/cr_chest_pa_RG1_J2KI.dcm --model ../shared/models/densenet121-cxr18-random --json')
+    .action(async (files: string[], opts: { model: string; json?: boolean; force?: boolean; threads?: number; thresholds?: string }) => {
+      try {
+        const { failed, total } = await inferCommand(files, opts, io);
+        // A batch succeeds when at least one file did; per-file errors are in the output.
+        if (failed === total) exitCode = 1;
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('preprocess')
+    .description("Write a model's input tensor for one image: float32, C x H x W, little endian.")
+    .argument('<file>', 'DICOM, PNG or JPEG file')
+    .requiredOption('-m, --model <dir>', 'model folder whose manifest gives the preprocessing')
+    .requiredOption('-o, --out <file>', 'output .f32 file')
+    .addHelpText('after', '\nExample:\n  cxr preprocess ../shared/dicom/cr_chest_pa_RG1_J2KI.dcm --model ../shared/models/densenet121-cxr18-random --out /tmp/x.f32')
+    .action(async (file: string, opts: { model: string; out: string }) => {
+      try {
+        const { shape, bytes } = await preprocessCommand(file, opts);
+        writeLine(io.stderr, `wrote ${opts.out}: float32 [${shape.join(', ')}], ${bytes} bytes`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('info')
+    .description('Print the DICOM header fields the pipeline uses (no patient identifiers).')
+    .argument('<file>', 'DICOM file')
+    .option('--json', 'print JSON')
+    .action(async (file: string, opts: { json?: boolean }) => {
+      try {
+        const info = await infoCommand(file);
+        if (opts.json) writeLine(io.stdout, JSON.stringify(info));
+        else for (const [key, value] of Object.entries(info)) writeLine(io.stdout, `${key.padEnd(26)} ${JSON.stringify(value)}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; usage mistakes exit 2, like most Unix tools.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    fail(err);
+  }
+  return exitCode;
+}
