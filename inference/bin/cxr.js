@@ -1,4 +1,12 @@
 #!/usr/bin/env node
 import { main } from '../dist/cli/main.js';
 
+// `cxr ... | head` closes the pipe early: stop quietly, as Unix tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 process.exitCode = await main(process.argv);

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Sets up a fresh clone: Debian packages when missing, npm packages, the native JPEG 2000 addon, the build.
+# Safe to run again: each step skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+
+# Debian packages: dcmtk (the X-ray unit in tests), redis-server (queue), chromium (page tests),
+# libopenjp2-7-dev (native JPEG 2000 decoder), build tools for the addon.
+need=()
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -f /usr/include/openjpeg-2.5/openjpeg.h ] || need+=(libopenjp2-7-dev)
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    log "missing Debian packages (install them as root): ${need[*]}"
+  fi
+fi
+
+# onnxruntime-node's install step would download CUDA files; its CPU runtime is in the package.
+export ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log 'installing npm packages'
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+fi
+
+if [ ! -f inference/native/build/Release/cxr_openjpeg.node ] || [ inference/native/src/cxr_openjpeg.c -nt inference/native/build/Release/cxr_openjpeg.node ]; then
+  log 'building the native JPEG 2000 decoder (falls back to WebAssembly if this cannot build)'
+  bash inference/scripts/build-native.sh
+fi
+
+log 'compiling TypeScript'
+npx tsc -b
