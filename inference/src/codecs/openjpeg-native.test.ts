@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -178,6 +179,22 @@ async function rejectionOf(p: Promise<unknown>): Promise<Error & { code?: unknow
 
 const BIG = 64 * 1024 * 1024;
 
+/** The slice of dcmjs-codecs (WebAssembly OpenJPEG) used as a second oracle. */
+interface WasmCodecs {
+  NativeCodecs: {
+    initializeAsync(opts: { logCodecsInfo: boolean; logCodecsTrace: boolean }): Promise<void>;
+    isInitialized(): boolean;
+    decodeJpeg2000(ctx: object, params: Record<string, unknown>): { getDecodedBuffer(): Uint8Array };
+  };
+  Context: new (attrs: Record<string, unknown>) => object;
+}
+
+async function loadWasmOpenJpeg(): Promise<WasmCodecs> {
+  const mod = createRequire(import.meta.url)('dcmjs-codecs') as WasmCodecs;
+  if (!mod.NativeCodecs.isInitialized()) await mod.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+  return mod;
+}
+
 /* ------------------------------------------------------------------------ */
 
 describe('loadNativeOpenJpeg', () => {
@@ -231,10 +248,12 @@ describe.skipIf(!maybeNative || !haveFixtures)('native OpenJPEG decode', () => {
     expect(minMax(frame.data)).toEqual([0, 1023]);
   });
 
-  it('derived RG1 J2KR (1955x1841, 15-bit) equals the explicit VR LE reference exactly', async () => {
+  it('derived RG1 J2KR (1955x1841, 15-bit stored) equals the explicit VR LE reference exactly', async () => {
     const frame = await decodeRg1(2);
     rg1Reference = frame;
-    expect(frame).toMatchObject({ width: 1841, height: 1955, components: 1, precision: 15, signed: false });
+    // GDCM wrote this codestream with Ssiz = 16 bits although DICOM Bits Stored is 15: precision is the
+    // codestream's, not the DICOM header's.
+    expect(frame).toMatchObject({ width: 1841, height: 1955, components: 1, precision: 16, signed: false });
     expect(frame.data).toBeInstanceOf(Uint16Array);
     const reference = extractUncompressed16(new Uint8Array(readFileSync(FILES.rg1Explicit)));
     expect(reference.length).toBe(1841 * 1955);
@@ -258,6 +277,28 @@ describe.skipIf(!maybeNative || !haveFixtures)('native OpenJPEG decode', () => {
     expect(one.data).toBeInstanceOf(Uint16Array);
     expect(minMax(one.data)).toEqual([803, 26512]);
     expect(firstDifference(one.data, two.data)).toBe(-1);
+  });
+
+  it('agrees sample for sample with the WebAssembly OpenJPEG (dcmjs-codecs) on all four files', async () => {
+    const wasm = await loadWasmOpenJpeg();
+    for (const path of [FILES.rg3J2kr, FILES.rg2J2kr, FILES.rg1J2ki, FILES.rg1J2kr]) {
+      const cs = codestreamOf(path);
+      const frame = await getNative().decode(cs, { threads: 2, maxPixels: BIG });
+      const ctx = new wasm.Context({
+        width: frame.width,
+        height: frame.height,
+        bitsAllocated: 16,
+        bitsStored: frame.precision,
+        samplesPerPixel: 1,
+        pixelRepresentation: 0,
+        planarConfiguration: 0,
+        photometricInterpretation: 'MONOCHROME2',
+        encodedBuffer: cs,
+      });
+      const bytes = wasm.NativeCodecs.decodeJpeg2000(ctx, {}).getDecodedBuffer();
+      const other = new Uint16Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+      expect(firstDifference(frame.data, other), path).toBe(-1);
+    }
   });
 
   it('threads 1, 2 and 16 (clamped from 99) give identical output', async () => {
