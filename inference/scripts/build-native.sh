@@ -71,7 +71,7 @@ fi
 # --- build -------------------------------------------------------------------------------------
 cd "$inference_dir"
 echo "build-native: building native/ with $(basename "$node_gyp") (cc=$cc_bin, ${nodedir_args[*]:-node-gyp cache})" >&2
-if ! node "$node_gyp" rebuild --directory native "${nodedir_args[@]}" --loglevel=warn; then
+if ! node "$node_gyp" rebuild --directory native ${nodedir_args[@]+"${nodedir_args[@]}"} --loglevel=warn; then
   echo "build-native: ERROR: compiling the native JPEG 2000 decoder failed (see above)." >&2
   exit 1
 fi

@@ -5,7 +5,7 @@ import { toCxrError } from '../errors/index.js';
 import { activate, checkApplicability, round6, triage, type ImageFacts, type ThresholdOverrides } from '../findings/index.js';
 import { toInputTensor, type IntensityApplied } from '../preprocess/index.js';
 import type { ClassActivationMaps, LoadedModel } from '../runtime/types.js';
-import { intensityImage, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';
+import { intensitySource, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';
 
 export interface AnalyzeOptions {
   /** Run the model on an image outside the model's applicability; the result stays marked not applicable. */
@@ -92,8 +92,8 @@ export async function analyzeBytes(bytes: Uint8Array, model: LoadedModel, option
 
 /** The model's input tensor for an image (contract steps 1 to 8). */
 export function preprocessSource(source: SourceImage, input: ModelInput): { tensor: Float32Array; intensity: IntensityApplied | undefined } {
-  const { image, applied } = intensityImage(source, input.intensity);
-  return { tensor: toInputTensor(image, input), intensity: applied };
+  const { pixels, applied } = intensitySource(source, input.intensity);
+  return { tensor: toInputTensor(pixels, input), intensity: applied };
 }
 
 export async function preprocessBytes(bytes: Uint8Array, input: ModelInput, decode?: DecodeOptions): Promise<Float32Array> {

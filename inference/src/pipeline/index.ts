@@ -1,2 +1,2 @@
 export { analyzeBytes, analyzeFile, imageFacts, preprocessBytes, preprocessSource, type Analysis, type AnalyzeOptions } from './analyze.js';
-export { intensityImage, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';
+export { intensityImage, intensitySource, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';

@@ -4,7 +4,8 @@ import { readImageInfo, type ImageInfo } from '../dicom/image-info.js';
 import { parseDicom } from '../dicom/parse.js';
 import { CxrError } from '../errors/index.js';
 import { rasterFormatOf, readRasterGrey, type RasterGrey } from '../images/raster.js';
-import { applyIntensity, storedValues, type GreyImage, type IntensityApplied, type IntensityMode } from '../preprocess/index.js';
+import { intensityByLookup } from '../preprocess/intensity-lut.js';
+import { applyIntensity, storedValues, type GreyImage, type IntensityApplied, type IntensityMode, type PixelSource } from '../preprocess/index.js';
 
 /** An image read from a file: a decoded DICOM first frame, or a PNG/JPEG already in [0, 1]. */
 export type SourceImage =
@@ -30,15 +31,28 @@ export function isColourDicom(info: ImageInfo): boolean {
  * for PNG/JPEG, which skip the DICOM-only steps and the window whatever the mode says.
  */
 export function intensityImage(source: SourceImage, mode: IntensityMode): { image: GreyImage; applied: IntensityApplied | undefined } {
+  const { pixels, applied } = intensitySource(source, mode);
+  if (!('lut' in pixels)) return { image: pixels, applied };
+  const data = new Float32Array(pixels.rows * pixels.columns);
+  for (let i = 0; i < data.length; i++) data[i] = pixels.lut[(pixels.samples[i] as number) + pixels.lutOffset] as number;
+  return { image: { data, rows: pixels.rows, columns: pixels.columns }, applied };
+}
+
+/** Like `intensityImage`, but 8/16-bit greyscale stays as samples plus a lookup table (no full-size copy). */
+export function intensitySource(source: SourceImage, mode: IntensityMode): { pixels: PixelSource; applied: IntensityApplied | undefined } {
   if (source.kind === 'raster') {
     const { raster } = source;
-    return { image: { data: Float32Array.from(raster.data), rows: raster.rows, columns: raster.columns }, applied: undefined };
+    return { pixels: { data: raster.data, rows: raster.rows, columns: raster.columns }, applied: undefined };
   }
   const { info, frame } = source;
+  const fast = intensityByLookup(frame, info, mode);
+  if (fast) {
+    return { pixels: { samples: frame.samples, lut: fast.lut, lutOffset: fast.lutOffset, rows: frame.rows, columns: frame.columns }, applied: fast.applied };
+  }
   let values = storedValues(frame, info);
   if (frame.samplesPerPixel > 1) values = luma(values, frame.samplesPerPixel);
   const applied = applyIntensity(values, info, mode);
-  return { image: { data: values, rows: frame.rows, columns: frame.columns }, applied };
+  return { pixels: { data: values, rows: frame.rows, columns: frame.columns }, applied };
 }
 
 /** Colour DICOM is not applicable, but a preview (and a forced run) still needs one grey plane. */

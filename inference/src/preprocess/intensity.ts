@@ -24,20 +24,31 @@ export type IntensityApplied =
  * Contract steps 2 to 4, in place: Modality LUT, intensity to [0, 1], MONOCHROME1 inversion.
  * `values` holds the stored values from step 1 and holds intensities on return.
  */
-export function applyIntensity(values: Float32Array, module: IntensityModule, mode: IntensityMode): IntensityApplied {
+export function applyIntensity(
+  values: Float32Array,
+  module: IntensityModule,
+  mode: IntensityMode,
+  /** The image's range after the Modality LUT, when `values` is a lookup table rather than the image. */
+  imageRange?: { readonly min: number; readonly max: number },
+): IntensityApplied {
   const slope = module.rescaleSlope ?? 1;
   const intercept = module.rescaleIntercept ?? 0;
   if (slope !== 1 || intercept !== 0) {
     for (let i = 0; i < values.length; i++) values[i] = (values[i] ?? 0) * slope + intercept;
   }
-  const applied = toUnitRange(values, module, mode);
+  const applied = toUnitRange(values, module, mode, imageRange);
   if (module.photometricInterpretation === 'MONOCHROME1') {
     for (let i = 0; i < values.length; i++) values[i] = 1 - (values[i] ?? 0);
   }
   return applied;
 }
 
-function toUnitRange(values: Float32Array, module: IntensityModule, mode: IntensityMode): IntensityApplied {
+function toUnitRange(
+  values: Float32Array,
+  module: IntensityModule,
+  mode: IntensityMode,
+  imageRange: { readonly min: number; readonly max: number } | undefined,
+): IntensityApplied {
   if (mode === 'bits') {
     const scale = 2 ** module.bitsStored - 1;
     for (let i = 0; i < values.length; i++) values[i] = clamp01((values[i] ?? 0) / scale);
@@ -56,7 +67,7 @@ function toUnitRange(values: Float32Array, module: IntensityModule, mode: Intens
       return { mode: 'voi-lut', entries: lut.entries, firstValue: lut.firstValue, bits: lut.bits };
     }
   }
-  return applyMinMax(values);
+  return applyMinMax(values, imageRange);
 }
 
 function isUsableWindow(width: number, fn: VoiLutFunction): boolean {
@@ -97,13 +108,15 @@ function applyVoiLut(values: Float32Array, lut: VoiLut): void {
   }
 }
 
-function applyMinMax(values: Float32Array): IntensityApplied {
-  let min = Infinity;
-  let max = -Infinity;
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i] ?? 0;
-    if (v < min) min = v;
-    if (v > max) max = v;
+function applyMinMax(values: Float32Array, imageRange: { readonly min: number; readonly max: number } | undefined): IntensityApplied {
+  let min = imageRange?.min ?? Infinity;
+  let max = imageRange?.max ?? -Infinity;
+  if (!imageRange) {
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i] ?? 0;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
   }
   const range = max - min;
   for (let i = 0; i < values.length; i++) values[i] = range > 0 ? ((values[i] ?? 0) - min) / range : 0;

@@ -5,21 +5,48 @@ export interface GreyImage {
   readonly columns: number;
 }
 
+/**
+ * Pixels to resize: intensities, or raw samples with a lookup table giving each sample's intensity
+ * (`lut[sample + lutOffset]`), which spares a full-resolution intermediate image.
+ */
+export type PixelSource =
+  | GreyImage
+  | {
+      readonly samples: ArrayLike<number>;
+      readonly lut: Float32Array;
+      readonly lutOffset: number;
+      readonly rows: number;
+      readonly columns: number;
+    };
+
+/** A rectangle of the source, in pixels. */
+export interface Region {
+  readonly top: number;
+  readonly left: number;
+  readonly height: number;
+  readonly width: number;
+}
+
+/** The region step 5 keeps. */
+export function cropRegion(rows: number, columns: number, mode: CropMode): Region {
+  if (mode === 'none') return { top: 0, left: 0, height: rows, width: columns };
+  const size = Math.min(rows, columns);
+  return { top: Math.floor((rows - size) / 2), left: Math.floor((columns - size) / 2), height: size, width: size };
+}
+
 export type CropMode = 'none' | 'center-square';
 export type ResizeMode = 'area' | 'bilinear';
 
 /** Contract step 5: `center-square` keeps the central S x S square, S = min(rows, columns). */
 export function crop(image: GreyImage, mode: CropMode): GreyImage {
   if (mode === 'none' || image.rows === image.columns) return image;
-  const size = Math.min(image.rows, image.columns);
-  const top = Math.floor((image.rows - size) / 2);
-  const left = Math.floor((image.columns - size) / 2);
-  const out = new Float32Array(size * size);
-  for (let y = 0; y < size; y++) {
+  const { top, left, height, width } = cropRegion(image.rows, image.columns, mode);
+  const out = new Float32Array(height * width);
+  for (let y = 0; y < height; y++) {
     const from = (top + y) * image.columns + left;
-    out.set(image.data.subarray(from, from + size), y * size);
+    out.set(image.data.subarray(from, from + width), y * width);
   }
-  return { data: out, rows: size, columns: size };
+  return { data: out, rows: height, columns: width };
 }
 
 /** One output pixel's source taps along one axis. */
@@ -97,34 +124,58 @@ function taps(source: number, target: number, mode: ResizeMode): AxisTaps {
   return mode === 'area' && source >= target ? areaTaps(source, target) : bilinearTaps(source, target);
 }
 
+/** Contract step 6 on the whole image. */
+export function resize(image: PixelSource, rows: number, columns: number, mode: ResizeMode): GreyImage {
+  return resizeRegion(image, { top: 0, left: 0, height: image.rows, width: image.columns }, rows, columns, mode);
+}
+
 /**
- * Contract step 6, separable: rows first, then columns, in double precision. `area` falls back to bilinear
- * when the source is smaller than the target (OpenCV does the same).
+ * Contract steps 5 and 6 together: resizes `region` of the source without copying it out first. Separable, rows
+ * first, in double precision. `area` falls back to bilinear when the source is smaller than the target, as
+ * OpenCV does.
  */
-export function resize(image: GreyImage, rows: number, columns: number, mode: ResizeMode): GreyImage {
-  const effective: ResizeMode = mode === 'area' && (image.rows < rows || image.columns < columns) ? 'bilinear' : mode;
-  const xt = taps(image.columns, columns, effective);
-  const yt = taps(image.rows, rows, effective);
-  const src = image.data;
-  const horizontal = new Float64Array(image.rows * columns);
-  for (let y = 0; y < image.rows; y++) {
-    const rowBase = y * image.columns;
+export function resizeRegion(source: PixelSource, region: Region, rows: number, columns: number, mode: ResizeMode): GreyImage {
+  const effective: ResizeMode = mode === 'area' && (region.height < rows || region.width < columns) ? 'bilinear' : mode;
+  const xt = taps(region.width, columns, effective);
+  const yt = taps(region.height, rows, effective);
+  // Only the source rows some output row reads are resized horizontally.
+  const used = new Uint8Array(region.height);
+  for (let t = 0; t < yt.index.length; t++) used[yt.index[t] as number] = 1;
+  const horizontal = new Float64Array(region.height * columns);
+  const xStart = xt.start;
+  const xIndex = xt.index;
+  const xWeight = xt.weight;
+  for (let y = 0; y < region.height; y++) {
+    if (!used[y]) continue;
+    const rowBase = (region.top + y) * source.columns + region.left;
     const outBase = y * columns;
-    for (let x = 0; x < columns; x++) {
-      let acc = 0;
-      for (let t = xt.start[x] ?? 0, end = xt.start[x + 1] ?? 0; t < end; t++) {
-        acc += (src[rowBase + (xt.index[t] ?? 0)] ?? 0) * (xt.weight[t] ?? 0);
+    if ('lut' in source) {
+      const { samples, lut, lutOffset } = source;
+      for (let x = 0; x < columns; x++) {
+        let acc = 0;
+        for (let t = xStart[x] as number, end = xStart[x + 1] as number; t < end; t++) {
+          acc += (lut[(samples[rowBase + (xIndex[t] as number)] as number) + lutOffset] as number) * (xWeight[t] as number);
+        }
+        horizontal[outBase + x] = acc;
       }
-      horizontal[outBase + x] = acc;
+    } else {
+      const data = source.data;
+      for (let x = 0; x < columns; x++) {
+        let acc = 0;
+        for (let t = xStart[x] as number, end = xStart[x + 1] as number; t < end; t++) {
+          acc += (data[rowBase + (xIndex[t] as number)] as number) * (xWeight[t] as number);
+        }
+        horizontal[outBase + x] = acc;
+      }
     }
   }
   const acc = new Float64Array(rows * columns);
   for (let y = 0; y < rows; y++) {
     const outBase = y * columns;
-    for (let t = yt.start[y] ?? 0, end = yt.start[y + 1] ?? 0; t < end; t++) {
-      const w = yt.weight[t] ?? 0;
-      const srcBase = (yt.index[t] ?? 0) * columns;
-      for (let x = 0; x < columns; x++) acc[outBase + x] = (acc[outBase + x] ?? 0) + (horizontal[srcBase + x] ?? 0) * w;
+    for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) {
+      const w = yt.weight[t] as number;
+      const srcBase = (yt.index[t] as number) * columns;
+      for (let x = 0; x < columns; x++) acc[outBase + x] = (acc[outBase + x] as number) + (horizontal[srcBase + x] as number) * w;
     }
   }
   return { data: Float32Array.from(acc), rows, columns };

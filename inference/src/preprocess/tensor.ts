@@ -1,9 +1,10 @@
 import type { ModelInput } from '../contracts/index.js';
-import { crop, resize, type GreyImage } from './resize.js';
+import { cropRegion, resizeRegion, type PixelSource } from './resize.js';
 
 /** Contract steps 5 to 8: crop, resize, quantize, normalize (a grey image repeated into 3 channels). C x H x W. */
-export function toInputTensor(image: GreyImage, input: ModelInput): Float32Array {
-  const resized = resize(crop(image, input.crop), input.height, input.width, input.resize);
+export function toInputTensor(image: PixelSource, input: ModelInput): Float32Array {
+  const region = cropRegion(image.rows, image.columns, input.crop);
+  const resized = resizeRegion(image, region, input.height, input.width, input.resize);
   // In float32 like the training side's tensors: a tie such as 135.5 only exists at that precision.
   const grey = input.quantize === 8 ? resized.data.map((v) => roundHalfEven(Math.fround(v * 255)) / 255) : resized.data;
   const plane = input.height * input.width;
