@@ -223,7 +223,10 @@ describe('loadNativeOpenJpeg', () => {
 
 const maybeNative = loadNativeOpenJpeg();
 const haveFixtures = Object.values(FILES).every((p) => existsSync(p));
-if (!maybeNative) console.warn(`[openjpeg-native.test] addon not built (${nativeOpenJpegAddonPath()}): native decode tests skipped`);
+if (!maybeNative) {
+  const why = process.env[NATIVE_J2K_DISABLE_ENV] === '1' ? `${NATIVE_J2K_DISABLE_ENV}=1` : `addon not built or not loadable (${nativeOpenJpegAddonPath()})`;
+  console.warn(`[openjpeg-native.test] ${why}: native decode tests skipped`);
+}
 if (!haveFixtures) console.warn(`[openjpeg-native.test] DICOM fixtures missing under ${DICOM_DIR}: native decode tests skipped`);
 
 describe.skipIf(!maybeNative || !haveFixtures)('native OpenJPEG decode', () => {
@@ -339,6 +342,18 @@ describe.skipIf(!maybeNative || !haveFixtures)('native OpenJPEG decode', () => {
     const frame = await pending;
     const reference = rg1Reference ?? (await decodeRg1(2));
     expect(firstDifference(frame.data, reference.data)).toBe(-1);
+  });
+
+  it('honours the byteOffset of a view into a larger buffer', async () => {
+    const cs = codestreamOf(FILES.rg3J2kr);
+    const backing = new Uint8Array(cs.length + 13).fill(0xaa);
+    backing.set(cs, 7);
+    const view = backing.subarray(7, 7 + cs.length);
+    const [a, b] = await Promise.all([
+      getNative().decode(view, { threads: 2, maxPixels: BIG }),
+      getNative().decode(cs, { threads: 2, maxPixels: BIG }),
+    ]);
+    expect(firstDifference(a.data, b.data)).toBe(-1);
   });
 
   it('runs concurrent decodes independently', async () => {

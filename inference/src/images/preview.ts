@@ -40,7 +40,6 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
   const maxSide = options.maxSide ?? DEFAULT_PREVIEW_MAX_SIDE;
   if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(`maxSide must be a positive integer, got ${maxSide}`);
 
-  const T0 = performance.now(); const lap = (l: string) => { if (process.env.PROF) console.log(l, (performance.now() - T0).toFixed(1)); };
   let grey: GreyImage;
   let window: Preview['window'] = null;
   let scale: number;
@@ -51,11 +50,8 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
     // Contract step 1. Most frames (unsigned, nothing above BitsStored) already hold their stored values, and
     // skipping a full-size float copy of them is most of what makes a 4-megapixel preview fast.
     const stored = samplesAreStoredValues(frame, info) ? frame.samples : storedValues(frame, info);
-    lap('stored');
     grey = await shrink(stored, frame.rows, frame.columns, size);
-    lap('shrink');
     window = displayWindow(grey.data, info);
-    lap('window');
   } else {
     // PNG/JPEG, or a colour DICOM made grey (luma): already intensities in [0, 1].
     const { image } = intensityImage(source, 'bits');
@@ -65,11 +61,11 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
   }
 
   const bytes = toBytes(grey.data);
-  lap('bytes');
   const png = await sharp(bytes, { raw: { width: grey.columns, height: grey.rows, channels: 1 } })
-    .png({ compressionLevel: 3, adaptiveFiltering: false })
+    // One grey channel in the file too (sharp would otherwise write sRGB).
+    .toColourspace('b-w')
+    .png({ compressionLevel: 2, adaptiveFiltering: false })
     .toBuffer();
-  lap('png');
   return { png, width: grey.columns, height: grey.rows, scale, window };
 }
 

@@ -5,7 +5,9 @@ import { toCxrError } from '../errors/index.js';
 import { activate, checkApplicability, round6, triage, type ImageFacts, type ThresholdOverrides } from '../findings/index.js';
 import { toInputTensor, type IntensityApplied } from '../preprocess/index.js';
 import type { ClassActivationMaps, LoadedModel } from '../runtime/types.js';
-import { intensitySource, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';
+import type { ImageInfo } from '../dicom/image-info.js';
+import type { RasterFormat } from '../images/raster.js';
+import { decodeSourceImage, intensitySource, isColourDicom, readSourceHeader, readSourceImage, type SourceImage } from './source-image.js';
 
 export interface AnalyzeOptions {
   /** Run the model on an image outside the model's applicability; the result stays marked not applicable. */
@@ -13,11 +15,14 @@ export interface AnalyzeOptions {
   /** Per-site thresholds by label code, overriding the manifest's. */
   readonly thresholds?: ThresholdOverrides;
   readonly decode?: DecodeOptions;
+  /** Decode an image even when the model does not apply to it (the edge still shows it to the radiographer). */
+  readonly decodeAlways?: boolean;
 }
 
 export interface Analysis {
   readonly result: TriageResult;
-  readonly source: SourceImage;
+  /** The decoded image; undefined when it was not decoded (not applicable, and neither forced nor decodeAlways). */
+  readonly source: SourceImage | undefined;
   /** Present when the model ran and has a `cam` output. */
   readonly cam: ClassActivationMaps | undefined;
   readonly intensity: IntensityApplied | undefined;
@@ -38,34 +43,37 @@ export async function analyzeFile(file: string, model: LoadedModel, options: Ana
   const { timingsMs } = analysis.result;
   return {
     ...analysis,
-    result: { ...analysis.result, file, timingsMs: { ...timingsMs, read, total: Math.round((timingsMs.total + read) * 100) / 100 } },
+    result: { file, ...analysis.result, timingsMs: { ...timingsMs, read, total: Math.round((timingsMs.total + read) * 100) / 100 } },
   };
 }
 
-/** One image to a triage result: decode, gate, preprocess by the manifest, run, find, prioritise. */
+/**
+ * One image to a triage result: read the header, gate on applicability, decode, preprocess by the manifest, run,
+ * find, prioritise. An image outside the model's applicability is not decoded unless `force` or `decodeAlways`.
+ */
 export async function analyzeBytes(bytes: Uint8Array, model: LoadedModel, options: AnalyzeOptions = {}): Promise<Analysis> {
   const start = performance.now();
-  const source = await readSourceImage(bytes, options.decode);
-  const decode = ms(start);
   const { manifest, identity } = model;
-  const gate = checkApplicability(manifest, imageFacts(source));
+  const header = readSourceHeader(bytes);
+  const gate = checkApplicability(manifest, header.kind === 'dicom' ? dicomFacts(header.info) : rasterFacts(header.format));
   const base = {
     schemaVersion: 1 as const,
-    sopInstanceUid: source.kind === 'dicom' ? (source.info.sopInstanceUid ?? null) : null,
-    studyInstanceUid: source.kind === 'dicom' ? (source.info.studyInstanceUid ?? null) : null,
+    sopInstanceUid: header.kind === 'dicom' ? (header.info.sopInstanceUid ?? null) : null,
+    studyInstanceUid: header.kind === 'dicom' ? (header.info.studyInstanceUid ?? null) : null,
     applicable: gate.applicable,
     ...(gate.reason ? { reason: gate.reason } : {}),
     applicability: gate.applicability,
     model: identity,
-    ...(source.kind === 'dicom' ? { decoder: source.frame.decoder } : {}),
   };
+  if (!gate.applicable && !options.force && !options.decodeAlways) {
+    const result: TriageResult = { ...base, findings: [], priority: 'routine', timingsMs: { decode: ms(start), preprocess: 0, infer: 0, total: ms(start) } };
+    return { result, source: undefined, cam: undefined, intensity: undefined };
+  }
+  const source = header.kind === 'dicom' ? await decodeSourceImage(header, options.decode) : await readSourceImage(bytes, options.decode);
+  const decode = ms(start);
+  const decoder = source.kind === 'dicom' ? { decoder: source.frame.decoder } : {};
   if (!gate.applicable && !options.force) {
-    const result: TriageResult = {
-      ...base,
-      findings: [],
-      priority: 'routine',
-      timingsMs: { decode, preprocess: 0, infer: 0, total: ms(start) },
-    };
+    const result: TriageResult = { ...base, ...decoder, findings: [], priority: 'routine', timingsMs: { decode, preprocess: 0, infer: 0, total: ms(start) } };
     return { result, source, cam: undefined, intensity: undefined };
   }
 
@@ -81,6 +89,7 @@ export async function analyzeBytes(bytes: Uint8Array, model: LoadedModel, option
   const triaged = gate.applicable ? triage(manifest.labels, probabilities, options.thresholds) : { findings: [], priority: 'routine' as const };
   const result: TriageResult = {
     ...base,
+    ...decoder,
     ...(gate.applicable ? {} : { forced: true }),
     probabilities,
     findings: triaged.findings,
@@ -101,16 +110,14 @@ export async function preprocessBytes(bytes: Uint8Array, input: ModelInput, deco
 }
 
 export function imageFacts(source: SourceImage): ImageFacts {
-  if (source.kind === 'raster') {
-    // PNG/JPEG colour is made grey by the contract's luma step, so it does not gate.
-    return { modality: undefined, bodyPart: undefined, view: undefined, colour: false, format: source.raster.format };
-  }
-  const { info } = source;
-  return {
-    modality: info.modality,
-    bodyPart: info.bodyPartExamined,
-    view: info.viewPosition,
-    colour: isColourDicom(info),
-    format: 'dicom',
-  };
+  return source.kind === 'raster' ? rasterFacts(source.raster.format) : dicomFacts(source.info);
+}
+
+/** PNG/JPEG colour is made grey by the contract's luma step, so it does not gate. */
+function rasterFacts(format: RasterFormat): ImageFacts {
+  return { modality: undefined, bodyPart: undefined, view: undefined, colour: false, format };
+}
+
+function dicomFacts(info: ImageInfo): ImageFacts {
+  return { modality: info.modality, bodyPart: info.bodyPartExamined, view: info.viewPosition, colour: isColourDicom(info), format: 'dicom' };
 }

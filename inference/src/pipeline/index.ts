@@ -1,2 +1,2 @@
 export { analyzeBytes, analyzeFile, imageFacts, preprocessBytes, preprocessSource, type Analysis, type AnalyzeOptions } from './analyze.js';
-export { intensityImage, intensitySource, isColourDicom, readSourceImage, type SourceImage } from './source-image.js';
+export { decodeSourceImage, intensityImage, intensitySource, isColourDicom, readSourceHeader, readSourceImage, type SourceHeader, type SourceImage } from './source-image.js';

@@ -1,9 +1,9 @@
 import { decodeFrame, type DecodeOptions, type DecodedFrame } from '../codecs/index.js';
 import { firstFrame } from '../dicom/frames.js';
 import { readImageInfo, type ImageInfo } from '../dicom/image-info.js';
-import { parseDicom } from '../dicom/parse.js';
+import { parseDicom, type ParsedDicom } from '../dicom/parse.js';
 import { CxrError } from '../errors/index.js';
-import { rasterFormatOf, readRasterGrey, type RasterGrey } from '../images/raster.js';
+import { rasterFormatOf, readRasterGrey, type RasterFormat, type RasterGrey } from '../images/raster.js';
 import { intensityByLookup } from '../preprocess/intensity-lut.js';
 import { applyIntensity, storedValues, type GreyImage, type IntensityApplied, type IntensityMode, type PixelSource } from '../preprocess/index.js';
 
@@ -13,11 +13,25 @@ export type SourceImage =
   | { readonly kind: 'raster'; readonly raster: RasterGrey };
 
 export async function readSourceImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<SourceImage> {
+  const header = readSourceHeader(bytes);
+  return header.kind === 'raster' ? { kind: 'raster', raster: await readRasterGrey(bytes, header.format) } : decodeSourceImage(header, options);
+}
+
+/** The header alone: enough to gate on applicability before paying for a decode. */
+export type SourceHeader =
+  | { readonly kind: 'dicom'; readonly parsed: ParsedDicom; readonly info: ImageInfo }
+  | { readonly kind: 'raster'; readonly format: RasterFormat };
+
+export function readSourceHeader(bytes: Uint8Array): SourceHeader {
   if (bytes.length === 0) throw new CxrError('CXR_EMPTY_FILE');
-  const raster = rasterFormatOf(bytes);
-  if (raster) return { kind: 'raster', raster: await readRasterGrey(bytes, raster) };
+  const format = rasterFormatOf(bytes);
+  if (format) return { kind: 'raster', format };
   const parsed = parseDicom(bytes);
-  const info = readImageInfo(parsed);
+  return { kind: 'dicom', parsed, info: readImageInfo(parsed) };
+}
+
+export async function decodeSourceImage(header: SourceHeader & { kind: 'dicom' }, options: DecodeOptions = {}): Promise<SourceImage> {
+  const { parsed, info } = header;
   const frame = await decodeFrame(info.transferSyntaxUid, firstFrame(parsed, info), info, options);
   return { kind: 'dicom', info, frame };
 }
