@@ -81,6 +81,8 @@ async function decodeJpeg2000(codestream: Uint8Array, geometry: FrameGeometry, o
       maxPixels: geometry.rows * geometry.columns * geometry.samplesPerPixel,
     });
   } catch (err) {
+    // Shapes the addon refuses on principle (palettes, many tiles, mixed precision) may still be fine in WASM.
+    if ((err as { code?: string }).code === 'ERR_J2K_UNSUPPORTED') return decodeWithDcmjs('jpeg2000', codestream, geometry);
     throw new CxrError('CXR_DECODE_FAILED', `JPEG 2000: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (decoded.width !== geometry.columns || decoded.height !== geometry.rows || decoded.components !== geometry.samplesPerPixel) {

@@ -1,22 +1,27 @@
 import sharp from 'sharp';
+import type { DecodedFrame } from '../codecs/index.js';
 import type { ImageInfo } from '../dicom/image-info.js';
 import { intensityImage, isColourDicom, type SourceImage } from '../pipeline/source-image.js';
-import type { DecodedFrame } from '../codecs/index.js';
 import { applyIntensity, storedValues, type GreyImage } from '../preprocess/index.js';
 
 export interface PreviewOptions {
   /** Longest side of the preview in pixels; smaller images are never upscaled. Default 1024. */
   readonly maxSide?: number;
+  /**
+   * PNG encoding: `fast` (default, zlib level 2, no row filters: about 10 ms for 1024 x 1024) or `small` (level 6 with
+   * adaptive row filters: about a third smaller, several times slower), for a preview that goes over a slow link.
+   */
+  readonly compression?: 'fast' | 'small';
 }
 
 export interface Preview {
-  /** 8-bit greyscale PNG: air dark, bone bright. */
+  /** 8-bit greyscale PNG (one channel): air dark, bone bright. */
   readonly png: Buffer;
   readonly width: number;
   readonly height: number;
   /**
-   * How the source maps onto the preview: preview pixels per source pixel (`maxSide / longest side`, or 1 when the
-   * source was small enough). Exact on the long side; the short side is rounded to whole pixels.
+   * How the source maps onto the preview: preview pixels per source pixel, `maxSide / longest side`, or 1 when the
+   * source was small enough. Exact on the long side; the short side is rounded to whole pixels.
    */
   readonly scale: number;
   /** The window the grey levels show, in modality units (after RescaleSlope/Intercept); null for PNG/JPEG. */
@@ -25,16 +30,19 @@ export interface Preview {
 
 export const DEFAULT_PREVIEW_MAX_SIDE = 1024;
 
-/** Robust display window: these percentiles of the image's values map to black and white. */
+/** Robust display window: these fractions of the pixels fall below black and above white. */
 const LOW_PERCENTILE = 0.005;
 const HIGH_PERCENTILE = 0.995;
 const HISTOGRAM_BINS = 4096;
 
 /**
- * A display preview of a source image. DICOM: stored values (contract step 1), area-shrunk to the preview size first
- * (averaging then windowing looks the same and is about four times less work), Modality LUT, the file's first
- * window (else the 0.5th to 99.5th percentile of the image), MONOCHROME1 inverted. PNG/JPEG are already in [0, 1]
- * and are only shrunk. The processing steps are the preprocessing contract's own functions.
+ * A display preview of a source image.
+ *
+ * DICOM: stored values (contract step 1) shrunk to the preview size first (windowing an average looks the same as
+ * averaging windowed pixels, and it is a quarter of the work on a 4-megapixel CR), then the contract's own
+ * `applyIntensity`: Modality LUT, the file's first window (else the 0.5th to 99.5th percentile of the image, taken
+ * from a histogram), MONOCHROME1 inverted so that bone is bright. PNG/JPEG (and colour DICOM, made grey) are already
+ * in [0, 1] and are only shrunk.
  */
 export async function renderPreview(source: SourceImage, options: PreviewOptions = {}): Promise<Preview> {
   const maxSide = options.maxSide ?? DEFAULT_PREVIEW_MAX_SIDE;
@@ -47,24 +55,22 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
     const { info, frame } = source;
     const size = previewSize(frame.rows, frame.columns, maxSide);
     scale = size.scale;
-    // Contract step 1. Most frames (unsigned, nothing above BitsStored) already hold their stored values, and
-    // skipping a full-size float copy of them is most of what makes a 4-megapixel preview fast.
-    const stored = samplesAreStoredValues(frame, info) ? frame.samples : storedValues(frame, info);
-    grey = await shrink(stored, frame.rows, frame.columns, size);
+    const direct = samplesAsStoredValues(frame, info);
+    grey = await shrink(direct?.samples ?? storedValues(frame, info), frame.rows, frame.columns, size);
+    if (direct?.clampTo !== undefined) clampAbove(grey.data, direct.clampTo);
     window = displayWindow(grey.data, info);
   } else {
-    // PNG/JPEG, or a colour DICOM made grey (luma): already intensities in [0, 1].
     const { image } = intensityImage(source, 'bits');
     const size = previewSize(image.rows, image.columns, maxSide);
     scale = size.scale;
     grey = await shrink(image.data, image.rows, image.columns, size);
   }
 
-  const bytes = toBytes(grey.data);
-  const png = await sharp(bytes, { raw: { width: grey.columns, height: grey.rows, channels: 1 } })
-    // One grey channel in the file too (sharp would otherwise write sRGB).
+  const small = options.compression === 'small';
+  const png = await sharp(toBytes(grey.data), { raw: { width: grey.columns, height: grey.rows, channels: 1 } })
+    // One grey channel in the file as well (sharp would otherwise write sRGB).
     .toColourspace('b-w')
-    .png({ compressionLevel: 2, adaptiveFiltering: false })
+    .png({ compressionLevel: small ? 6 : 2, adaptiveFiltering: small })
     .toBuffer();
   return { png, width: grey.columns, height: grey.rows, scale, window };
 }
@@ -88,23 +94,53 @@ export function previewSize(rows: number, columns: number, maxSide: number): Pre
 }
 
 /**
- * True when the frame's samples are already the stored values of contract step 1: unsigned 8 or 16-bit words
- * starting at bit 0, none above 2^BitsStored - 1 (so there is nothing to mask or clamp).
+ * Most frames already hold their stored values (contract step 1), and skipping the full-size float copy of them is
+ * a good part of what makes a preview fast. Unsigned 8 or 16-bit samples qualify when:
+ * - decoded: step 1 only clamps a lossy decoder's overshoot of a step, so the clamp is done after shrinking
+ *   (`clampTo`), where it changes an averaged pixel by a fraction of a step at most;
+ * - native: the stored bits start at bit 0 and no sample has a bit above them set (nothing to mask).
  */
-function samplesAreStoredValues(frame: DecodedFrame, info: ImageInfo): frame is DecodedFrame & { samples: Uint8Array | Uint16Array } {
+function samplesAsStoredValues(
+  frame: DecodedFrame,
+  info: ImageInfo,
+): { samples: Uint8Array | Uint16Array; clampTo: number | undefined } | undefined {
   const { samples } = frame;
-  if (info.pixelRepresentation !== 0 || !(samples instanceof Uint8Array || samples instanceof Uint16Array)) return false;
-  if (frame.origin === 'native' && info.highBit + 1 !== info.bitsStored) return false;
+  if (info.pixelRepresentation !== 0 || !(samples instanceof Uint8Array || samples instanceof Uint16Array)) return undefined;
   const max = 2 ** info.bitsStored - 1;
-  if (max >= (samples instanceof Uint8Array ? 0xff : 0xffff)) return true;
-  for (let i = 0; i < samples.length; i++) if ((samples[i] ?? 0) > max) return false;
-  return true;
+  const full = max >= (samples instanceof Uint8Array ? 0xff : 0xffff);
+  if (frame.origin === 'decoded') return { samples, clampTo: full ? undefined : max };
+  if (info.highBit + 1 !== info.bitsStored) return undefined;
+  if (full) return { samples, clampTo: undefined };
+  return samples instanceof Uint16Array ? (maxOf16(samples) <= max ? { samples, clampTo: undefined } : undefined) : maxOf8(samples) <= max ? { samples, clampTo: undefined } : undefined;
+}
+
+// One loop per array type keeps each one monomorphic (fast).
+function maxOf16(samples: Uint16Array): number {
+  let m = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const v = samples[i] ?? 0;
+    if (v > m) m = v;
+  }
+  return m;
+}
+
+function maxOf8(samples: Uint8Array): number {
+  let m = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const v = samples[i] ?? 0;
+    if (v > m) m = v;
+  }
+  return m;
+}
+
+function clampAbove(values: Float32Array, max: number): void {
+  for (let i = 0; i < values.length; i++) if ((values[i] ?? 0) > max) values[i] = max;
 }
 
 /**
- * Shrinks to the preview size with libvips (triangle filter as wide as the shrink, which averages like `area`
- * does), in the samples' own precision, returned as floats. Several times faster than the contract's float `resize`,
- * and a preview needs no bit-exact match with the model's input.
+ * Shrinks to the preview size with libvips: a triangle filter as wide as the shrink factor, which averages the
+ * source pixels much as `area` does, several times faster than the contract's float `resize` (a preview needs no
+ * bit-exact match with the model's input). Returned as floats, values unscaled.
  */
 async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
   if (size.rows === rows && size.columns === columns) {
@@ -117,15 +153,16 @@ async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: numbe
     .raw({ depth: 'float' })
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 1 || info.width !== size.columns || info.height !== size.rows) {
-    throw new Error(`preview shrink returned ${info.width} x ${info.height} x ${info.channels}`);
+    throw new Error(`preview shrink returned ${info.width} x ${info.height} x ${info.channels}, expected ${size.columns} x ${size.rows} x 1`);
   }
-  // Copied: sharp's output buffer need not be 4-byte aligned.
-  return { data: new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length)), rows: size.rows, columns: size.columns };
+  // A copy: sharp's buffer need not be 4-byte aligned.
+  const floats = new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length));
+  return { data: floats, rows: size.rows, columns: size.columns };
 }
 
 /**
  * Contract steps 2 to 4 on the shrunk stored values, in place, with a display window: the file's first usable
- * WindowCenter/Width (with its VOI LUT Function), else a robust window from the percentiles. Returns the window used.
+ * WindowCenter/Width (with its VOI LUT Function), else a robust window from the percentiles. Returns the window.
  */
 function displayWindow(values: Float32Array, info: ImageInfo): Preview['window'] {
   const center = info.windowCenters[0];
@@ -141,12 +178,13 @@ function displayWindow(values: Float32Array, info: ImageInfo): Preview['window']
       ...info,
       windowCenters: robust ? [robust.center] : [],
       windowWidths: robust ? [robust.width] : [],
-      // LINEAR_EXACT maps center ± width/2 exactly onto black and white.
+      // LINEAR_EXACT maps center - width/2 and center + width/2 exactly onto black and white.
       voiLutFunction: 'LINEAR_EXACT',
       voiLuts: [],
     },
     'window',
   );
+  // A flat image has no window: applyIntensity fell back to min/max (all black, or all white for MONOCHROME1).
   return applied.mode === 'window' ? { center: applied.center, width: applied.width } : null;
 }
 
@@ -156,7 +194,7 @@ function isUsableWindow(width: number, fn: ImageInfo['voiLutFunction']): boolean
 }
 
 /**
- * The 0.5th and 99.5th percentiles of the stored values, from a histogram (one pass for the range, one to count),
+ * The 0.5th and 99.5th percentiles of the stored values from a histogram (one pass for the range, one to count),
  * carried through the Modality LUT. Undefined for a flat image.
  */
 function percentileWindow(values: Float32Array, info: ImageInfo): { center: number; width: number } | undefined {
@@ -176,31 +214,24 @@ function percentileWindow(values: Float32Array, info: ImageInfo): { center: numb
   }
   const lowCount = LOW_PERCENTILE * values.length;
   const highCount = HIGH_PERCENTILE * values.length;
-  let low = 0;
+  let low = -1;
   let high = HISTOGRAM_BINS - 1;
   let seen = 0;
-  let lowFound = false;
   for (let b = 0; b < HISTOGRAM_BINS; b++) {
     seen += bins[b] ?? 0;
-    if (!lowFound && seen > lowCount) {
-      low = b;
-      lowFound = true;
-    }
+    if (low < 0 && seen > lowCount) low = b;
     if (seen >= highCount) {
       high = b;
       break;
     }
   }
-  // Lower edge of the low bin to upper edge of the high bin, so that a two-level image still gets a window.
-  const lo = min + low / binScale;
-  const hi = min + (high + 1) / binScale;
+  // From the lower edge of the low bin to the upper edge of the high bin, so that even a two-level image gets one.
   const slope = info.rescaleSlope ?? 1;
   const intercept = info.rescaleIntercept ?? 0;
-  const a = lo * slope + intercept;
-  const b = hi * slope + intercept;
+  const a = (min + Math.max(low, 0) / binScale) * slope + intercept;
+  const b = (min + (high + 1) / binScale) * slope + intercept;
   const width = Math.abs(b - a);
-  if (!(width > 0)) return undefined;
-  return { center: (a + b) / 2, width };
+  return width > 0 ? { center: (a + b) / 2, width } : undefined;
 }
 
 function toBytes(values: Float32Array): Uint8ClampedArray {
