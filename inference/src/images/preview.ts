@@ -111,7 +111,8 @@ function samplesAsStoredValues(
   if (frame.origin === 'decoded') return { samples, clampTo: full ? undefined : max };
   if (info.highBit + 1 !== info.bitsStored) return undefined;
   if (full) return { samples, clampTo: undefined };
-  return samples instanceof Uint16Array ? (maxOf16(samples) <= max ? { samples, clampTo: undefined } : undefined) : maxOf8(samples) <= max ? { samples, clampTo: undefined } : undefined;
+  const highest = samples instanceof Uint16Array ? maxOf16(samples) : maxOf8(samples);
+  return highest <= max ? { samples, clampTo: undefined } : undefined;
 }
 
 // One loop per array type keeps each one monomorphic (fast).
@@ -144,7 +145,7 @@ function clampAbove(values: Float32Array, max: number): void {
  */
 async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
   if (size.rows === rows && size.columns === columns) {
-    return { data: data instanceof Float32Array ? data : Float32Array.from(data), rows, columns };
+    return { data: data instanceof Float32Array ? data : new Float32Array(data), rows, columns };
   }
   const { data: out, info } = await sharp(data, { raw: { width: columns, height: rows, channels: 1 } })
     .resize(size.columns, size.rows, { kernel: 'linear', fit: 'fill' })
