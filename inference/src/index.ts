@@ -11,3 +11,4 @@ export * from './preprocess/index.js';
 export * from './findings/index.js';
 export * from './runtime/index.js';
 export * from './pipeline/index.js';
+export * from './images/index.js';

@@ -50,9 +50,10 @@ export class DicomDataset {
     return text === undefined ? [] : text.split('\\').map((v) => v.trim());
   }
 
-  /** Decimal String / Integer String values; unparsable ones are dropped. */
+  /** Decimal String / Integer String values; empty and unparsable ones are dropped (Number('') would be 0). */
   decimals(tag: number): number[] {
     return this.strings(tag)
+      .filter((v) => v !== '')
       .map((v) => Number(v))
       .filter((v) => Number.isFinite(v));
   }

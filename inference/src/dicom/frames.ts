@@ -14,13 +14,18 @@ export function firstFrame(parsed: ParsedDicom, info: ImageInfo): EncodedFrame {
   if (!pixelData.encapsulated) {
     const frameBits = info.rows * info.columns * info.samplesPerPixel * info.bitsAllocated;
     const frameBytes = Math.ceil(frameBits / 8);
-    if (pixelData.bytes.length < frameBytes) {
+    const littleEndian = parsed.dataset.littleEndian;
+    // Explicit VR Big Endian writes OW as 16-bit words: 8-bit (and 1-bit) samples come byte-swapped in pairs.
+    const wordSwapped = !littleEndian && info.bitsAllocated <= 8 && pixelData.vr === 'OW';
+    const needed = wordSwapped ? frameBytes + (frameBytes % 2) : frameBytes;
+    if (pixelData.bytes.length < needed) {
       throw new CxrError(
         'CXR_PIXEL_DATA_SHORT',
-        `${pixelData.bytes.length} bytes for ${info.rows} x ${info.columns} x ${info.samplesPerPixel} at ${info.bitsAllocated} bits (${frameBytes} needed)`,
+        `${pixelData.bytes.length} bytes for ${info.rows} x ${info.columns} x ${info.samplesPerPixel} at ${info.bitsAllocated} bits (${needed} needed)`,
       );
     }
-    return { encapsulated: false, bytes: pixelData.bytes.subarray(0, frameBytes), littleEndian: parsed.dataset.littleEndian };
+    if (wordSwapped) return { encapsulated: false, bytes: swapPairs(pixelData.bytes.subarray(0, needed)).subarray(0, frameBytes), littleEndian };
+    return { encapsulated: false, bytes: pixelData.bytes.subarray(0, frameBytes), littleEndian };
   }
   const fragments = pixelData.fragments;
   if (fragments.length === 0) throw new CxrError('CXR_NO_PIXEL_DATA', 'encapsulated Pixel Data has no fragments');
@@ -33,8 +38,10 @@ function firstFrameFragments(parsed: ParsedDicom, fragments: readonly Uint8Array
   if (!first) return fragments;
   // Offsets in the offset tables count from the first fragment's item tag.
   const itemOffset = (fragment: Uint8Array): number => fragment.byteOffset - first.byteOffset;
-  const secondFrameOffset = frameOffsets(parsed)[1];
-  if (secondFrameOffset !== undefined) return fragments.filter((f) => itemOffset(f) < secondFrameOffset);
+  // A usable table starts at 0 and grows; writers that fill it with zeros (or garbage) are ignored.
+  const offsets = frameOffsets(parsed);
+  const secondFrameOffset = offsets[0] === 0 ? offsets[1] : undefined;
+  if (secondFrameOffset !== undefined && secondFrameOffset > 0) return fragments.filter((f) => itemOffset(f) < secondFrameOffset);
   if (fragments.length === frames) return [first];
   // No offset table: a frame starts where a fragment opens with the codec's start marker.
   const startsFrame = (f: Uint8Array): boolean =>
@@ -61,6 +68,16 @@ function frameOffsets(parsed: ParsedDicom): number[] {
   const view = new DataView(bot.buffer, bot.byteOffset, bot.byteLength);
   const out: number[] = [];
   for (let i = 0; i + 4 <= bot.length; i += 4) out.push(view.getUint32(i, true));
+  return out;
+}
+
+/** A copy with each pair of bytes swapped (OW words to bytes in file order). */
+function swapPairs(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  for (let i = 0; i + 1 < bytes.length; i += 2) {
+    out[i] = bytes[i + 1] as number;
+    out[i + 1] = bytes[i] as number;
+  }
   return out;
 }
 

@@ -111,11 +111,13 @@ export function readImageInfo(parsed: ParsedDicom): ImageInfo {
     windowCenters: ds.decimals(Tag.WindowCenter),
     windowWidths: ds.decimals(Tag.WindowWidth),
     voiLutFunction: voiFunction === 'LINEAR_EXACT' || voiFunction === 'SIGMOID' ? voiFunction : 'LINEAR',
-    voiLuts: ds.sequence(Tag.VoiLutSequence).flatMap((item) => voiLutOf(item, ds.littleEndian, pixelRepresentation === 1)),
+    voiLuts: ds.sequence(Tag.VoiLutSequence).flatMap((item) => voiLutOf(item, pixelRepresentation === 1)),
   };
 }
 
-function voiLutOf(item: DicomDataset, littleEndian: boolean, signedPixels: boolean): VoiLut[] {
+/** Reads one VOI LUT item in the item's own byte order (an undefined-length UN item is little endian in any file). */
+function voiLutOf(item: DicomDataset, signedPixels: boolean): VoiLut[] {
+  const littleEndian = item.littleEndian;
   const descriptor = item.uint16s(Tag.LutDescriptor);
   const dataBytes = item.bytes(Tag.LutData);
   if (descriptor.length < 3 || !dataBytes) return [];

@@ -2,7 +2,7 @@ import { inflateRawSync } from 'node:zlib';
 import { CxrError } from '../errors/index.js';
 import { DicomDataset, type DicomElement } from './dataset.js';
 import { Tag, formatTag, implicitSequenceTags } from './tags.js';
-import { TransferSyntax } from './uids.js';
+import { TransferSyntax, isKnownTransferSyntax, transferSyntaxName } from './uids.js';
 
 /** Safety limits: a hostile file fails with CXR_LIMIT_EXCEEDED instead of exhausting the stack or memory. */
 export interface ParseLimits {
@@ -33,7 +33,10 @@ export type PixelDataElement =
 
 export interface ParsedDicom {
   readonly transferSyntaxUid: string;
-  /** True for Part 10 files (128-byte preamble, "DICM"); false for headerless ACR-NEMA style files. */
+  /**
+   * True when File Meta Information (group 0002) was read, as in Part 10 files; false for headerless ACR-NEMA style
+   * files (and for the rare file with a preamble and "DICM" but no File Meta), whose transfer syntax is inferred.
+   */
   readonly hasFileMeta: boolean;
   readonly meta: DicomDataset | undefined;
   readonly dataset: DicomDataset;
@@ -52,6 +55,9 @@ interface Syntax {
   readonly littleEndian: boolean;
 }
 
+const implicitLittleEndian: Syntax = { explicitVr: false, littleEndian: true };
+const explicitLittleEndian: Syntax = { explicitVr: true, littleEndian: true };
+
 function syntaxOf(uid: string): Syntax {
   if (uid === TransferSyntax.ImplicitVRLittleEndian) return { explicitVr: false, littleEndian: true };
   if (uid === TransferSyntax.ExplicitVRBigEndian) return { explicitVr: true, littleEndian: false };
@@ -61,8 +67,21 @@ function syntaxOf(uid: string): Syntax {
 
 /**
  * Parses a DICOM Part 10 file or a headerless ACR-NEMA style stream. Values stay views into `bytes`.
+ * Every failure is a CxrError: malformed input never escapes as a RangeError or a stack overflow.
  */
 export function parseDicom(bytes: Uint8Array, limits: ParseLimits = defaultParseLimits): ParsedDicom {
+  try {
+    return parse(bytes, limits);
+  } catch (err) {
+    if (err instanceof CxrError) throw err;
+    if (err instanceof RangeError && /call stack/iu.test(err.message)) {
+      throw new CxrError('CXR_LIMIT_EXCEEDED', 'sequences nested too deeply for the stack', { cause: err });
+    }
+    throw new CxrError('CXR_MALFORMED', err instanceof Error ? err.message : String(err), { cause: err });
+  }
+}
+
+function parse(bytes: Uint8Array, limits: ParseLimits): ParsedDicom {
   if (bytes.length === 0) throw new CxrError('CXR_EMPTY_FILE');
   const hasPreamble = bytes.length >= 132 && ascii(bytes, 128, 4) === 'DICM';
   const bareMagic = !hasPreamble && bytes.length >= 4 && ascii(bytes, 0, 4) === 'DICM';
@@ -78,47 +97,100 @@ export function parseDicom(bytes: Uint8Array, limits: ParseLimits = defaultParse
   let transferSyntaxUid: string;
 
   const startsWithMeta = bytes.length >= metaStart + 8 && readUint16(bytes, metaStart, true) === 0x0002;
-  if (hasPreamble || bareMagic || startsWithMeta) {
-    const metaParser = new Parser(bytes, { explicitVr: true, littleEndian: true }, limits, counter);
+  if (startsWithMeta) {
+    // File Meta is Explicit VR Little Endian; a few old writers used Implicit VR, told apart by the missing VR.
+    const metaSyntax = ALL_VRS.has(ascii(bytes, metaStart + 4, 2)) ? explicitLittleEndian : implicitLittleEndian;
+    const metaParser = new Parser(bytes, metaSyntax, limits, counter);
     const metaResult = metaParser.parseMetaGroup(metaStart);
     meta = metaResult.dataset;
     datasetStart = metaResult.end;
     const ts = meta.string(Tag.TransferSyntaxUid);
-    if (!ts) throw new CxrError('CXR_MALFORMED', 'File Meta Information has no Transfer Syntax UID');
-    transferSyntaxUid = ts;
+    if (ts) transferSyntaxUid = ts;
+    else {
+      // No Transfer Syntax UID: infer it from the dataset's first element, as for headerless files.
+      if (datasetStart + 8 > bytes.length) throw new CxrError('CXR_TRUNCATED', 'the file ends after its File Meta Information');
+      transferSyntaxUid = guessHeaderlessSyntax(bytes, datasetStart, 'CXR_MALFORMED');
+    }
+  } else if (hasPreamble || bareMagic) {
+    // "DICM" promises File Meta. Without it the file is cut short, or was written with the dataset straight after.
+    if (metaStart + 8 > bytes.length) throw new CxrError('CXR_TRUNCATED', 'File Meta Information missing');
+    transferSyntaxUid = guessHeaderlessSyntax(bytes, metaStart, 'CXR_MALFORMED');
   } else {
-    transferSyntaxUid = guessHeaderlessSyntax(bytes);
+    transferSyntaxUid = guessHeaderlessSyntax(bytes, 0, 'CXR_NOT_DICOM');
   }
 
   let body = bytes;
   if (transferSyntaxUid === TransferSyntax.DeflatedExplicitVRLittleEndian) {
-    try {
-      body = new Uint8Array(inflateRawSync(bytes.subarray(datasetStart), { maxOutputLength: limits.maxInflatedBytes }));
-    } catch (err) {
-      const tooBig = err instanceof RangeError || (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
-      throw new CxrError(tooBig ? 'CXR_LIMIT_EXCEEDED' : 'CXR_MALFORMED', `deflated dataset: ${(err as Error).message}`);
-    }
+    body = inflateDataset(bytes.subarray(datasetStart), limits);
     datasetStart = 0;
   }
 
-  const parser = new Parser(body, syntaxOf(transferSyntaxUid), limits, counter);
-  const { dataset, pixelData } = parser.parseTopLevel(datasetStart);
-  if (dataset.tags().length === 0) throw new CxrError('CXR_NOT_DICOM', 'no DICOM elements found');
+  let syntax = syntaxOf(transferSyntaxUid);
+  // A common writer bug: the meta says one VR encoding and the dataset uses the other. Trust the first element.
+  if (syntax.littleEndian && datasetStart + 8 <= body.length) {
+    const looksExplicit = ALL_VRS.has(ascii(body, datasetStart + 4, 2));
+    if (looksExplicit !== syntax.explicitVr && readUint16(body, datasetStart, true) !== 0xfffe) {
+      syntax = looksExplicit ? explicitLittleEndian : implicitLittleEndian;
+    }
+  }
+
+  let dataset: DicomDataset;
+  let pixelData: PixelDataElement | undefined;
+  try {
+    ({ dataset, pixelData } = new Parser(body, syntax, limits, counter).parseTopLevel(datasetStart));
+  } catch (err) {
+    // An unknown syntax may not encode its dataset as Explicit VR Little Endian: say what the real problem is.
+    if (err instanceof CxrError && (err.code === 'CXR_MALFORMED' || err.code === 'CXR_TRUNCATED') && !isKnownTransferSyntax(transferSyntaxUid)) {
+      throw new CxrError('CXR_UNSUPPORTED_TRANSFER_SYNTAX', `${transferSyntaxName(transferSyntaxUid)} (${err.message})`, { cause: err });
+    }
+    throw err;
+  }
+  if (dataset.tags().length === 0) {
+    if (meta) throw new CxrError('CXR_TRUNCATED', 'the file ends after its File Meta Information');
+    throw new CxrError('CXR_NOT_DICOM', 'no DICOM elements found');
+  }
   return { transferSyntaxUid, hasFileMeta: meta !== undefined, meta, dataset, pixelData };
 }
 
-/** Headerless files carry no transfer syntax: tell Implicit from Explicit VR by whether a VR follows the tag. */
-function guessHeaderlessSyntax(bytes: Uint8Array): string {
-  if (bytes.length < 8) throw new CxrError('CXR_NOT_DICOM', 'too short to be DICOM');
-  const groupLe = readUint16(bytes, 0, true);
-  const groupBe = readUint16(bytes, 0, false);
-  const vr = ascii(bytes, 4, 2);
-  const plausibleGroup = (g: number): boolean => g === 0x0000 || g === 0x0008 || g === 0x0010;
-  if (plausibleGroup(groupLe)) {
+/** Inflates a Deflated Explicit VR Little Endian dataset, bounded by `maxInflatedBytes`. */
+function inflateDataset(deflated: Uint8Array, limits: ParseLimits): Uint8Array {
+  let out: Buffer;
+  try {
+    out = inflateRawSync(deflated, { maxOutputLength: limits.maxInflatedBytes });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const message = err instanceof Error ? err.message : String(err);
+    if (code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
+      throw new CxrError('CXR_LIMIT_EXCEEDED', `deflated dataset inflates beyond ${limits.maxInflatedBytes} bytes`, { cause: err });
+    }
+    // zlib reports a stream that stops early as Z_BUF_ERROR ("unexpected end of file").
+    if (code === 'Z_BUF_ERROR') throw new CxrError('CXR_TRUNCATED', `deflated dataset: ${message}`, { cause: err });
+    throw new CxrError('CXR_MALFORMED', `deflated dataset: ${message}`, { cause: err });
+  }
+  // A view, not a copy: the inflated dataset can be large.
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+const HEADERLESS_GROUPS = new Set([0x0000, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028]);
+
+/**
+ * Headerless files carry no transfer syntax: tell Implicit from Explicit VR by whether a VR follows the tag, and
+ * the byte order by which reading of the first group is plausible.
+ */
+function guessHeaderlessSyntax(bytes: Uint8Array, start: number, failure: 'CXR_NOT_DICOM' | 'CXR_MALFORMED'): string {
+  if (bytes.length < start + 8) throw new CxrError(failure, 'too short to be DICOM');
+  // Eight zero bytes would read as an empty (0000,0000) element, forever: a zero-filled file is not DICOM.
+  let allZero = true;
+  for (let i = start; i < start + 8; i++) if (bytes[i] !== 0) allZero = false;
+  if (allZero) throw new CxrError(failure, `zero bytes where the first element should be (offset ${start})`);
+  const groupLe = readUint16(bytes, start, true);
+  const groupBe = readUint16(bytes, start, false);
+  const vr = ascii(bytes, start + 4, 2);
+  if (HEADERLESS_GROUPS.has(groupLe)) {
     return ALL_VRS.has(vr) ? TransferSyntax.ExplicitVRLittleEndian : TransferSyntax.ImplicitVRLittleEndian;
   }
-  if (plausibleGroup(groupBe) && ALL_VRS.has(vr)) return TransferSyntax.ExplicitVRBigEndian;
-  throw new CxrError('CXR_NOT_DICOM', 'no DICM marker and no recognisable first element');
+  if (HEADERLESS_GROUPS.has(groupBe) && ALL_VRS.has(vr)) return TransferSyntax.ExplicitVRBigEndian;
+  throw new CxrError(failure, 'no DICM marker and no recognisable first element');
 }
 
 class Parser {
@@ -129,12 +201,13 @@ class Parser {
   readonly #counter: { elements: number };
   #utf8 = false;
 
-  constructor(bytes: Uint8Array, syntax: Syntax, limits: ParseLimits, counter: { elements: number }) {
+  constructor(bytes: Uint8Array, syntax: Syntax, limits: ParseLimits, counter: { elements: number }, utf8 = false) {
     this.#bytes = bytes;
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.#syntax = syntax;
     this.#limits = limits;
     this.#counter = counter;
+    this.#utf8 = utf8;
   }
 
   parseMetaGroup(start: number): { dataset: DicomDataset; end: number } {
@@ -165,6 +238,7 @@ class Parser {
       }
       const header = this.#readHeader(pos);
       if (header.tag === Tag.PixelData) {
+        this.#count();
         const parsed = this.#parsePixelData(header);
         pixelData = parsed.pixelData;
         elements.set(header.tag, { tag: header.tag, vr: header.vr, value: parsed.value });
@@ -192,7 +266,7 @@ class Parser {
   #readHeader(pos: number): { tag: number; vr: string; length: number; valueStart: number } {
     const bytes = this.#bytes;
     if (pos + 8 > bytes.length) throw new CxrError('CXR_TRUNCATED', `element header at offset ${pos}`);
-    // File Meta is always little endian; group 2 is read that way whatever the dataset's syntax.
+    // Each parser reads one byte order: File Meta and undefined-length UN content get their own little endian parser.
     const le = this.#syntax.littleEndian;
     const group = this.#view.getUint16(pos, le);
     const element = this.#view.getUint16(pos + 2, le);
@@ -225,9 +299,14 @@ class Parser {
     depth: number,
   ): { element: DicomElement; end: number } {
     this.#count();
+    if (header.tag === Tag.PixelData && header.length === UNDEFINED_LENGTH) {
+      // Encapsulated Pixel Data inside an item (an Icon Image Sequence of a compressed file): fragments, not items.
+      const parsed = this.#parsePixelData(header);
+      return { element: { tag: header.tag, vr: header.vr || 'OB', value: parsed.value }, end: parsed.end };
+    }
     if (header.vr === 'UN' && header.length === UNDEFINED_LENGTH) {
       // PS3.5 6.2.2: an undefined-length UN is a sequence encoded as Implicit VR Little Endian.
-      const implicit = new Parser(this.#bytes, { explicitVr: false, littleEndian: true }, this.#limits, this.#counter);
+      const implicit = new Parser(this.#bytes, implicitLittleEndian, this.#limits, this.#counter, this.#utf8);
       const seq = implicit.#parseSequence(header.valueStart, header.length, depth + 1);
       const value = this.#bytes.subarray(header.valueStart, seq.end);
       return { element: { tag: header.tag, vr: 'SQ', value, items: seq.items }, end: seq.end };
@@ -293,7 +372,6 @@ class Parser {
     value: Uint8Array;
     end: number;
   } {
-    this.#count();
     const bytes = this.#bytes;
     if (header.length !== UNDEFINED_LENGTH) {
       const end = header.valueStart + header.length;

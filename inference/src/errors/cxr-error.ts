@@ -36,3 +36,9 @@ export function toCxrError(value: unknown, fallback: ErrorCode): CxrError {
 function isNodeError(value: unknown): value is NodeJS.ErrnoException {
   return value instanceof Error && typeof (value as NodeJS.ErrnoException).code === 'string' && 'errno' in value;
 }
+
+/** `{code, message}` of anything thrown, for results and one-line reports; unknown failures are CXR_INTERNAL. */
+export function errorLine(err: unknown): { code: string; message: string } {
+  if (isCxrError(err)) return { code: err.code, message: err.message };
+  return { code: 'CXR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}

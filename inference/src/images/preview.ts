@@ -55,9 +55,7 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
     const { info, frame } = source;
     const size = previewSize(frame.rows, frame.columns, maxSide);
     scale = size.scale;
-    const direct = samplesAsStoredValues(frame, info);
-    grey = await shrink(direct?.samples ?? storedValues(frame, info), frame.rows, frame.columns, size);
-    if (direct?.clampTo !== undefined) clampAbove(grey.data, direct.clampTo);
+    grey = await shrink(samplesAsStoredValues(frame, info) ?? storedValues(frame, info), frame.rows, frame.columns, size);
     window = displayWindow(grey.data, info);
   } else {
     const { image } = intensityImage(source, 'bits');
@@ -75,7 +73,7 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
   return { png, width: grey.columns, height: grey.rows, scale, window };
 }
 
-interface PreviewSize {
+export interface PreviewSize {
   readonly rows: number;
   readonly columns: number;
   readonly scale: number;
@@ -96,23 +94,19 @@ export function previewSize(rows: number, columns: number, maxSide: number): Pre
 /**
  * Most frames already hold their stored values (contract step 1), and skipping the full-size float copy of them is
  * a good part of what makes a preview fast. Unsigned 8 or 16-bit samples qualify when:
- * - decoded: step 1 only clamps a lossy decoder's overshoot of a step, so the clamp is done after shrinking
- *   (`clampTo`), where it changes an averaged pixel by a fraction of a step at most;
+ * - decoded: step 1 only clamps a lossy decoder's overshoot of a step above the BitsStored range, which after
+ *   averaging and a display window is invisible;
  * - native: the stored bits start at bit 0 and no sample has a bit above them set (nothing to mask).
  */
-function samplesAsStoredValues(
-  frame: DecodedFrame,
-  info: ImageInfo,
-): { samples: Uint8Array | Uint16Array; clampTo: number | undefined } | undefined {
+function samplesAsStoredValues(frame: DecodedFrame, info: ImageInfo): Uint8Array | Uint16Array | undefined {
   const { samples } = frame;
   if (info.pixelRepresentation !== 0 || !(samples instanceof Uint8Array || samples instanceof Uint16Array)) return undefined;
-  const max = 2 ** info.bitsStored - 1;
-  const full = max >= (samples instanceof Uint8Array ? 0xff : 0xffff);
-  if (frame.origin === 'decoded') return { samples, clampTo: full ? undefined : max };
+  if (frame.origin === 'decoded') return samples;
   if (info.highBit + 1 !== info.bitsStored) return undefined;
-  if (full) return { samples, clampTo: undefined };
+  const max = 2 ** info.bitsStored - 1;
+  if (max >= (samples instanceof Uint8Array ? 0xff : 0xffff)) return samples;
   const highest = samples instanceof Uint16Array ? maxOf16(samples) : maxOf8(samples);
-  return highest <= max ? { samples, clampTo: undefined } : undefined;
+  return highest <= max ? samples : undefined;
 }
 
 // One loop per array type keeps each one monomorphic (fast).
@@ -134,31 +128,50 @@ function maxOf8(samples: Uint8Array): number {
   return m;
 }
 
-function clampAbove(values: Float32Array, max: number): void {
-  for (let i = 0; i < values.length; i++) if ((values[i] ?? 0) > max) values[i] = max;
-}
-
 /**
  * Shrinks to the preview size with libvips: a triangle filter as wide as the shrink factor, which averages the
  * source pixels much as `area` does, several times faster than the contract's float `resize` (a preview needs no
- * bit-exact match with the model's input). Returned as floats, values unscaled.
+ * bit-exact match with the model's input). Returned as floats, in the input's units.
  */
 async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
   if (size.rows === rows && size.columns === columns) {
     return { data: data instanceof Float32Array ? data : new Float32Array(data), rows, columns };
   }
+  if (!(data instanceof Float32Array)) return { data: await shrinkIntegers(data, rows, columns, size), rows: size.rows, columns: size.columns };
+  // libvips rounds float grey images to integers on the way, so floats (stored values that needed masking or a
+  // sign, PNG/JPEG intensities) go through 16 bits: their range mapped onto 0..65535, and back afterwards. Integer
+  // stored values (a range of 65535 or less) stay exact.
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i] ?? 0;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  const scale = max > min ? 65535 / (max - min) : 1;
+  const offset = Number.isFinite(min) ? min : 0;
+  const words = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) words[i] = Math.round(((data[i] ?? 0) - offset) * scale);
+  const out = await shrinkIntegers(words, rows, columns, size);
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] ?? 0) / scale + offset;
+  return { data: out, rows: size.rows, columns: size.columns };
+}
+
+async function shrinkIntegers(data: Uint8Array | Uint16Array, rows: number, columns: number, size: PreviewSize): Promise<Float32Array> {
   const { data: out, info } = await sharp(data, { raw: { width: columns, height: rows, channels: 1 } })
     .resize(size.columns, size.rows, { kernel: 'linear', fit: 'fill' })
-    // grey16 keeps 16-bit values as they are; b-w would rescale them to 8 bits.
+    // Back to the space libvips gave the input, so that no conversion rescales the values (8-bit raw input is
+    // b-w and 16-bit grey16; b-w would divide 16-bit values by 256, and sRGB would make three channels).
     .toColourspace(data instanceof Uint16Array ? 'grey16' : 'b-w')
     .raw({ depth: 'float' })
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 1 || info.width !== size.columns || info.height !== size.rows) {
     throw new Error(`preview shrink returned ${info.width} x ${info.height} x ${info.channels}, expected ${size.columns} x ${size.rows} x 1`);
   }
-  // A copy: sharp's buffer need not be 4-byte aligned.
-  const floats = new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length));
-  return { data: floats, rows: size.rows, columns: size.columns };
+  // A Float32Array view needs 4-byte alignment, which sharp's buffer has in practice; copy when it has not.
+  return out.byteOffset % 4 === 0
+    ? new Float32Array(out.buffer, out.byteOffset, out.length / 4)
+    : new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length));
 }
 
 /**

@@ -1,0 +1,93 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+
+/** Every setting, with its unit and default. Validated once at start; every problem is reported at once. */
+export const EdgeConfigSchema = Type.Object({
+  dataDir: Type.String({ minLength: 1, description: 'where the spool, database and derived images live' }),
+  modelDir: Type.String({ minLength: 1, description: 'folder of the deployed model (model file + manifest.json)' }),
+  aeTitle: Type.String({ pattern: '^[\\x21-\\x5b\\x5d-\\x7e]([\\x20-\\x5b\\x5d-\\x7e]{0,14}[\\x21-\\x5b\\x5d-\\x7e])?$', default: 'CXR_EDGE', description: 'our AE title (1-16 characters, no backslash)' }),
+  dicomPort: Type.Integer({ minimum: 0, maximum: 65535, default: 11112, description: 'C-STORE / C-ECHO port; 0 picks a free one' }),
+  httpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "port of the radiographer's page and the local API; 0 picks a free one" }),
+  httpHost: Type.String({ default: '0.0.0.0', description: 'address the page listens on' }),
+  watchDir: Type.Optional(Type.String({ minLength: 1, description: 'folder watched for DICOM files (default DATA_DIR/incoming)' })),
+  /** A file in the watched folder is taken once its size has not changed for this long. */
+  watchStableMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 1000, description: 'ms a watched file must stay unchanged' }),
+  /** Refuse new instances (out of resources) when less than this is free on the spool's disk. */
+  minFreeBytes: Type.Integer({ minimum: 0, default: 200 * 1024 * 1024, description: 'bytes that must stay free on the spool disk' }),
+  inferenceThreads: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'threads for the model and the JPEG 2000 decoder' }),
+  workers: Type.Integer({ minimum: 1, maximum: 16, default: 1, description: 'inference worker threads' }),
+  logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+});
+export type EdgeConfig = Static<typeof EdgeConfigSchema>;
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Environment variables, one per setting: CXR_EDGE_DATA_DIR, CXR_EDGE_DICOM_PORT, ... */
+const envNames: Record<keyof EdgeConfig, string> = {
+  dataDir: 'CXR_EDGE_DATA_DIR',
+  modelDir: 'CXR_EDGE_MODEL',
+  aeTitle: 'CXR_EDGE_AE_TITLE',
+  dicomPort: 'CXR_EDGE_DICOM_PORT',
+  httpPort: 'CXR_EDGE_HTTP_PORT',
+  httpHost: 'CXR_EDGE_HTTP_HOST',
+  watchDir: 'CXR_EDGE_WATCH_DIR',
+  watchStableMs: 'CXR_EDGE_WATCH_STABLE_MS',
+  minFreeBytes: 'CXR_EDGE_MIN_FREE_BYTES',
+  inferenceThreads: 'CXR_EDGE_THREADS',
+  workers: 'CXR_EDGE_WORKERS',
+  logLevel: 'CXR_EDGE_LOG_LEVEL',
+};
+
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers']);
+
+/**
+ * Layers, later wins: defaults, the config file (JSON), the environment, the command line.
+ * Numbers from the environment and command line are strings until here.
+ */
+export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; flags?: Partial<Record<keyof EdgeConfig, unknown>> }): EdgeConfig {
+  const problems: string[] = [];
+  let fromFile: Record<string, unknown> = {};
+  if (sources.file) {
+    try {
+      fromFile = JSON.parse(readFileSync(sources.file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      problems.push(`config file ${sources.file}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  const fromEnv: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(envNames)) {
+    const value = sources.env?.[name];
+    if (value !== undefined && value !== '') fromEnv[key] = value;
+  }
+  const merged: Record<string, unknown> = { ...fromFile, ...fromEnv };
+  for (const [key, value] of Object.entries(sources.flags ?? {})) if (value !== undefined) merged[key] = value;
+  for (const key of numeric) {
+    const v = merged[key];
+    if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) merged[key] = Number(v);
+  }
+  for (const key of Object.keys(merged)) {
+    if (!(key in EdgeConfigSchema.properties)) problems.push(`unknown setting "${key}"`);
+  }
+  const withDefaults = Value.Default(EdgeConfigSchema, Value.Clone(merged)) as Record<string, unknown>;
+  for (const error of Value.Errors(EdgeConfigSchema, withDefaults)) {
+    const key = error.path.replace(/^\//u, '') as keyof EdgeConfig;
+    const hint = key in envNames ? ` (flag --${kebab(key)} or ${envNames[key]})` : '';
+    problems.push(`${key || 'config'}: ${error.message}${hint}; got ${JSON.stringify(withDefaults[key])}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = withDefaults as EdgeConfig;
+  return { ...config, dataDir: path.resolve(config.dataDir), modelDir: path.resolve(config.modelDir), ...(config.watchDir ? { watchDir: path.resolve(config.watchDir) } : {}) };
+}
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/gu, (c) => `-${c.toLowerCase()}`);
+}

@@ -1,0 +1,90 @@
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import type { Logger } from '../log.js';
+import type { InstanceRecord } from '../spool/db.js';
+import { SpoolRefusal, type Spool } from '../spool/spool.js';
+
+export interface FolderIntakeDeps {
+  readonly spool: Spool;
+  readonly log: Logger;
+  readonly onStored: (record: InstanceRecord) => void;
+}
+
+export interface FolderIntakeOptions {
+  /** the watched folder */
+  readonly dir: string;
+  /** where taken files go once they are durable in the spool */
+  readonly doneDir: string;
+  /** ms a file's size must stay unchanged before it is taken (a file still being copied is left alone) */
+  readonly stableMs: number;
+}
+
+/**
+ * A folder the unit (or a person) drops DICOM files into. A file is taken only once it stopped growing, made
+ * durable in the spool, then moved out of the way; an unreadable one goes to quarantine with the reason.
+ */
+export class FolderIntake {
+  readonly #deps: FolderIntakeDeps;
+  readonly #options: FolderIntakeOptions;
+  #watcher: FSWatcher | undefined;
+  readonly #busy = new Set<Promise<void>>();
+
+  constructor(deps: FolderIntakeDeps, options: FolderIntakeOptions) {
+    this.#deps = deps;
+    this.#options = options;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.#options.dir, { recursive: true });
+    await mkdir(this.#options.doneDir, { recursive: true });
+    const watcher = watch(this.#options.dir, {
+      ignoreInitial: false,
+      depth: 8,
+      awaitWriteFinish: { stabilityThreshold: this.#options.stableMs, pollInterval: Math.min(250, this.#options.stableMs) },
+      // Partial downloads and hidden files are still being written by someone.
+      ignored: (file: string) => /(^|[/\\])\.|\.(part|tmp|crdownload)$/iu.test(path.basename(file)),
+    });
+    watcher.on('add', (file: string) => {
+      const job = this.#take(file).finally(() => this.#busy.delete(job));
+      this.#busy.add(job);
+    });
+    watcher.on('error', (err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'watched folder error'));
+    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    this.#watcher = watcher;
+  }
+
+  async #take(file: string): Promise<void> {
+    const { spool, log } = this.#deps;
+    const name = path.relative(this.#options.dir, file);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      log.warn({ file: name, err: (err as Error).message }, 'watched file unreadable');
+      return;
+    }
+    try {
+      await spool.checkSpace();
+      const written = await spool.writeBytes(bytes);
+      const outcome = await spool.commit(written, { source: 'folder', callingAe: null });
+      if (outcome.kind === 'stored') this.#deps.onStored(outcome.record);
+      const done = path.join(this.#options.doneDir, `${new Date().toISOString().slice(0, 10)}`, path.basename(file));
+      await mkdir(path.dirname(done), { recursive: true });
+      await rename(file, `${done}.${outcome.record.id}`).catch(() => rm(file, { force: true }));
+    } catch (err) {
+      if (err instanceof SpoolRefusal && err.reason === 'out-of-resources') {
+        // Left in place: taken again once there is room (on the next start).
+        log.error({ file: name, message: err.message }, 'watched file left in place: disk full');
+        return;
+      }
+      const reason = err instanceof SpoolRefusal ? err.message : `${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}`;
+      await spool.quarantine(file, reason, name).catch((e: unknown) => log.error({ err: (e as Error).message }, 'quarantine failed'));
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#watcher?.close();
+    await Promise.allSettled([...this.#busy]);
+  }
+}

@@ -1,0 +1,145 @@
+import { execFile } from 'node:child_process';
+import { access, copyFile, mkdir, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { startEdgeAgent } from './agent.js';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+
+const sharedDir = fileURLToPath(new URL('../../../shared/', import.meta.url));
+
+function portNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number (0-65535)');
+  return n;
+}
+
+/** `cxr-edge`: starts the agent; `cxr-edge send-demo` sends the shared radiographs to one. Returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let exitCode = 0;
+  const program = new Command()
+    .name('cxr-edge')
+    .description("The station's edge agent: receives DICOM from the X-ray unit, runs the AI at once, shows the radiographer's page.")
+    .option('--data-dir <dir>', 'spool, database and images (env CXR_EDGE_DATA_DIR)')
+    .option('--model <dir>', 'model folder to run (env CXR_EDGE_MODEL)')
+    .option('--dicom-port <n>', 'C-STORE / C-ECHO port (default 11112)')
+    .option('--http-port <n>', 'page and API port (default 8080)')
+    .option('--http-host <host>', 'page and API address (default 0.0.0.0)')
+    .option('--ae-title <title>', 'our AE title (default CXR_EDGE)')
+    .option('--watch-dir <dir>', 'watched folder (default DATA_DIR/incoming)')
+    .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)')
+    .option('--workers <n>', 'inference worker threads (default 1)')
+    .option('--min-free-bytes <n>', 'refuse new images below this much free disk (default 200 MiB)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
+    .option('--config <file>', 'JSON file with any of these settings (flags and environment win)')
+    .exitOverride()
+    .action(async (opts: Record<string, string | number | undefined>) => {
+      let config;
+      try {
+        config = loadConfig({
+          file: opts.config as string | undefined,
+          env: process.env,
+          flags: {
+            dataDir: opts.dataDir,
+            modelDir: opts.model,
+            dicomPort: opts.dicomPort,
+            httpPort: opts.httpPort,
+            httpHost: opts.httpHost,
+            aeTitle: opts.aeTitle,
+            watchDir: opts.watchDir,
+            inferenceThreads: opts.threads,
+            workers: opts.workers,
+            minFreeBytes: opts.minFreeBytes,
+            logLevel: opts.logLevel,
+          },
+        });
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`cxr-edge: ${err.message}\n`);
+          exitCode = 2;
+          return;
+        }
+        throw err;
+      }
+      const log = createLogger({ level: config.logLevel });
+      let agent;
+      try {
+        agent = await startEdgeAgent({ log }, config);
+      } catch (err) {
+        log.fatal({ code: (err as { code?: string }).code, err: (err as Error).message }, 'edge agent failed to start');
+        process.stderr.write(`cxr-edge: ${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}\n`);
+        exitCode = 1;
+        return;
+      }
+      process.stderr.write(`cxr-edge: ready. DICOM ${config.aeTitle}@${agent.dicomPort}, page http://localhost:${agent.httpPort}/\n`);
+      await new Promise<void>((resolve) => {
+        const shutdown = (signal: string): void => {
+          log.info({ signal }, 'shutting down');
+          void agent.stop().then(resolve, resolve);
+        };
+        process.once('SIGTERM', () => shutdown('SIGTERM'));
+        process.once('SIGINT', () => shutdown('SIGINT'));
+      });
+    });
+
+  program
+    .command('send-demo')
+    .description('Send DICOM files (default: the shared chest radiographs) to a running agent with DCMTK storescu, each in its own transfer syntax.')
+    .argument('[files...]', 'DICOM files or folders')
+    .option('--host <host>', 'agent address', '127.0.0.1')
+    .option('--dicom-port <n>', 'agent DICOM port', portNumber, 11112)
+    .option('--ae-title <title>', "agent's AE title", 'CXR_EDGE')
+    .option('--watch-dir <dir>', 'copy into this watched folder instead (when DCMTK is not installed)')
+    .action(async (files: string[], opts: { host: string; dicomPort: number; aeTitle: string; watchDir?: string }) => {
+      const chosen = files.length > 0 ? await expand(files) : await demoFiles();
+      if (opts.watchDir) {
+        await mkdir(opts.watchDir, { recursive: true });
+        for (const f of chosen) await copyFile(f, path.join(opts.watchDir, path.basename(f)));
+        process.stderr.write(`copied ${chosen.length} files into ${opts.watchDir}\n`);
+        return;
+      }
+      const profile = path.join(sharedDir, 'dcmtk', 'storescu-all-ts.cfg');
+      const args = ['-xf', profile, 'AllTS', '-aec', opts.aeTitle, opts.host, String(opts.dicomPort), ...chosen];
+      try {
+        await access(profile);
+      } catch {
+        args.splice(0, 3);
+      }
+      try {
+        await promisify(execFile)('storescu', args);
+        process.stderr.write(`sent ${chosen.length} files to ${opts.aeTitle}@${opts.host}:${opts.dicomPort}\n`);
+      } catch (err) {
+        process.stderr.write(`cxr-edge send-demo: storescu failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}\n`);
+        exitCode = 1;
+      }
+    });
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    throw err;
+  }
+  return exitCode;
+}
+
+async function demoFiles(): Promise<string[]> {
+  const dir = path.join(sharedDir, 'dicom');
+  const names = ['cr_chest_pa_RG1_J2KI.dcm', 'cr_chest_pa_RG1_JLSN.dcm', 'cr_chest_CR-MONO1-10-chest.dcm', 'dx_chest_nih_secondary_capture.dcm', 'cr_hip_RG2_JPLY.dcm'];
+  return names.map((n) => path.join(dir, n));
+}
+
+async function expand(items: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const item of items) {
+    try {
+      const entries = await readdir(item, { withFileTypes: true });
+      for (const e of entries) if (e.isFile()) out.push(path.join(item, e.name));
+    } catch {
+      out.push(item);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,84 @@
+/**
+ * One inference worker thread: loads the deployed model once, then turns each spooled file into a result, a
+ * preview and a heatmap. Runs off the main thread, so receiving never waits behind a slow decode.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import {
+  analyzeBytes,
+  errorLine,
+  loadModel,
+  pickHeatmapLabel,
+  renderHeatmap,
+  renderPreview,
+  type LoadedModel,
+  type TriageResult,
+} from '@cxr/inference';
+
+export interface InferenceTask {
+  readonly instanceId: number;
+  /** absolute path of the spooled DICOM file */
+  readonly file: string;
+  /** absolute folder for this instance's preview and heatmap */
+  readonly derivedDir: string;
+  readonly modelDir: string;
+  readonly threads: number;
+}
+
+export type InferenceOutcome =
+  | { readonly ok: true; readonly result: TriageResult; readonly preview: string | null; readonly heatmap: string | null }
+  | { readonly ok: false; readonly error: { code: string; message: string }; readonly preview: string | null };
+
+const models = new Map<string, Promise<LoadedModel>>();
+
+function modelFor(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<LoadedModel> {
+  let model = models.get(task.modelDir);
+  if (!model) {
+    model = loadModel(task.modelDir, { intraOpThreads: task.threads });
+    models.set(task.modelDir, model);
+    model.catch(() => models.delete(task.modelDir));
+  }
+  return model;
+}
+
+/** Loads the model before the first image arrives, so that the first result is as fast as the rest. */
+export async function warmUp(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<{ name: string; version: string; sha256: string }> {
+  const model = await modelFor(task);
+  return model.identity;
+}
+
+export default async function infer(task: InferenceTask): Promise<InferenceOutcome> {
+  await mkdir(task.derivedDir, { recursive: true });
+  let preview: string | null = null;
+  try {
+    const model = await modelFor(task);
+    const bytes = await readFile(task.file);
+    // Decoded even when the model does not apply: the radiographer still sees the image.
+    const analysis = await analyzeBytes(bytes, model, { decodeAlways: true, decode: { j2kThreads: task.threads } });
+    if (analysis.source) {
+      const rendered = await renderPreview(analysis.source);
+      preview = await writeAtomically(path.join(task.derivedDir, 'preview.png'), rendered.png);
+      let heatmap: string | null = null;
+      const { result } = analysis;
+      if (analysis.cam && result.applicable && result.probabilities) {
+        const label = pickHeatmapLabel(
+          result.probabilities,
+          model.manifest.labels.map((l) => result.findings.some((f) => f.code === l.code && f.positive)),
+        );
+        const png = await renderHeatmap(analysis.cam, label, rendered, { crop: model.manifest.input.crop });
+        heatmap = await writeAtomically(path.join(task.derivedDir, 'heatmap.png'), png);
+      }
+      return { ok: true, result, preview, heatmap };
+    }
+    return { ok: true, result: analysis.result, preview, heatmap: null };
+  } catch (err) {
+    return { ok: false, error: errorLine(err), preview };
+  }
+}
+
+async function writeAtomically(file: string, bytes: Uint8Array): Promise<string> {
+  const tmp = `${file}.tmp`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, file);
+  return file;
+}

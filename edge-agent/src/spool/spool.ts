@@ -1,0 +1,268 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { mkdir, open, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { Tag, parseDicom, readImageInfo, type CxrError, type DicomDataset } from '@cxr/inference';
+import type { Logger } from '../log.js';
+import { datasetOffset } from './part10.js';
+import type { InsertOutcome, InstanceSource, NewInstance, SpoolDb } from './db.js';
+
+/** Why an instance was not accepted. `out-of-resources` is told to the sender as such (C-STORE A700). */
+export class SpoolRefusal extends Error {
+  readonly reason: 'out-of-resources' | 'unreadable';
+  constructor(reason: 'out-of-resources' | 'unreadable', message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SpoolRefusal';
+    this.reason = reason;
+  }
+}
+
+/** A file being written: bytes go through the hash to a temporary name; nothing is visible until `commit`. */
+export interface SpoolWriter {
+  readonly stream: Writable;
+  /** Resolves once every byte is on disk (fsynced) under the temporary name. */
+  finished(): Promise<{ tmpPath: string; sha256: string; size: number }>;
+  abort(): Promise<void>;
+}
+
+export interface SpoolOptions {
+  readonly dataDir: string;
+  /** bytes that must stay free on the spool's disk */
+  readonly minFreeBytes: number;
+}
+
+/** Test seam: the storage layer's writes, so a test can make the disk "full" without filling one. */
+export interface SpoolFaults {
+  beforeWrite?(): void;
+}
+
+const isNoSpace = (err: unknown): boolean => ['ENOSPC', 'EDQUOT', 'EFBIG'].includes((err as NodeJS.ErrnoException).code ?? '');
+
+/**
+ * The durable store of received instances. A file is written to tmp/, fsynced, renamed to objects/ by its
+ * content hash (never by a UID from the wire), the folder fsynced, then recorded in the database. Only then is
+ * the instance acknowledged.
+ */
+export class Spool {
+  readonly dirs: { tmp: string; objects: string; derived: string; quarantine: string };
+  readonly #db: SpoolDb;
+  readonly #log: Logger;
+  readonly #options: SpoolOptions;
+  readonly #faults: SpoolFaults;
+
+  constructor(deps: { db: SpoolDb; log: Logger; faults?: SpoolFaults }, options: SpoolOptions) {
+    this.#db = deps.db;
+    this.#log = deps.log;
+    this.#faults = deps.faults ?? {};
+    this.#options = options;
+    const d = options.dataDir;
+    this.dirs = { tmp: path.join(d, 'tmp'), objects: path.join(d, 'objects'), derived: path.join(d, 'derived'), quarantine: path.join(d, 'quarantine') };
+  }
+
+  async init(): Promise<void> {
+    for (const dir of Object.values(this.dirs)) await mkdir(dir, { recursive: true });
+    // Leftovers of writes cut short by a crash were never acknowledged: drop them.
+    for (const name of await readdir(this.dirs.tmp)) await rm(path.join(this.dirs.tmp, name), { force: true });
+  }
+
+  /** Refuses when the disk is nearly full, before the sender transfers anything. */
+  async checkSpace(): Promise<void> {
+    const stats = await statfs(this.dirs.tmp);
+    const free = stats.bavail * stats.bsize;
+    if (free < this.#options.minFreeBytes) {
+      throw new SpoolRefusal('out-of-resources', `only ${free} bytes free on the spool disk, ${this.#options.minFreeBytes} required`);
+    }
+  }
+
+  /**
+   * Starts a file. `header` (the Part 10 preamble and File Meta) is written first but is not hashed: the
+   * content hash covers the dataset, so the same instance has the same hash whichever way it arrived.
+   */
+  beginWrite(header: Uint8Array | undefined): SpoolWriter {
+    const tmpPath = path.join(this.dirs.tmp, `${randomUUID()}.part`);
+    const hash = createHash('sha256');
+    let size = 0;
+    let failure: unknown;
+    let file: WriteStream | undefined;
+    try {
+      this.#faults.beforeWrite?.();
+      file = createWriteStream(tmpPath, { flags: 'wx' });
+    } catch (err) {
+      failure = err;
+    }
+    file?.on('error', (err) => {
+      failure ??= err;
+    });
+    if (header && file) file.write(header);
+    const stream = new Writable({
+      highWaterMark: 1 << 20,
+      write: (chunk: Buffer, _enc, callback) => {
+        if (failure || !file) return callback();
+        try {
+          this.#faults.beforeWrite?.();
+        } catch (err) {
+          failure = err;
+          return callback();
+        }
+        hash.update(chunk);
+        size += chunk.length;
+        if (file.write(chunk)) return callback();
+        // A full disk errors instead of draining: either way the sender must not stall.
+        const resume = (): void => {
+          file?.off('drain', resume).off('error', resume).off('close', resume);
+          callback();
+        };
+        file.once('drain', resume).once('error', resume).once('close', resume);
+      },
+      final: (callback) => {
+        if (!file) return callback();
+        file.end(() => callback());
+      },
+    });
+    const done = new Promise<void>((resolve) => stream.once('finish', () => resolve()));
+    return {
+      stream,
+      finished: async () => {
+        await done;
+        if (file && !file.closed) await new Promise<void>((resolve) => file?.once('close', () => resolve()));
+        if (failure) {
+          await rm(tmpPath, { force: true });
+          throw isNoSpace(failure)
+            ? new SpoolRefusal('out-of-resources', `disk full while writing: ${(failure as Error).message}`, { cause: failure })
+            : failure;
+        }
+        try {
+          await fsyncPath(tmpPath);
+        } catch (err) {
+          await rm(tmpPath, { force: true });
+          throw isNoSpace(err) ? new SpoolRefusal('out-of-resources', `disk full while syncing`, { cause: err }) : err;
+        }
+        return { tmpPath, sha256: hash.digest('hex'), size };
+      },
+      abort: async () => {
+        stream.destroy();
+        file?.destroy();
+        await rm(tmpPath, { force: true });
+      },
+    };
+  }
+
+  /** Writes a whole file (watched folder). The hash covers the dataset after any File Meta. */
+  async writeBytes(bytes: Uint8Array): Promise<{ tmpPath: string; sha256: string; size: number }> {
+    const tmpPath = path.join(this.dirs.tmp, `${randomUUID()}.part`);
+    try {
+      this.#faults.beforeWrite?.();
+      await writeFile(tmpPath, bytes, { flag: 'wx' });
+      await fsyncPath(tmpPath);
+    } catch (err) {
+      await rm(tmpPath, { force: true });
+      throw isNoSpace(err) ? new SpoolRefusal('out-of-resources', `disk full: ${(err as Error).message}`, { cause: err }) : err;
+    }
+    const sha256 = createHash('sha256').update(bytes.subarray(datasetOffset(bytes))).digest('hex');
+    return { tmpPath, sha256, size: bytes.length };
+  }
+
+  /**
+   * Makes a written file durable and records it. Reads its header (refusing what is not readable DICOM, kept in
+   * quarantine with the reason), renames it to objects/, fsyncs the folder, inserts the row.
+   */
+  async commit(
+    written: { tmpPath: string; sha256: string; size: number },
+    origin: { source: InstanceSource; callingAe: string | null; sopInstanceUid?: string },
+  ): Promise<InsertOutcome> {
+    const bytes = await readFile(written.tmpPath);
+    let header: NewInstanceHeader;
+    try {
+      header = readHeader(bytes, origin.sopInstanceUid);
+    } catch (err) {
+      const code = (err as CxrError).code ?? 'CXR_MALFORMED';
+      await this.quarantine(written.tmpPath, `${code}: ${(err as Error).message}`);
+      throw new SpoolRefusal('unreadable', `${code}: ${(err as Error).message}`, { cause: err });
+    }
+    const relative = path.join('objects', written.sha256.slice(0, 2), `${written.sha256}.dcm`);
+    const target = path.join(this.#options.dataDir, relative);
+    await mkdir(path.dirname(target), { recursive: true });
+    await rename(written.tmpPath, target);
+    await fsyncPath(path.dirname(target));
+    await fsyncPath(this.dirs.objects);
+    const outcome = this.#db.insert({ ...header, contentSha256: written.sha256, file: relative, size: written.size, source: origin.source, callingAe: origin.callingAe }, new Date());
+    this.#log.info({ instanceId: outcome.record.id, outcome: outcome.kind, version: outcome.record.version, source: origin.source }, 'instance stored');
+    return outcome;
+  }
+
+  /** Files renamed into objects/ whose row never got written (a crash in between): recorded on restart. */
+  async recoverOrphans(): Promise<number> {
+    let recovered = 0;
+    for (const shard of await readdir(this.dirs.objects)) {
+      for (const name of await readdir(path.join(this.dirs.objects, shard))) {
+        const relative = path.join('objects', shard, name);
+        if (this.#db.hasFile(relative)) continue;
+        const bytes = await readFile(path.join(this.#options.dataDir, relative));
+        try {
+          const header = readHeader(bytes, undefined);
+          this.#db.insert({ ...header, contentSha256: name.replace(/\.dcm$/u, ''), file: relative, size: bytes.length, source: 'dicom', callingAe: null }, new Date());
+          recovered += 1;
+        } catch (err) {
+          this.#log.warn({ file: relative, code: (err as CxrError).code }, 'orphan not readable');
+        }
+      }
+    }
+    return recovered;
+  }
+
+  async quarantine(file: string, reason: string, name?: string): Promise<string> {
+    const base = `${new Date().toISOString().replace(/[:.]/gu, '-')}-${name ? sanitize(name) : path.basename(file)}`;
+    const target = path.join(this.dirs.quarantine, base);
+    await rename(file, target);
+    await writeFile(`${target}.reason.txt`, `${reason}\n`);
+    this.#log.warn({ quarantined: base, reason }, 'file quarantined');
+    return target;
+  }
+
+  absolute(relative: string): string {
+    return path.join(this.#options.dataDir, relative);
+  }
+}
+
+type NewInstanceHeader = Omit<NewInstance, 'contentSha256' | 'file' | 'size' | 'source' | 'callingAe'>;
+
+function readHeader(bytes: Uint8Array, fallbackSopInstanceUid: string | undefined): NewInstanceHeader {
+  const parsed = parseDicom(bytes);
+  const info = readImageInfo(parsed);
+  const ds: DicomDataset = parsed.dataset;
+  const sopInstanceUid = info.sopInstanceUid ?? fallbackSopInstanceUid;
+  if (!sopInstanceUid) throw Object.assign(new Error('no SOP Instance UID'), { code: 'CXR_MALFORMED' });
+  if (!parsed.pixelData) throw Object.assign(new Error('no Pixel Data'), { code: 'CXR_NO_PIXEL_DATA' });
+  return {
+    sopInstanceUid,
+    studyInstanceUid: info.studyInstanceUid ?? `unknown-study-${sopInstanceUid}`,
+    seriesInstanceUid: info.seriesInstanceUid ?? null,
+    sopClassUid: info.sopClassUid ?? null,
+    transferSyntaxUid: info.transferSyntaxUid,
+    modality: info.modality ?? null,
+    bodyPart: info.bodyPartExamined ?? null,
+    viewPosition: info.viewPosition ?? null,
+    patientName: ds.string(Tag.PatientName)?.replace(/\^+/gu, ' ').trim() ?? null,
+    patientId: ds.string(Tag.PatientId) ?? null,
+    patientSex: ds.string(Tag.PatientSex) ?? null,
+    patientBirthDate: ds.string(Tag.PatientBirthDate) ?? null,
+    studyDate: ds.string(Tag.StudyDate) ?? null,
+    studyTime: ds.string(Tag.StudyTime) ?? null,
+    accessionNumber: ds.string(Tag.AccessionNumber) ?? null,
+    studyDescription: ds.string(Tag.StudyDescription) ?? null,
+  };
+}
+
+async function fsyncPath(p: string): Promise<void> {
+  const handle = await open(p, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function sanitize(name: string): string {
+  return path.basename(name).replace(/[^A-Za-z0-9._-]/gu, '_').slice(0, 100);
+}

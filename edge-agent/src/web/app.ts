@@ -1,0 +1,82 @@
+import { createReadStream } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { ModelIdentity } from '@cxr/inference';
+import type { Logger } from '../log.js';
+import type { InstanceRecord, SpoolDb } from '../spool/db.js';
+import type { Spool } from '../spool/spool.js';
+import { toStudyView } from './studies.js';
+
+export interface EdgeAppDeps {
+  readonly db: SpoolDb;
+  readonly spool: Spool;
+  readonly log: Logger;
+  /** What the health route reports; read on every request. */
+  readonly status: () => { ready: boolean; model: ModelIdentity | undefined; aeTitle: string; dicomPort: number; queue: number };
+  /** Subscribes to instance changes for the live page; returns the unsubscribe function. */
+  readonly subscribe: (listener: (record: InstanceRecord) => void) => () => void;
+}
+
+/** The page's static files: `public/` beside `src/` and `dist/`. */
+const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
+
+/** The radiographer's page and the local JSON API, built apart from any listening socket (tests use inject()). */
+export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> {
+  // Requests are not logged one by one (the page polls); warnings and errors are.
+  const app = Fastify({ loggerInstance: deps.log.child({ component: 'http' }, { level: 'warn' }) as FastifyBaseLogger });
+  await app.register(fastifyStatic, { root: publicDir, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
+
+  app.get('/api/health', async (_request, reply) => {
+    const s = deps.status();
+    const body = {
+      status: s.ready ? 'ok' : 'starting',
+      ready: s.ready,
+      model: s.model ?? null,
+      aeTitle: s.aeTitle,
+      dicomPort: s.dicomPort,
+      queue: s.queue,
+      counts: deps.db.counts(),
+    };
+    return reply.code(s.ready ? 200 : 503).send(body);
+  });
+
+  app.get<{ Querystring: { since?: string; limit?: string } }>('/api/studies', async (request) => {
+    const since = request.query.since ? new Date(request.query.since) : undefined;
+    const limit = request.query.limit ? Math.max(1, Math.min(1000, Number(request.query.limit) || 200)) : 200;
+    return deps.db
+      .studies({ limit, ...(since && !Number.isNaN(since.getTime()) ? { since } : {}) })
+      .map((s) => toStudyView(s.studyInstanceUid, s.instances));
+  });
+
+  app.get<{ Params: { uid: string } }>('/api/studies/:uid', async (request, reply) => {
+    const records = deps.db.study(request.params.uid);
+    if (records.length === 0) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such study' } });
+    return toStudyView(request.params.uid, records);
+  });
+
+  app.get<{ Params: { id: string; kind: string } }>('/api/instances/:id/:kind', async (request, reply) => {
+    const record = deps.db.get(Number(request.params.id));
+    const file = request.params.kind === 'preview.png' ? record?.previewFile : request.params.kind === 'heatmap.png' ? record?.heatmapFile : undefined;
+    if (!record || !file) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such image' } });
+    return reply.type('image/png').header('cache-control', 'private, max-age=3600').send(createReadStream(deps.spool.absolute(file)));
+  });
+
+  // Server-sent events: the page updates without reloading.
+  app.get('/api/events', (request, reply) => {
+    reply.hijack();
+    const raw = reply.raw;
+    raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    raw.write('retry: 2000\n\n');
+    const unsubscribe = deps.subscribe((record) => {
+      raw.write(`event: instance\ndata: ${JSON.stringify({ id: record.id, studyInstanceUid: record.studyInstanceUid, status: record.status })}\n\n`);
+    });
+    const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
+    request.raw.on('close', () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    });
+  });
+
+  return app;
+}

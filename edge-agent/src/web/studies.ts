@@ -1,0 +1,78 @@
+import type { Priority, TriageResult } from '@cxr/inference';
+import { higherPriority } from '@cxr/inference';
+import type { InstanceRecord, InstanceStatus } from '../spool/db.js';
+
+/** One instance as the page and outside checks see it. */
+export interface InstanceView {
+  readonly id: number;
+  readonly sopInstanceUid: string;
+  readonly status: InstanceStatus;
+  readonly result: TriageResult | null;
+  readonly error: { readonly code: string; readonly message: string } | null;
+  readonly version: number;
+  /** Another instance with this SOP Instance UID but different content was received. */
+  readonly conflict: boolean;
+  readonly receivedAt: string;
+  readonly processedAt: string | null;
+  readonly source: 'dicom' | 'folder';
+  readonly viewPosition: string | null;
+  readonly bodyPart: string | null;
+  readonly modality: string | null;
+  readonly previewUrl: string | null;
+  readonly heatmapUrl: string | null;
+}
+
+export interface StudyView {
+  readonly studyInstanceUid: string;
+  /** Highest priority among the study's AI results; null until an instance has an applicable result. */
+  readonly priority: Priority | null;
+  readonly receivedAt: string;
+  readonly updatedAt: string;
+  readonly patient: { readonly name: string | null; readonly id: string | null; readonly sex: string | null; readonly birthDate: string | null };
+  readonly studyDate: string | null;
+  readonly studyTime: string | null;
+  readonly accessionNumber: string | null;
+  readonly description: string | null;
+  readonly instances: readonly InstanceView[];
+}
+
+export function toStudyView(studyInstanceUid: string, records: readonly InstanceRecord[]): StudyView {
+  const first = records[0];
+  let priority: Priority | null = null;
+  for (const r of records) {
+    if (r.status === 'inferred' && r.result?.applicable) priority = priority ? higherPriority(priority, r.result.priority) : r.result.priority;
+  }
+  const times = records.flatMap((r) => [r.receivedAt, r.processedAt ?? r.receivedAt]).sort();
+  return {
+    studyInstanceUid,
+    priority,
+    receivedAt: records.map((r) => r.receivedAt).sort()[0] ?? '',
+    updatedAt: times[times.length - 1] ?? '',
+    patient: { name: first?.patientName ?? null, id: first?.patientId ?? null, sex: first?.patientSex ?? null, birthDate: first?.patientBirthDate ?? null },
+    studyDate: first?.studyDate ?? null,
+    studyTime: first?.studyTime ?? null,
+    accessionNumber: first?.accessionNumber ?? null,
+    description: first?.studyDescription ?? null,
+    instances: records.map(toInstanceView),
+  };
+}
+
+function toInstanceView(r: InstanceRecord): InstanceView {
+  return {
+    id: r.id,
+    sopInstanceUid: r.sopInstanceUid,
+    status: r.status,
+    result: r.result,
+    error: r.errorCode ? { code: r.errorCode, message: r.errorMessage ?? '' } : null,
+    version: r.version,
+    conflict: r.conflict,
+    receivedAt: r.receivedAt,
+    processedAt: r.processedAt,
+    source: r.source,
+    viewPosition: r.viewPosition,
+    bodyPart: r.bodyPart,
+    modality: r.modality,
+    previewUrl: r.previewFile ? `/api/instances/${r.id}/preview.png` : null,
+    heatmapUrl: r.heatmapFile ? `/api/instances/${r.id}/heatmap.png` : null,
+  };
+}
