@@ -1,0 +1,1188 @@
+// The radiographer's page: today's studies, live, with the AI result, an image viewer and the heatmap.
+// Plain ES module, no framework, no build step, nothing from outside the station.
+import { LANGS, strings, errorText, missingFromNotes } from './i18n.js';
+
+const LANG_KEY = 'cxr-edge.lang';
+const POLL_MS = 10_000;
+const DEBOUNCE_MS = 200;
+const FETCH_TIMEOUT_MS = 8_000;
+
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  lang: initialLang(),
+  /** Studies as GET /api/studies returns them (today's, or all with "show all"). */
+  studies: [],
+  /** The selected study when it is not in the list (an older one): a StudyView, 'gone' or null. */
+  extra: null,
+  showAll: false,
+  selectedUid: null,
+  selectedInstanceId: null,
+  health: null,
+  /** 'connecting' | 'live' | 'down': the event stream. */
+  sse: 'connecting',
+  reachable: true,
+  loaded: false,
+  /** Study UIDs already seen, to tell new arrivals apart. */
+  known: null,
+};
+
+// ---------------------------------------------------------------------------------------------- words and formats
+
+function initialLang() {
+  try {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (LANGS.includes(saved)) return saved;
+  } catch {
+    // storage disabled: Vietnamese
+  }
+  return 'vi';
+}
+
+function t(key, params) {
+  const table = strings[state.lang] ?? strings.vi;
+  const text = table[key] ?? strings.vi[key] ?? key;
+  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? '')) : text;
+}
+
+/** A counted phrase: English has a singular form (`key_1`), Vietnamese does not. */
+function tn(key, n) {
+  const table = strings[state.lang] ?? strings.vi;
+  return t(n === 1 && table[`${key}_1`] ? `${key}_1` : key, { n });
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+const fmtDate = (d) => `${pad(d.getDate())}/${pad(d.getMonth() + 1)}/${d.getFullYear()}`;
+const fmtTime = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+
+/** A decimal as people write it: comma in Vietnamese (1,5), point in English. */
+function fmtDecimal(x, digits) {
+  const s = x.toFixed(digits);
+  return state.lang === 'vi' ? s.replace('.', ',') : s;
+}
+
+/** DICOM DA (yyyymmdd) as dd/mm/yyyy. */
+function dicomDate(value) {
+  const m = /^(\d{4})(\d{2})(\d{2})$/.exec(value ?? '');
+  return m ? `${m[3]}/${m[2]}/${m[1]}` : null;
+}
+
+function isToday(date) {
+  const now = new Date();
+  return date.getFullYear() === now.getFullYear() && date.getMonth() === now.getMonth() && date.getDate() === now.getDate();
+}
+
+function startOfToday() {
+  const d = new Date();
+  d.setHours(0, 0, 0, 0);
+  return d;
+}
+
+/** "12:38" today, "22/11/2026 12:38" on other days. */
+function fmtReceived(date) {
+  return isToday(date) ? fmtTime(date) : `${fmtDate(date)} ${fmtTime(date)}`;
+}
+
+const personName = (name) => (name ? name.replace(/\^+/g, ' ').trim() : '');
+
+/** Percent without decimals; never rounded across the threshold (49.6% below a 50% threshold reads "<50%"). */
+function fmtPercent(finding) {
+  const p = Math.round(finding.probability * 100);
+  const thr = Math.round(finding.threshold * 100);
+  if (!finding.positive && p >= thr) return `<${thr}%`;
+  if (finding.positive && p < thr) return `≥${thr}%`;
+  return `${p}%`;
+}
+
+/** Builds an element: h('div', { class: 'x', onclick: fn }, 'text', child). Text is always set as text. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+// ---------------------------------------------------------------------------------------------- what a study says
+
+function latestReceived(study) {
+  let latest = study.receivedAt;
+  for (const i of study.instances) if (i.receivedAt > latest) latest = i.receivedAt;
+  return new Date(latest);
+}
+
+function positiveCodes(instances) {
+  const codes = new Set();
+  for (const i of instances) {
+    if (i.status === 'inferred' && i.result?.applicable) for (const f of i.result.findings) if (f.positive) codes.add(f.code);
+  }
+  return codes;
+}
+
+/** The badge kind of a study: its priority, or processing / failed / not applicable while it has none. */
+function studyBadge(study) {
+  const inst = study.instances;
+  if (study.priority) return study.priority;
+  if (inst.some((i) => i.status === 'received')) return 'processing';
+  if (inst.some((i) => i.status === 'inferred')) return 'notApplicable';
+  if (inst.some((i) => i.status === 'failed')) return 'failed';
+  return 'processing';
+}
+
+function badgeText(kind) {
+  return kind === 'notApplicable' ? t('notApplicableBadge') : t(kind);
+}
+
+function badge(kind, extraClass = '') {
+  return h(
+    'span',
+    { class: `badge badge-${kind} ${extraClass}`.trim() },
+    kind === 'processing' ? h('span', { class: 'spinner', 'aria-hidden': 'true' }) : null,
+    kind === 'failed' ? warnIcon() : null,
+    badgeText(kind),
+  );
+}
+
+function warnIcon() {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  const path = document.createElementNS(ns, 'path');
+  path.setAttribute('d', 'M12 3 2 20h20L12 3zm0 6v5m0 3v.5');
+  path.setAttribute('fill', 'none');
+  path.setAttribute('stroke', 'currentColor');
+  path.setAttribute('stroke-width', '2.2');
+  path.setAttribute('stroke-linecap', 'round');
+  path.setAttribute('stroke-linejoin', 'round');
+  svg.append(path);
+  return svg;
+}
+
+/** The short summary under the patient's name in the list. */
+function studySummary(study) {
+  const inst = study.instances;
+  const processing = inst.filter((i) => i.status === 'received').length;
+  const failed = inst.filter((i) => i.status === 'failed').length;
+  const inferred = inst.filter((i) => i.status === 'inferred' && i.result);
+  const applicable = inferred.filter((i) => i.result.applicable);
+  const parts = [];
+  if (applicable.length > 0) {
+    const n = positiveCodes(applicable).size;
+    parts.push(n > 0 ? tn('positives', n) : t('noneAbove'));
+  } else if (processing > 0) parts.push(t('aiReading'));
+  else if (inferred.length > 0) parts.push(t('notApplicable'));
+  else parts.push(t('failedSummary'));
+  const main = parts[0];
+  if (failed > 0 && (applicable.length > 0 || inferred.length > 0 || processing > 0)) parts.push(tn('someFailed', failed));
+  if (processing > 0 && main !== t('aiReading')) parts.push(tn('someProcessing', processing));
+  return parts.join(' · ');
+}
+
+function modalityText(study) {
+  const mods = [...new Set(study.instances.map((i) => i.modality).filter(Boolean))];
+  const parts = [...new Set(study.instances.map((i) => i.bodyPart).filter(Boolean))];
+  return [mods.join('/'), parts.join('/')].filter(Boolean).join(' · ');
+}
+
+// ---------------------------------------------------------------------------------------------- the list
+
+const list = $('#study-list');
+/** li elements by study UID: a row is rebuilt only when what it shows changed. */
+const rows = new Map();
+
+function visibleStudies() {
+  const studies = state.showAll ? state.studies : state.studies.filter((s) => isToday(latestReceived(s)));
+  return [...studies].sort((a, b) => latestReceived(b) - latestReceived(a));
+}
+
+function rowModel(study) {
+  const kind = studyBadge(study);
+  return {
+    lang: state.lang,
+    kind,
+    name: personName(study.patient.name) || '—',
+    id: study.patient.id ?? '',
+    time: fmtReceived(latestReceived(study)),
+    images: tn('images', study.instances.length),
+    modality: modalityText(study),
+    summary: studySummary(study),
+  };
+}
+
+function fillRow(li, m) {
+  li.className = `row row-${m.kind}`;
+  li.replaceChildren(
+    h(
+      'div',
+      { class: 'row-top' },
+      badge(m.kind),
+      h('span', { class: 'row-time' }, h('time', {}, m.time)),
+    ),
+    h('div', { class: 'row-patient' }, h('span', { class: 'row-name' }, m.name), m.id ? h('span', { class: 'row-id' }, m.id) : null),
+    h('div', { class: 'row-summary' }, m.summary),
+    h('div', { class: 'row-meta' }, [m.images, m.modality].filter(Boolean).join(' · ')),
+  );
+}
+
+function renderList() {
+  const studies = visibleStudies();
+  const seen = new Set();
+  let previous = null;
+  for (const study of studies) {
+    const uid = study.studyInstanceUid;
+    seen.add(uid);
+    let li = rows.get(uid);
+    if (!li) {
+      li = h('li', { role: 'option', tabindex: '-1', dataset: { uid } });
+      rows.set(uid, li);
+    }
+    const model = rowModel(study);
+    const sig = JSON.stringify(model);
+    if (li.dataset.sig !== sig) {
+      fillRow(li, model);
+      li.dataset.sig = sig;
+    }
+    const wanted = previous ? previous.nextSibling : list.firstChild;
+    if (wanted !== li) list.insertBefore(li, wanted);
+    previous = li;
+  }
+  for (const [uid, li] of rows) {
+    if (!seen.has(uid)) {
+      li.remove();
+      rows.delete(uid);
+    }
+  }
+  updateSelection();
+
+  $('#list-title').textContent = state.showAll ? t('listAll') : t('listToday');
+  $('#list-count').textContent = state.loaded ? String(studies.length) : '';
+  const empty = $('#list-empty');
+  if (studies.length === 0) {
+    const ae = state.health?.aeTitle;
+    const port = state.health?.dicomPort;
+    empty.replaceChildren(
+      h('p', { class: 'empty-title' }, state.loaded ? (state.showAll ? t('emptyAll') : t('emptyToday')) : t('loading')),
+      state.loaded && ae ? h('p', { class: 'empty-hint' }, t('emptyHint', { ae, port })) : null,
+    );
+    empty.hidden = false;
+  } else empty.hidden = true;
+}
+
+function updateSelection() {
+  let focusable = null;
+  for (const [uid, li] of rows) {
+    const selected = uid === state.selectedUid;
+    li.setAttribute('aria-selected', String(selected));
+    if (selected) focusable = li;
+  }
+  // One row in the tab order: the selected one, or the first.
+  const target = focusable ?? list.firstElementChild;
+  for (const li of rows.values()) li.tabIndex = li === target ? 0 : -1;
+}
+
+list.addEventListener('click', (event) => {
+  const li = event.target.closest('li[data-uid]');
+  if (li) select(li.dataset.uid, null, true);
+});
+
+list.addEventListener('keydown', (event) => {
+  const current = event.target.closest('li[data-uid]');
+  if (!current) return;
+  let next = null;
+  if (event.key === 'ArrowDown') next = current.nextElementSibling;
+  else if (event.key === 'ArrowUp') next = current.previousElementSibling;
+  else if (event.key === 'Home') next = list.firstElementChild;
+  else if (event.key === 'End') next = list.lastElementChild;
+  else if (event.key === 'Enter' || event.key === ' ') {
+    event.preventDefault();
+    select(current.dataset.uid, null, true);
+    return;
+  } else return;
+  event.preventDefault();
+  if (next) {
+    current.tabIndex = -1;
+    next.tabIndex = 0;
+    next.focus();
+    next.scrollIntoView({ block: 'nearest' });
+  }
+});
+
+$('#show-all').addEventListener('change', (event) => {
+  state.showAll = event.target.checked;
+  void refresh();
+});
+
+// ---------------------------------------------------------------------------------------------- selection
+
+function selectedStudy() {
+  if (!state.selectedUid) return null;
+  return state.studies.find((s) => s.studyInstanceUid === state.selectedUid) ?? (state.extra?.studyInstanceUid === state.selectedUid ? state.extra : null);
+}
+
+function select(uid, instanceId, byUser) {
+  const changed = uid !== state.selectedUid;
+  state.selectedUid = uid;
+  state.selectedInstanceId = instanceId ?? (changed ? null : state.selectedInstanceId);
+  if (changed) state.extra = null;
+  writeHash();
+  updateSelection();
+  renderStudy();
+  if (!selectedStudy() && uid) void fetchSelected();
+  if (byUser && changed) $('#study-pane').scrollTop = 0;
+}
+
+async function fetchSelected() {
+  const uid = state.selectedUid;
+  try {
+    const res = await fetch(`/api/studies/${encodeURIComponent(uid)}`, { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    if (uid !== state.selectedUid) return;
+    state.extra = res.ok ? await res.json() : res.status === 404 ? { studyInstanceUid: uid, gone: true } : null;
+  } catch {
+    state.extra = null;
+  }
+  renderStudy();
+}
+
+function readHash() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  state.selectedUid = params.get('study');
+  state.selectedInstanceId = Number(params.get('image')) || null;
+}
+
+function writeHash() {
+  const params = new URLSearchParams();
+  if (state.selectedUid) params.set('study', state.selectedUid);
+  if (state.selectedUid && state.selectedInstanceId) params.set('image', String(state.selectedInstanceId));
+  const hash = params.toString();
+  history.replaceState(null, '', hash ? `#${hash}` : location.pathname + location.search);
+}
+
+// ---------------------------------------------------------------------------------------------- the study view
+
+let studySig = '';
+
+/** The chosen image, or the first one not replaced by a later version of itself. */
+function currentInstance(study) {
+  const inst = study.instances;
+  const chosen = inst.find((i) => i.id === state.selectedInstanceId);
+  if (chosen) return chosen;
+  const latest = new Map();
+  for (const i of inst) if ((latest.get(i.sopInstanceUid)?.version ?? 0) < i.version) latest.set(i.sopInstanceUid, i);
+  return inst.find((i) => latest.get(i.sopInstanceUid) === i) ?? inst[0] ?? null;
+}
+
+function latestVersion(study, instance) {
+  let v = instance.version;
+  for (const i of study.instances) if (i.sopInstanceUid === instance.sopInstanceUid && i.version > v) v = i.version;
+  return v;
+}
+
+function renderStudy(force = false) {
+  const placeholder = $('#no-selection');
+  const article = $('#study');
+  const study = selectedStudy();
+  if (!study || study.gone) {
+    article.hidden = true;
+    placeholder.hidden = false;
+    placeholder.textContent = !state.selectedUid ? t('noSelection') : study?.gone ? t('studyGone') : t('loading');
+    viewer.show(null);
+    studySig = '';
+    return;
+  }
+  const instance = currentInstance(study);
+  const sig = JSON.stringify([state.lang, instance?.id, study]);
+  if (!force && sig === studySig) return;
+  studySig = sig;
+  placeholder.hidden = true;
+  article.hidden = false;
+  renderStudyHead(study);
+  renderThumbs(study, instance);
+  renderFindings(study, instance);
+  viewer.show(instance);
+}
+
+function fact(label, value) {
+  return value ? h('div', { class: 'fact' }, h('dt', {}, `${label}:`), h('dd', {}, value)) : null;
+}
+
+function renderStudyHead(study) {
+  const p = study.patient;
+  const sex = p.sex === 'M' ? t('sexM') : p.sex === 'F' ? t('sexF') : p.sex === 'O' ? t('sexO') : null;
+  const received = latestReceived(study);
+  const kind = studyBadge(study);
+  $('#study-head').replaceChildren(
+    h(
+      'div',
+      { class: 'sh-main' },
+      h('h2', { class: 'sh-name' }, personName(p.name) || '—', study.description ? h('span', { class: 'sh-desc' }, study.description) : null),
+      h(
+        'dl',
+        { class: 'facts' },
+        fact(t('patientId'), p.id),
+        fact(t('sex'), sex),
+        fact(t('birthDate'), dicomDate(p.birthDate)),
+        fact(t('studyDate'), dicomDate(study.studyDate) ?? '—'),
+        fact(t('receivedAt'), `${fmtTime(received)} ${fmtDate(received)}`),
+        fact(t('accession'), study.accessionNumber),
+      ),
+    ),
+    h('div', { class: 'sh-priority' }, h('span', { class: 'sh-priority-label' }, t('priority')), badge(kind, 'badge-lg')),
+  );
+}
+
+function renderThumbs(study, instance) {
+  const thumbs = $('#thumbs');
+  if (study.instances.length < 2) {
+    thumbs.hidden = true;
+    thumbs.replaceChildren();
+    return;
+  }
+  thumbs.hidden = false;
+  thumbs.setAttribute('aria-label', t('imagesOfStudy'));
+  thumbs.replaceChildren(
+    ...study.instances.map((inst, index) => {
+      const kind = inst.status === 'failed' ? 'failed' : inst.status === 'received' ? 'processing' : inst.result?.applicable ? inst.result.priority : 'notApplicable';
+      return h(
+        'button',
+        {
+          type: 'button',
+          role: 'tab',
+          class: 'thumb',
+          'aria-selected': String(inst.id === instance?.id),
+          dataset: { instance: String(inst.id) },
+          onclick: () => select(study.studyInstanceUid, inst.id, true),
+        },
+        inst.previewUrl
+          ? h('img', { src: inst.previewUrl, alt: '', loading: 'lazy', decoding: 'async', width: '64', height: '64' })
+          : h('span', { class: 'thumb-empty', 'aria-hidden': 'true' }, inst.status === 'failed' ? warnIcon() : h('span', { class: 'spinner' })),
+        h('span', { class: 'thumb-label' }, t('imageN', { i: index + 1 }), inst.conflict ? h('small', {}, t('versionN', { v: inst.version })) : null),
+        h('span', { class: `thumb-dot dot-${kind}`, title: badgeText(kind) }),
+      );
+    }),
+  );
+}
+
+function findingItem(f) {
+  const name = state.lang === 'vi' ? f.displayVi : f.display;
+  const thr = `${Math.round(f.threshold * 100)}%`;
+  const pct = Math.max(0, Math.min(100, f.probability * 100));
+  return h(
+    'li',
+    { class: `finding ${f.positive ? 'above' : 'below'}`, dataset: { code: f.code } },
+    h('span', { class: 'f-text' }, `${name} — ${fmtPercent(f)} (${t('threshold')} ${thr})`),
+    h(
+      'div',
+      { class: 'f-line' },
+      h(
+        'span',
+        { class: 'f-bar', 'aria-hidden': 'true' },
+        h('span', { class: 'f-fill', style: `width:${pct.toFixed(1)}%` }),
+        h('span', { class: 'f-thr', style: `left:${(f.threshold * 100).toFixed(1)}%` }),
+      ),
+      h('span', { class: 'f-mark' }, f.positive ? '▲ ' : '▽ ', f.positive ? t('above') : t('below')),
+      f.positive && f.priority !== 'routine' ? h('span', { class: `f-prio prio-${f.priority}` }, t(f.priority)) : null,
+    ),
+  );
+}
+
+function renderFindings(study, instance) {
+  const box = $('#findings');
+  const out = [h('h3', { class: 'panel-title' }, t('aiResult'))];
+  if (!instance) {
+    box.replaceChildren(...out);
+    return;
+  }
+  if (instance.conflict) {
+    const latest = latestVersion(study, instance);
+    out.push(
+      h(
+        'div',
+        { class: 'notice notice-conflict', role: 'note' },
+        h(
+          'p',
+          { class: 'notice-title' },
+          instance.version > 1 ? t('conflict', { v: instance.version }) : t('conflictFirst', { latest }),
+        ),
+        h('p', {}, t('conflictHint')),
+      ),
+    );
+  }
+  if (instance.status === 'received') {
+    out.push(h('div', { class: 'notice notice-processing' }, h('p', { class: 'notice-title' }, h('span', { class: 'spinner' }), t('processingImage')), h('p', {}, t('processingHint'))));
+  } else if (instance.status === 'failed') {
+    const code = instance.error?.code ?? '';
+    out.push(
+      h(
+        'div',
+        { class: 'notice notice-error', role: 'alert' },
+        h('p', { class: 'notice-title' }, warnIcon(), t('errorTitle')),
+        h('p', { class: 'error-text' }, errorText(state.lang, code)),
+        code ? h('p', { class: 'error-code', title: instance.error?.message ?? '' }, `${t('errorCode')}: `, h('code', {}, code)) : null,
+      ),
+    );
+  } else if (instance.result) {
+    out.push(...resultParts(instance.result));
+  }
+  box.replaceChildren(...out);
+}
+
+function resultParts(result) {
+  const parts = [];
+  if (!result.applicable) {
+    const reason = state.lang === 'vi' ? (result.applicability?.reasonVi ?? result.reason) : (result.reason ?? result.applicability?.reasonVi);
+    parts.push(
+      h(
+        'div',
+        { class: 'notice notice-na' },
+        h('p', { class: 'notice-title' }, t('notApplicable')),
+        reason ? h('p', { class: 'na-reason' }, `${t('reason')}: ${reason}`) : null,
+        h('p', { class: 'hint' }, t('notApplicableHint')),
+      ),
+    );
+  } else {
+    const positives = result.findings.filter((f) => f.positive);
+    parts.push(h('p', { class: 'result-priority' }, h('span', {}, `${t('priority')}:`), badge(result.priority)));
+    if (result.applicability && result.applicability.verified === false) {
+      const missing = missingFromNotes(state.lang, result.applicability.notes);
+      parts.push(
+        h(
+          'div',
+          { class: 'notice notice-unverified', role: 'note' },
+          h('p', { class: 'notice-title' }, t('notVerifiedTitle')),
+          h('p', {}, t('notVerifiedBody', { missing: missing.join(', ') || '—' })),
+        ),
+      );
+    }
+    if (result.forced) parts.push(h('div', { class: 'notice notice-unverified' }, h('p', {}, t('forced'))));
+    parts.push(
+      positives.length > 0
+        ? h('p', { class: 'result-summary has-positives' }, tn('positives', positives.length))
+        : h('div', { class: 'result-summary none' }, h('p', {}, t('noneAbove')), h('p', { class: 'hint' }, t('noFindingHint'))),
+    );
+    const rank = { stat: 0, urgent: 1, routine: 2 };
+    const sorted = [...result.findings].sort(
+      (a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability || (rank[a.priority] ?? 3) - (rank[b.priority] ?? 3),
+    );
+    parts.push(h('h4', { class: 'findings-title' }, t('findings')), h('ul', { class: 'findings' }, sorted.map(findingItem)));
+  }
+  if (result.model) {
+    parts.push(
+      h(
+        'p',
+        { class: 'model-line' },
+        t('modelLine', { name: result.model.name, version: result.model.version }),
+        result.model.sha256 ? h('span', { class: 'sha', title: result.model.sha256 }, ` · sha256 ${result.model.sha256.slice(0, 12)}`) : null,
+      ),
+    );
+  }
+  return parts;
+}
+
+// ---------------------------------------------------------------------------------------------- the viewer
+
+const clamp = (x, lo, hi) => Math.min(hi, Math.max(lo, x));
+const DEFAULT_W = 256;
+const DEFAULT_L = 128;
+
+/** The 8-bit preview in a canvas through a window/level LUT, with zoom, pan, invert and the heatmap on top. */
+class Viewer {
+  constructor() {
+    this.viewport = $('#viewport');
+    this.canvas = $('#image-canvas');
+    this.overlay = $('#heatmap-canvas');
+    this.ctx = this.canvas.getContext('2d');
+    this.octx = this.overlay.getContext('2d');
+    this.lutCanvas = document.createElement('canvas');
+    this.lctx = this.lutCanvas.getContext('2d');
+    this.message = $('#viewer-msg');
+    this.src = null;
+    this.heat = null;
+    this.url = null;
+    this.heatUrl = null;
+    this.token = 0;
+    this.heatToken = 0;
+    this.tool = 'wl';
+    this.heatOn = false;
+    this.opacity = 0.5;
+    this.space = false;
+    this.hover = false;
+    this.drag = null;
+    this.raf = 0;
+    this.resetView();
+    this.#bind();
+    new ResizeObserver(() => this.#resize()).observe(this.viewport);
+  }
+
+  resetView() {
+    this.ww = DEFAULT_W;
+    this.wl = DEFAULT_L;
+    this.invert = false;
+    this.zoom = 1;
+    this.panX = 0;
+    this.panY = 0;
+    this.lutDirty = true;
+    $('#invert').setAttribute('aria-pressed', 'false');
+    this.schedule();
+  }
+
+  /** Shows an instance's preview and heatmap; the same URLs again keep the current view. */
+  show(instance) {
+    const url = instance?.previewUrl ?? null;
+    const heatUrl = instance?.heatmapUrl ?? null;
+    this.pendingMessage = !instance ? 'noImage' : url ? null : instance.status === 'received' ? 'imageProcessing' : instance.status === 'failed' ? 'imageFailed' : 'noImage';
+    if (url !== this.url) {
+      this.url = url;
+      this.src = null;
+      this.resetView();
+      if (url) void this.#load(url);
+      else this.#state('empty');
+    } else if (!url) this.#state('empty');
+    if (heatUrl !== this.heatUrl) {
+      this.heatUrl = heatUrl;
+      this.heat = null;
+      if (heatUrl) void this.#loadHeat(heatUrl);
+    }
+    this.#heatControls();
+    this.schedule();
+  }
+
+  async #load(url) {
+    const token = ++this.token;
+    this.#state('loading');
+    try {
+      const img = new Image();
+      img.decoding = 'async';
+      img.src = url;
+      await img.decode();
+      if (token !== this.token) return;
+      const w = img.naturalWidth;
+      const hgt = img.naturalHeight;
+      const scratch = document.createElement('canvas');
+      scratch.width = w;
+      scratch.height = hgt;
+      const sctx = scratch.getContext('2d', { willReadFrequently: true });
+      sctx.drawImage(img, 0, 0);
+      const rgba = sctx.getImageData(0, 0, w, hgt).data;
+      const grey = new Uint8Array(w * hgt);
+      for (let i = 0, j = 0; i < grey.length; i++, j += 4) grey[i] = rgba[j];
+      const out = new ImageData(w, hgt);
+      out.data.fill(255);
+      this.lutCanvas.width = w;
+      this.lutCanvas.height = hgt;
+      this.src = { w, h: hgt, grey, out };
+      this.lutDirty = true;
+      this.#state('ready');
+      this.schedule();
+    } catch {
+      if (token === this.token) this.#state('error');
+    }
+  }
+
+  async #loadHeat(url) {
+    const token = ++this.heatToken;
+    this.overlay.dataset.loaded = 'false';
+    try {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      if (token !== this.heatToken) return;
+      this.heat = img;
+      this.overlay.dataset.loaded = 'true';
+      this.#heatControls();
+      this.schedule();
+    } catch {
+      if (token === this.heatToken) this.heat = null;
+    }
+  }
+
+  #state(value) {
+    this.viewport.dataset.state = value;
+    for (const b of document.querySelectorAll('.toolbar button')) b.disabled = value !== 'ready';
+    const key = value === 'loading' ? 'imageLoading' : value === 'error' ? 'imageLoadFailed' : value === 'empty' ? (this.pendingMessage ?? 'noImage') : null;
+    this.message.hidden = !key;
+    this.message.disabled = value !== 'error';
+    this.message.textContent = key ? t(key) : '';
+    if (value !== 'ready') this.schedule();
+  }
+
+  /** Words in the viewer follow the language. */
+  relabel() {
+    this.#state(this.viewport.dataset.state);
+    this.#heatControls();
+    this.schedule();
+  }
+
+  #heatControls() {
+    const available = Boolean(this.heatUrl);
+    const toggle = $('#heatmap-toggle');
+    toggle.disabled = !available;
+    toggle.setAttribute('aria-pressed', String(this.heatOn && available));
+    $('#heatmap-opacity').disabled = !available || !this.heatOn;
+    const none = $('#heatmap-none');
+    none.hidden = available || !this.url;
+    none.textContent = t('heatmapNone');
+    const shown = available && this.heatOn && Boolean(this.heat) && Boolean(this.src);
+    this.overlay.hidden = !shown;
+    $('#heatmap-caption').hidden = !shown;
+    this.overlay.style.opacity = String(this.opacity);
+    $('#opacity-value').textContent = `${Math.round(this.opacity * 100)}%`;
+  }
+
+  setTool(tool) {
+    this.tool = tool;
+    this.viewport.dataset.tool = tool;
+    for (const b of document.querySelectorAll('[data-tool]')) b.setAttribute('aria-pressed', String(b.dataset.tool === tool));
+  }
+
+  toggleInvert() {
+    this.invert = !this.invert;
+    $('#invert').setAttribute('aria-pressed', String(this.invert));
+    this.lutDirty = true;
+    this.schedule();
+  }
+
+  #resize() {
+    const dpr = window.devicePixelRatio || 1;
+    const w = Math.max(1, Math.round(this.viewport.clientWidth * dpr));
+    const hgt = Math.max(1, Math.round(this.viewport.clientHeight * dpr));
+    for (const c of [this.canvas, this.overlay]) {
+      if (c.width !== w || c.height !== hgt) {
+        c.width = w;
+        c.height = hgt;
+      }
+    }
+    this.render();
+  }
+
+  /** Where the image sits in the viewport, in CSS pixels: fitted, then zoomed and panned. */
+  #geometry() {
+    const vw = this.viewport.clientWidth;
+    const vh = this.viewport.clientHeight;
+    const { w, h: hgt } = this.src;
+    const s = Math.min(vw / w, vh / hgt) * this.zoom;
+    return { s, x: (vw - w * s) / 2 + this.panX, y: (vh - hgt * s) / 2 + this.panY, vw, vh };
+  }
+
+  schedule() {
+    if (!this.raf) {
+      this.raf = requestAnimationFrame(() => {
+        this.raf = 0;
+        this.render();
+      });
+    }
+  }
+
+  #applyLut() {
+    const lut = new Uint8ClampedArray(256);
+    const lower = this.wl - this.ww / 2;
+    const k = 255 / Math.max(1, this.ww - 1);
+    for (let v = 0; v < 256; v++) {
+      const o = Math.round(clamp((v - lower) * k, 0, 255));
+      lut[v] = this.invert ? 255 - o : o;
+    }
+    const { grey, out } = this.src;
+    const d = out.data;
+    for (let i = 0, j = 0; i < grey.length; i++, j += 4) {
+      const v = lut[grey[i]];
+      d[j] = v;
+      d[j + 1] = v;
+      d[j + 2] = v;
+    }
+    this.lctx.putImageData(out, 0, 0);
+    this.lutDirty = false;
+  }
+
+  render() {
+    const dpr = window.devicePixelRatio || 1;
+    const { ctx, octx } = this;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = '#000';
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    octx.setTransform(1, 0, 0, 1, 0, 0);
+    octx.clearRect(0, 0, this.overlay.width, this.overlay.height);
+    if (this.src) {
+      if (this.lutDirty) this.#applyLut();
+      const g = this.#geometry();
+      ctx.imageSmoothingEnabled = g.s < 4;
+      ctx.imageSmoothingQuality = 'medium';
+      ctx.setTransform(dpr * g.s, 0, 0, dpr * g.s, dpr * g.x, dpr * g.y);
+      ctx.drawImage(this.lutCanvas, 0, 0);
+      if (this.heat && this.heatOn) {
+        octx.imageSmoothingEnabled = true;
+        octx.setTransform(dpr * g.s, 0, 0, dpr * g.s, dpr * g.x, dpr * g.y);
+        octx.drawImage(this.heat, 0, 0, this.src.w, this.src.h);
+      }
+    }
+    this.#heatControls();
+    const ready = Boolean(this.src);
+    $('#wl-readout').hidden = !ready;
+    $('#wl-text').textContent = t('wlReadout', { w: Math.round(this.ww), l: Math.round(this.wl) });
+    $('#zoom-text').textContent = t('zoomReadout', { z: fmtDecimal(this.zoom, 1) });
+    this.viewport.setAttribute('aria-label', `${t('viewerLabel')} — ${t('wlReadout', { w: Math.round(this.ww), l: Math.round(this.wl) })}`);
+  }
+
+  /** Zooms by `factor` keeping the image point under (clientX, clientY) in place. */
+  zoomAt(clientX, clientY, factor) {
+    if (!this.src) return;
+    const rect = this.viewport.getBoundingClientRect();
+    const px = clientX - rect.left;
+    const py = clientY - rect.top;
+    const g = this.#geometry();
+    const ix = (px - g.x) / g.s;
+    const iy = (py - g.y) / g.s;
+    this.zoom = clamp(this.zoom * factor, 0.5, 12);
+    const s = Math.min(g.vw / this.src.w, g.vh / this.src.h) * this.zoom;
+    this.panX = px - ix * s - (g.vw - this.src.w * s) / 2;
+    this.panY = py - iy * s - (g.vh - this.src.h * s) / 2;
+    this.schedule();
+  }
+
+  #zoomCentre(factor) {
+    const rect = this.viewport.getBoundingClientRect();
+    this.zoomAt(rect.left + rect.width / 2, rect.top + rect.height / 2, factor);
+  }
+
+  #bind() {
+    const vp = this.viewport;
+    vp.dataset.tool = this.tool;
+    vp.addEventListener('contextmenu', (e) => e.preventDefault());
+    vp.addEventListener('pointerenter', () => (this.hover = true));
+    vp.addEventListener('pointerleave', () => (this.hover = false));
+    vp.addEventListener('pointerdown', (e) => {
+      if (!this.src) return;
+      const mode = e.button === 1 || e.button === 2 || (e.button === 0 && this.space) ? 'pan' : e.button === 0 ? this.tool : null;
+      if (!mode) return;
+      e.preventDefault();
+      vp.focus({ preventScroll: true });
+      vp.setPointerCapture(e.pointerId);
+      this.drag = { mode, id: e.pointerId, x: e.clientX, y: e.clientY, x0: e.clientX, y0: e.clientY, moved: false };
+      vp.dataset.dragging = mode;
+    });
+    vp.addEventListener('pointermove', (e) => {
+      const d = this.drag;
+      if (!d || d.id !== e.pointerId) return;
+      const dx = e.clientX - d.x;
+      const dy = e.clientY - d.y;
+      d.x = e.clientX;
+      d.y = e.clientY;
+      if (Math.abs(e.clientX - d.x0) + Math.abs(e.clientY - d.y0) > 3) d.moved = true;
+      if (d.mode === 'wl') {
+        // Horizontal: width; vertical: level (down = higher level = darker image).
+        this.ww = clamp(this.ww + dx, 2, 512);
+        this.wl = clamp(this.wl + dy, -128, 384);
+        this.lutDirty = true;
+      } else if (d.mode === 'pan') {
+        this.panX += dx;
+        this.panY += dy;
+      } else if (d.mode === 'zoom') {
+        this.zoomAt(d.x0, d.y0, Math.exp(-dy * 0.01));
+      }
+      this.schedule();
+    });
+    const end = (e) => {
+      const d = this.drag;
+      if (!d || d.id !== e.pointerId) return;
+      if (d.mode === 'zoom' && !d.moved && e.type === 'pointerup') this.zoomAt(e.clientX, e.clientY, e.shiftKey ? 1 / 1.5 : 1.5);
+      this.drag = null;
+      delete vp.dataset.dragging;
+    };
+    vp.addEventListener('pointerup', end);
+    vp.addEventListener('pointercancel', end);
+    vp.addEventListener(
+      'wheel',
+      (e) => {
+        if (!this.src) return;
+        e.preventDefault();
+        this.zoomAt(e.clientX, e.clientY, e.deltaY < 0 ? 1.15 : 1 / 1.15);
+      },
+      { passive: false },
+    );
+    vp.addEventListener('keydown', (e) => {
+      if (!this.src) return;
+      const step = 40;
+      const keys = {
+        '+': () => this.#zoomCentre(1.25),
+        '=': () => this.#zoomCentre(1.25),
+        '-': () => this.#zoomCentre(1 / 1.25),
+        i: () => this.toggleInvert(),
+        r: () => this.resetView(),
+        ArrowLeft: () => (this.panX += step),
+        ArrowRight: () => (this.panX -= step),
+        ArrowUp: () => (this.panY += step),
+        ArrowDown: () => (this.panY -= step),
+      };
+      const action = keys[e.key];
+      if (action) {
+        e.preventDefault();
+        action();
+        this.schedule();
+      }
+    });
+    const typing = (el) => el instanceof HTMLElement && el.matches('input, textarea, select, button, [role="option"]');
+    window.addEventListener('keydown', (e) => {
+      if (e.code === 'Space' && !this.space && (this.hover || document.activeElement === vp) && !typing(document.activeElement)) {
+        e.preventDefault();
+        this.space = true;
+        vp.dataset.space = 'true';
+      }
+    });
+    window.addEventListener('keyup', (e) => {
+      if (e.code === 'Space') {
+        this.space = false;
+        delete vp.dataset.space;
+      }
+    });
+    window.addEventListener('blur', () => {
+      this.space = false;
+      delete vp.dataset.space;
+    });
+    this.message.addEventListener('click', () => {
+      if (this.viewport.dataset.state === 'error' && this.url) void this.#load(this.url);
+    });
+
+    for (const b of document.querySelectorAll('[data-tool]')) b.addEventListener('click', () => this.setTool(b.dataset.tool));
+    $('#invert').addEventListener('click', () => this.toggleInvert());
+    $('#reset').addEventListener('click', () => this.resetView());
+    $('#heatmap-toggle').addEventListener('click', () => {
+      this.heatOn = !this.heatOn;
+      this.#heatControls();
+      this.schedule();
+    });
+    $('#heatmap-opacity').addEventListener('input', (e) => {
+      this.opacity = Number(e.target.value) / 100;
+      this.#heatControls();
+    });
+  }
+}
+
+const viewer = new Viewer();
+
+// ---------------------------------------------------------------------------------------------- header, language
+
+function renderHeader() {
+  const model = state.health?.model;
+  const info = $('#model-info');
+  if (model) {
+    info.replaceChildren(
+      h('span', { class: 'model-label' }, `${t('modelLabel')}:`),
+      ' ',
+      h('span', { class: 'model-name' }, model.name),
+      ' ',
+      h('span', { class: 'model-version' }, `${t('version')} ${model.version}`),
+    );
+    info.title = `sha256 ${model.sha256}`;
+  } else info.replaceChildren(state.health ? t('modelLoading') : '');
+  renderConn();
+}
+
+function renderConn() {
+  const s = !state.reachable ? 'down' : state.sse === 'live' ? 'live' : state.sse === 'connecting' ? 'connecting' : 'polling';
+  const conn = $('#conn');
+  conn.dataset.state = s;
+  const starting = state.health && state.health.ready === false && state.reachable;
+  $('#conn-text').textContent =
+    s === 'down' ? t('connDown') : starting ? t('connStarting') : s === 'live' ? t('connLive') : s === 'polling' ? t('connPolling') : t('loading');
+  $('#banner').hidden = state.reachable;
+}
+
+function applyLang() {
+  document.documentElement.lang = state.lang;
+  document.title = t('appTitle');
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
+  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
+  for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
+  list.setAttribute('aria-label', t('listLabel'));
+  renderHeader();
+  renderList();
+  renderStudy(true);
+  viewer.relabel();
+}
+
+for (const b of document.querySelectorAll('[data-lang]')) {
+  b.addEventListener('click', () => {
+    if (b.dataset.lang === state.lang) return;
+    state.lang = b.dataset.lang;
+    try {
+      localStorage.setItem(LANG_KEY, state.lang);
+    } catch {
+      // not persisted; the page still switches
+    }
+    applyLang();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- data and live updates
+
+async function getJson(url) {
+  const res = await fetch(url, { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  return res.json();
+}
+
+/** Reads /api/health (model, AE title); false when the agent did not answer. */
+async function loadHealth() {
+  let ok = false;
+  try {
+    // 503 while the model loads still carries the body.
+    const res = await fetch('/api/health', { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    state.health = await res.json();
+    ok = true;
+  } catch {
+    // reachability is judged by the caller
+  }
+  renderHeader();
+  if (state.loaded && visibleStudies().length === 0) renderList();
+  return ok;
+}
+
+function setReachable(value) {
+  if (state.reachable === value) return;
+  state.reachable = value;
+  renderConn();
+  if (value) void loadHealth();
+}
+
+function noteArrivals(studies) {
+  const uids = studies.map((s) => s.studyInstanceUid);
+  if (state.known === null) {
+    state.known = new Set(uids);
+    if (!state.selectedUid) {
+      const first = visibleStudies()[0];
+      if (first) select(first.studyInstanceUid, null, false);
+    }
+    return;
+  }
+  const fresh = studies.filter((s) => !state.known.has(s.studyInstanceUid));
+  for (const uid of uids) state.known.add(uid);
+  if (fresh.length === 0) return;
+  const newest = fresh.sort((a, b) => latestReceived(b) - latestReceived(a))[0];
+  $('#live').textContent = t('newStudy', { name: personName(newest.patient.name) || newest.patient.id || '' });
+  // Nothing open yet: open what just arrived. Never take the radiographer away from a study they chose.
+  if (!state.selectedUid) select(newest.studyInstanceUid, null, false);
+  for (const s of fresh) rows.get(s.studyInstanceUid)?.classList.add('row-new');
+}
+
+let inflight = null;
+let again = false;
+let refreshTimer = 0;
+
+function scheduleRefresh(ms = DEBOUNCE_MS) {
+  if (refreshTimer) return;
+  refreshTimer = setTimeout(() => {
+    refreshTimer = 0;
+    void refresh();
+  }, ms);
+}
+
+async function refresh() {
+  if (inflight) {
+    again = true;
+    return inflight;
+  }
+  inflight = (async () => {
+    try {
+      const query = state.showAll ? '' : `?since=${encodeURIComponent(startOfToday().toISOString())}`;
+      const studies = await getJson(`/api/studies${query}`);
+      setReachable(true);
+      state.studies = studies;
+      state.loaded = true;
+      renderList();
+      noteArrivals(studies);
+      if (state.selectedUid && !state.studies.some((s) => s.studyInstanceUid === state.selectedUid)) await fetchSelected();
+      else state.extra = null;
+      renderStudy();
+    } catch {
+      setReachable(false);
+    }
+  })();
+  try {
+    await inflight;
+  } finally {
+    inflight = null;
+    if (again) {
+      again = false;
+      scheduleRefresh(0);
+    }
+  }
+}
+
+let pollTimer = 0;
+
+function startPolling() {
+  if (!pollTimer) pollTimer = setInterval(() => void refresh(), POLL_MS);
+}
+
+function stopPolling() {
+  clearInterval(pollTimer);
+  pollTimer = 0;
+}
+
+let events = null;
+
+function connectEvents() {
+  if (!('EventSource' in window)) {
+    state.sse = 'down';
+    startPolling();
+    return;
+  }
+  events = new EventSource('/api/events');
+  events.addEventListener('open', () => {
+    state.sse = 'live';
+    stopPolling();
+    renderConn();
+    // Catch up on whatever changed while the stream was down.
+    void refresh();
+    void loadHealth();
+  });
+  events.addEventListener('instance', () => scheduleRefresh());
+  events.addEventListener('error', () => {
+    state.sse = 'down';
+    renderConn();
+    startPolling();
+    void refresh();
+    if (events.readyState === EventSource.CLOSED) {
+      events.close();
+      setTimeout(connectEvents, 5_000);
+    }
+  });
+}
+
+/**
+ * A stream can look open while the agent is gone (a cable pulled, a half-closed socket): EventSource hides the
+ * server's keep-alive comments, so the page asks /api/health now and then and reconnects when it gets no answer.
+ */
+async function watchdog() {
+  if (state.sse !== 'live') return;
+  if (await loadHealth()) return;
+  setReachable(false);
+  state.sse = 'down';
+  renderConn();
+  events?.close();
+  startPolling();
+  setTimeout(connectEvents, 2_000);
+}
+
+// ---------------------------------------------------------------------------------------------- start
+
+readHash();
+viewer.setTool('wl');
+applyLang();
+void loadHealth();
+void refresh();
+connectEvents();
+setInterval(() => void watchdog(), 30_000);
+// A midnight passes on a station left open: "today" moves on.
+setInterval(() => {
+  if (!state.showAll) renderList();
+}, 60_000);
