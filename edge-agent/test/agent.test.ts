@@ -29,7 +29,8 @@ const allFiles = [
 ];
 
 const instances = (studies: Study[]): Instance[] => studies.flatMap((s) => s.instances);
-const settled = (studies: Study[]): boolean => instances(studies).every((i) => i.status !== 'received');
+/** Every instance processed, and its preview drawn (the result is shown a moment before the images). */
+const settled = (studies: Study[]): boolean => instances(studies).every((i) => i.status === 'failed' || (i.status === 'inferred' && i.previewUrl !== null));
 
 describe('edge agent with DCMTK as the X-ray unit', () => {
   let agent: AgentProcess;

@@ -116,7 +116,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await agent?.stop();
+  const ended = await agent?.stop();
+  if (ended?.signal === 'SIGKILL') console.warn('cxr-edge did not exit within 5 s of SIGTERM after the browser closed; killed');
   if (agent) removeDir(agent.dataDir);
   if (work) removeDir(work);
 });

@@ -1,6 +1,7 @@
 import path from 'node:path';
+import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { ModelIdentity } from '@cxr/inference';
+import type { ModelIdentity, TriageResult } from '@cxr/inference';
 import type { Logger } from '../log.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
@@ -72,24 +73,37 @@ export class InferenceProcessor {
   enqueue(record: InstanceRecord): void {
     if (this.#stopping || this.#queued.has(record.id)) return;
     this.#queued.add(record.id);
+    // The result is shown as soon as the model has run; the preview and heatmap follow a moment later.
+    const { port1, port2 } = new MessageChannel();
+    port1.once('message', (result: TriageResult) => this.#recordEarly(record.id, result));
     const task: InferenceTask = {
       instanceId: record.id,
       file: this.#deps.spool.absolute(record.file),
       derivedDir: path.join(this.#deps.spool.dirs.derived, String(record.id)),
       modelDir: this.#options.modelDir,
       threads: this.#options.threads,
+      early: port2,
     };
-    const job = (this.#pool.run(task) as Promise<InferenceOutcome>)
+    const job = (this.#pool.run(task, { transferList: [port2] }) as Promise<InferenceOutcome>)
       .then((outcome) => this.#record(record.id, outcome))
       .catch((err: unknown) => {
         // The worker itself died or the pool closed: leave the row `received`, a restart retries it.
         if (!this.#stopping) this.#deps.log.error({ instanceId: record.id, err: (err as Error).message }, 'inference worker failed');
       })
       .finally(() => {
+        port1.close();
         this.#queued.delete(record.id);
         this.#inFlight.delete(job);
       });
     this.#inFlight.add(job);
+  }
+
+  #recordEarly(id: number, result: TriageResult): void {
+    // Messages on two ports are not ordered: never overwrite the final record with the early one.
+    if (this.#deps.db.get(id)?.status !== 'received') return;
+    this.#deps.db.markInferred(id, result, { preview: null, heatmap: null });
+    const record = this.#deps.db.get(id);
+    if (record) this.#deps.onChange(record);
   }
 
   #record(id: number, outcome: InferenceOutcome): void {

@@ -4,6 +4,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
 import {
   analyzeBytes,
   errorLine,
@@ -23,6 +24,8 @@ export interface InferenceTask {
   readonly derivedDir: string;
   readonly modelDir: string;
   readonly threads: number;
+  /** Gets the result as soon as the model has run, before the preview and heatmap are drawn. */
+  readonly early?: MessagePort;
 }
 
 export type InferenceOutcome =
@@ -55,6 +58,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
     const bytes = await readFile(task.file);
     // Decoded even when the model does not apply: the radiographer still sees the image.
     const analysis = await analyzeBytes(bytes, model, { decodeAlways: true, decode: { j2kThreads: task.threads } });
+    task.early?.postMessage(analysis.result);
     if (analysis.source) {
       const rendered = await renderPreview(analysis.source);
       preview = await writeAtomically(path.join(task.derivedDir, 'preview.png'), rendered.png);
