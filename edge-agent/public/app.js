@@ -639,7 +639,7 @@ class Viewer {
   show(instance) {
     const url = instance?.previewUrl ?? null;
     const heatUrl = instance?.heatmapUrl ?? null;
-    this.pendingMessage = !instance ? 'noImage' : url ? null : instance.status === 'received' ? 'imageProcessing' : instance.status === 'failed' ? 'imageFailed' : 'noImage';
+    this.pendingMessage = !instance || url ? 'noImage' : Viewer.#missingImage(instance);
     if (url !== this.url) {
       this.url = url;
       this.src = null;
@@ -654,6 +654,14 @@ class Viewer {
     }
     this.#heatControls();
     this.schedule();
+  }
+
+  /** Why an instance has no preview: still processing, failed, or the preview is drawn just after the result. */
+  static #missingImage(instance) {
+    if (instance.status === 'received') return 'imageProcessing';
+    if (instance.status === 'failed') return 'imageFailed';
+    const since = Date.now() - Date.parse(instance.processedAt ?? '');
+    return since < 30_000 ? 'imagePreparing' : 'noImage';
   }
 
   async #load(url) {

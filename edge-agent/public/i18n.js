@@ -102,6 +102,7 @@ export const strings = {
     imageLoading: 'Đang tải ảnh…',
     imageLoadFailed: 'Không tải được ảnh từ máy trạm AI. Bấm để thử lại.',
     imageProcessing: 'Ảnh đang được xử lý…',
+    imagePreparing: 'Đang chuẩn bị ảnh để xem…',
     imageFailed: 'Không hiển thị được ảnh này — xem hướng dẫn ở khung kết quả AI',
   },
   en: {
@@ -206,6 +207,7 @@ export const strings = {
     imageLoading: 'Loading image…',
     imageLoadFailed: 'Could not load the image from the AI station. Click to retry.',
     imageProcessing: 'The image is being processed…',
+    imagePreparing: 'Preparing the image for viewing…',
     imageFailed: 'This image cannot be shown — see what to do in the AI result panel',
   },
 };

@@ -59,11 +59,12 @@ async function studies(): Promise<StudyView[]> {
   return agent.api<StudyView[]>('/api/studies');
 }
 
+/** Waits until `count` instances are done: failed, or with their result and preview (which follows the result). */
 async function settled(count: number): Promise<StudyView[]> {
   await expect
     .poll(async () => {
       const all = await studies();
-      return all.flatMap((s) => s.instances).filter((i) => i.status !== 'received').length;
+      return all.flatMap((s) => s.instances).filter((i) => i.status === 'failed' || (i.status === 'inferred' && i.previewUrl !== null)).length;
     }, { timeout: 30_000 })
     .toBe(count);
   return studies();
