@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import type { ModelIdentity } from '@cxr/inference';
+import type { DeployedModel } from './pipeline/worker.js';
 import type { EdgeConfig } from './config.js';
 import { createStoreScp, type StoreScp } from './dimse/scp.js';
 import { FolderIntake } from './intake/folder-watch.js';
@@ -15,7 +15,7 @@ import { buildEdgeApp } from './web/app.js';
 export interface EdgeAgent {
   readonly dicomPort: number;
   readonly httpPort: number;
-  readonly model: ModelIdentity;
+  readonly model: DeployedModel;
   readonly app: FastifyInstance;
   stop(): Promise<void>;
 }
@@ -62,6 +62,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       spool,
       log,
       status: () => ({ ready, model: processor.model, aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
+      isProcessing: (id) => processor.isProcessing(id),
       subscribe: (listener) => {
         changes.on('change', listener);
         return () => changes.off('change', listener);

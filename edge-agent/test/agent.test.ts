@@ -231,6 +231,14 @@ describe('operation', () => {
     expect(stderr).toContain('aeTitle');
   });
 
+  it('stops cleanly on SIGTERM while a page holds its event stream open', async () => {
+    const agent = await startAgent();
+    const events = await fetch(`http://127.0.0.1:${agent.httpPort}/api/events`);
+    expect(events.headers.get('content-type')).toBe('text/event-stream');
+    expect(await agent.stop('SIGTERM')).toBe(0);
+    removeDir(agent.dataDir);
+  });
+
   it('never writes patient identifiers to its log', async () => {
     const agent = await startAgent({ args: ['--log-level', 'debug'] });
     // The NIH file's patient name and ID are "Covid0000".

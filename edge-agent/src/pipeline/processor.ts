@@ -1,11 +1,11 @@
 import path from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { ModelIdentity, TriageResult } from '@cxr/inference';
+import type { TriageResult } from '@cxr/inference';
 import type { Logger } from '../log.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
-import type { InferenceOutcome, InferenceTask } from './worker.js';
+import type { DeployedModel, InferenceOutcome, InferenceTask } from './worker.js';
 
 export interface ProcessorDeps {
   readonly db: SpoolDb;
@@ -33,7 +33,7 @@ export class InferenceProcessor {
   readonly #pool: Piscina;
   readonly #inFlight = new Set<Promise<void>>();
   readonly #queued = new Set<number>();
-  #model: ModelIdentity | undefined;
+  #model: DeployedModel | undefined;
   #stopping = false;
 
   constructor(deps: ProcessorDeps, options: ProcessorOptions) {
@@ -50,20 +50,25 @@ export class InferenceProcessor {
   }
 
   /** Loads the model in every worker; resolves with its identity. Fails if the model cannot be loaded. */
-  async start(): Promise<ModelIdentity> {
+  async start(): Promise<DeployedModel> {
     const warm = Array.from({ length: this.#options.workers }, () =>
-      this.#pool.run({ modelDir: this.#options.modelDir, threads: this.#options.threads }, { name: 'warmUp' }) as Promise<ModelIdentity>,
+      this.#pool.run({ modelDir: this.#options.modelDir, threads: this.#options.threads }, { name: 'warmUp' }) as Promise<DeployedModel>,
     );
     const [identity] = await Promise.all(warm);
     this.#model = identity;
     const pending = this.#deps.db.pending();
     if (pending.length > 0) this.#deps.log.info({ count: pending.length }, 'resuming unfinished instances');
     for (const record of pending) this.enqueue(record);
-    return identity as ModelIdentity;
+    return identity as DeployedModel;
   }
 
-  get model(): ModelIdentity | undefined {
+  get model(): DeployedModel | undefined {
     return this.#model;
+  }
+
+  /** True while an instance is being processed (its result may already show; its images are coming). */
+  isProcessing(id: number): boolean {
+    return this.#queued.has(id);
   }
 
   get queueDepth(): number {
@@ -109,7 +114,7 @@ export class InferenceProcessor {
   #record(id: number, outcome: InferenceOutcome): void {
     const { db, log } = this.#deps;
     if (outcome.ok) {
-      db.markInferred(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap) });
+      db.markInferred(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel });
       log.info(
         { instanceId: id, applicable: outcome.result.applicable, priority: outcome.result.priority, ms: outcome.result.timingsMs.total },
         'inferred',

@@ -28,8 +28,24 @@ export interface InferenceTask {
   readonly early?: MessagePort;
 }
 
+/** The model a worker runs, as the page describes it. */
+export interface DeployedModel {
+  readonly name: string;
+  readonly version: string;
+  readonly sha256: string;
+  readonly description: string | null;
+  readonly applicability: { readonly modalities: readonly string[]; readonly bodyParts: readonly string[]; readonly views: readonly string[] };
+}
+
 export type InferenceOutcome =
-  | { readonly ok: true; readonly result: TriageResult; readonly preview: string | null; readonly heatmap: string | null }
+  | {
+      readonly ok: true;
+      readonly result: TriageResult;
+      readonly preview: string | null;
+      readonly heatmap: string | null;
+      /** code of the label the heatmap shows */
+      readonly heatmapLabel: string | null;
+    }
   | { readonly ok: false; readonly error: { code: string; message: string }; readonly preview: string | null };
 
 const models = new Map<string, Promise<LoadedModel>>();
@@ -45,9 +61,9 @@ function modelFor(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<Lo
 }
 
 /** Loads the model before the first image arrives, so that the first result is as fast as the rest. */
-export async function warmUp(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<{ name: string; version: string; sha256: string }> {
-  const model = await modelFor(task);
-  return model.identity;
+export async function warmUp(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<DeployedModel> {
+  const { identity, manifest } = await modelFor(task);
+  return { ...identity, description: manifest.description ?? null, applicability: manifest.applicability };
 }
 
 export default async function infer(task: InferenceTask): Promise<InferenceOutcome> {
@@ -63,6 +79,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
       const rendered = await renderPreview(analysis.source);
       preview = await writeAtomically(path.join(task.derivedDir, 'preview.png'), rendered.png);
       let heatmap: string | null = null;
+      let heatmapLabel: string | null = null;
       const { result } = analysis;
       if (analysis.cam && result.applicable && result.probabilities) {
         const label = pickHeatmapLabel(
@@ -71,10 +88,11 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
         );
         const png = await renderHeatmap(analysis.cam, label, rendered, { crop: model.manifest.input.crop });
         heatmap = await writeAtomically(path.join(task.derivedDir, 'heatmap.png'), png);
+        heatmapLabel = model.manifest.labels[label]?.code ?? null;
       }
-      return { ok: true, result, preview, heatmap };
+      return { ok: true, result, preview, heatmap, heatmapLabel };
     }
-    return { ok: true, result: analysis.result, preview, heatmap: null };
+    return { ok: true, result: analysis.result, preview, heatmap: null, heatmapLabel: null };
   } catch (err) {
     return { ok: false, error: errorLine(err), preview };
   }

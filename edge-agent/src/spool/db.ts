@@ -39,6 +39,7 @@ export interface InstanceRecord {
   readonly errorMessage: string | null;
   readonly previewFile: string | null;
   readonly heatmapFile: string | null;
+  readonly heatmapLabel: string | null;
 }
 
 export type NewInstance = Pick<
@@ -100,6 +101,7 @@ interface Row {
   error_message: string | null;
   preview_file: string | null;
   heatmap_file: string | null;
+  heatmap_label: string | null;
 }
 
 const migrations = [
@@ -128,6 +130,7 @@ const migrations = [
   'CREATE INDEX instances_study ON instances (study_instance_uid)',
   'CREATE INDEX instances_status ON instances (status)',
   'CREATE INDEX instances_received ON instances (received_at)',
+  'ALTER TABLE instances ADD COLUMN heatmap_label TEXT',
 ];
 
 function toRecord(row: Row): InstanceRecord {
@@ -165,6 +168,7 @@ function toRecord(row: Row): InstanceRecord {
     errorMessage: row.error_message,
     previewFile: row.preview_file,
     heatmapFile: row.heatmap_file,
+    heatmapLabel: row.heatmap_label,
   };
 }
 
@@ -238,13 +242,13 @@ export class SpoolDb {
     return (this.#db.prepare("SELECT * FROM instances WHERE status = 'received' ORDER BY id").all() as Row[]).map(toRecord);
   }
 
-  markInferred(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null }): void {
+  markInferred(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null; heatmapLabel?: string | null }): void {
     this.#db
       .prepare(
         `UPDATE instances SET status = 'inferred', processed_at = ?, result_json = ?, priority = ?, error_code = NULL,
-           error_message = NULL, preview_file = ?, heatmap_file = ? WHERE id = ?`,
+           error_message = NULL, preview_file = ?, heatmap_file = ?, heatmap_label = ? WHERE id = ?`,
       )
-      .run(new Date().toISOString(), JSON.stringify(result), result.applicable ? result.priority : null, files.preview, files.heatmap, id);
+      .run(new Date().toISOString(), JSON.stringify(result), result.applicable ? result.priority : null, files.preview, files.heatmap, files.heatmapLabel ?? null, id);
   }
 
   markFailed(id: number, error: { code: string; message: string }, files: { preview: string | null } = { preview: null }): void {

@@ -1,9 +1,10 @@
 import { createReadStream } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { ModelIdentity } from '@cxr/inference';
 import type { Logger } from '../log.js';
+import type { DeployedModel } from '../pipeline/worker.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
 import { toStudyView } from './studies.js';
@@ -13,7 +14,9 @@ export interface EdgeAppDeps {
   readonly spool: Spool;
   readonly log: Logger;
   /** What the health route reports; read on every request. */
-  readonly status: () => { ready: boolean; model: ModelIdentity | undefined; aeTitle: string; dicomPort: number; queue: number };
+  readonly status: () => { ready: boolean; model: DeployedModel | undefined; aeTitle: string; dicomPort: number; queue: number };
+  /** True while an instance's images are still being drawn. */
+  readonly isProcessing: (instanceId: number) => boolean;
   /** Subscribes to instance changes for the live page; returns the unsubscribe function. */
   readonly subscribe: (listener: (record: InstanceRecord) => void) => () => void;
 }
@@ -25,6 +28,12 @@ const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> {
   // Requests are not logged one by one (the page polls); warnings and errors are.
   const app = Fastify({ loggerInstance: deps.log.child({ component: 'http' }, { level: 'warn' }) as FastifyBaseLogger });
+  // Open event streams never end by themselves: close them so that shutdown does not wait on a page left open.
+  const eventStreams = new Set<ServerResponse>();
+  app.addHook('preClose', (done) => {
+    for (const stream of eventStreams) stream.end();
+    done();
+  });
   await app.register(fastifyStatic, { root: publicDir, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
 
   app.get('/api/health', async (_request, reply) => {
@@ -46,13 +55,13 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     const limit = request.query.limit ? Math.max(1, Math.min(1000, Number(request.query.limit) || 200)) : 200;
     return deps.db
       .studies({ limit, ...(since && !Number.isNaN(since.getTime()) ? { since } : {}) })
-      .map((s) => toStudyView(s.studyInstanceUid, s.instances));
+      .map((s) => toStudyView(s.studyInstanceUid, s.instances, deps.isProcessing));
   });
 
   app.get<{ Params: { uid: string } }>('/api/studies/:uid', async (request, reply) => {
     const records = deps.db.study(request.params.uid);
     if (records.length === 0) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such study' } });
-    return toStudyView(request.params.uid, records);
+    return toStudyView(request.params.uid, records, deps.isProcessing);
   });
 
   app.get<{ Params: { id: string; kind: string } }>('/api/instances/:id/:kind', async (request, reply) => {
@@ -68,11 +77,13 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     const raw = reply.raw;
     raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     raw.write('retry: 2000\n\n');
+    eventStreams.add(raw);
     const unsubscribe = deps.subscribe((record) => {
       raw.write(`event: instance\ndata: ${JSON.stringify({ id: record.id, studyInstanceUid: record.studyInstanceUid, status: record.status })}\n\n`);
     });
     const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
     request.raw.on('close', () => {
+      eventStreams.delete(raw);
       clearInterval(heartbeat);
       unsubscribe();
     });

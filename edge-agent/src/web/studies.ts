@@ -20,13 +20,20 @@ export interface InstanceView {
   readonly modality: string | null;
   readonly previewUrl: string | null;
   readonly heatmapUrl: string | null;
+  /** The result is in; the preview and heatmap are still being drawn. */
+  readonly previewPending: boolean;
+  /** Code of the label the heatmap shows (the most probable positive finding, else the most probable label). */
+  readonly heatmapLabel: string | null;
 }
 
 export interface StudyView {
   readonly studyInstanceUid: string;
   /** Highest priority among the study's AI results; null until an instance has an applicable result. */
   readonly priority: Priority | null;
+  /** When the first image of the study arrived. */
   readonly receivedAt: string;
+  /** When the latest image arrived (the list is ordered by this, newest first). */
+  readonly lastReceivedAt: string;
   readonly updatedAt: string;
   readonly patient: { readonly name: string | null; readonly id: string | null; readonly sex: string | null; readonly birthDate: string | null };
   readonly studyDate: string | null;
@@ -36,7 +43,7 @@ export interface StudyView {
   readonly instances: readonly InstanceView[];
 }
 
-export function toStudyView(studyInstanceUid: string, records: readonly InstanceRecord[]): StudyView {
+export function toStudyView(studyInstanceUid: string, records: readonly InstanceRecord[], isProcessing: (id: number) => boolean = () => false): StudyView {
   const first = records[0];
   let priority: Priority | null = null;
   for (const r of records) {
@@ -47,17 +54,18 @@ export function toStudyView(studyInstanceUid: string, records: readonly Instance
     studyInstanceUid,
     priority,
     receivedAt: records.map((r) => r.receivedAt).sort()[0] ?? '',
+    lastReceivedAt: records.map((r) => r.receivedAt).sort().at(-1) ?? '',
     updatedAt: times[times.length - 1] ?? '',
     patient: { name: first?.patientName ?? null, id: first?.patientId ?? null, sex: first?.patientSex ?? null, birthDate: first?.patientBirthDate ?? null },
     studyDate: first?.studyDate ?? null,
     studyTime: first?.studyTime ?? null,
     accessionNumber: first?.accessionNumber ?? null,
     description: first?.studyDescription ?? null,
-    instances: records.map(toInstanceView),
+    instances: records.map((r) => toInstanceView(r, isProcessing(r.id))),
   };
 }
 
-function toInstanceView(r: InstanceRecord): InstanceView {
+function toInstanceView(r: InstanceRecord, processing: boolean): InstanceView {
   return {
     id: r.id,
     sopInstanceUid: r.sopInstanceUid,
@@ -74,5 +82,7 @@ function toInstanceView(r: InstanceRecord): InstanceView {
     modality: r.modality,
     previewUrl: r.previewFile ? `/api/instances/${r.id}/preview.png` : null,
     heatmapUrl: r.heatmapFile ? `/api/instances/${r.id}/heatmap.png` : null,
+    previewPending: processing && r.status === 'inferred' && !r.previewFile,
+    heatmapLabel: r.heatmapLabel,
   };
 }

@@ -31,6 +31,8 @@ export const ApplicabilitySchema = Type.Object({
   reasonCode: Type.Optional(Type.String()),
   reasonVi: Type.Optional(Type.String()),
   notes: Type.Array(Type.String()),
+  /** Machine-readable `notes`: modality-missing, body-part-missing, view-missing. */
+  noteCodes: Type.Optional(Type.Array(Type.String())),
 });
 export type Applicability = Static<typeof ApplicabilitySchema>;
 

@@ -31,7 +31,7 @@ export function checkApplicability(manifest: ModelManifest, facts: ImageFacts): 
   const refuse = (reasonCode: string, reason: string, reasonVi: string): GateResult => ({
     applicable: false,
     reason,
-    applicability: { verified: true, ...base, reasonCode, reasonVi, notes },
+    applicability: { verified: true, ...base, reasonCode, reasonVi, notes, noteCodes: [] },
   });
 
   if (facts.colour) {
@@ -61,8 +61,18 @@ export function checkApplicability(manifest: ModelManifest, facts: ImageFacts): 
       lateral ? `ảnh chụp nghiêng, mô hình chỉ đọc phim thẳng (${views.join('/')})` : `tư thế chụp ${facts.view}, mô hình chỉ đọc phim thẳng (${views.join('/')})`,
     );
   }
-  if (!facts.modality) notes.push(facts.format === 'dicom' ? 'modality not in the header' : `${facts.format.toUpperCase()} file: no modality`);
-  if (!bodyPart) notes.push(facts.format === 'dicom' ? 'body part not in the header' : `${facts.format.toUpperCase()} file: no body part`);
-  if (!facts.view) notes.push(facts.format === 'dicom' ? 'view position not in the header' : `${facts.format.toUpperCase()} file: no view position`);
-  return { applicable: true, applicability: { verified: notes.length === 0, ...base, notes } };
+  const noteCodes: string[] = [];
+  if (!facts.modality) {
+    noteCodes.push('modality-missing');
+    notes.push(facts.format === 'dicom' ? 'modality not in the header' : `${facts.format.toUpperCase()} file: no modality`);
+  }
+  if (!bodyPart) {
+    noteCodes.push('body-part-missing');
+    notes.push(facts.format === 'dicom' ? 'body part not in the header' : `${facts.format.toUpperCase()} file: no body part`);
+  }
+  if (!facts.view) {
+    noteCodes.push('view-missing');
+    notes.push(facts.format === 'dicom' ? 'view position not in the header' : `${facts.format.toUpperCase()} file: no view position`);
+  }
+  return { applicable: true, applicability: { verified: notes.length === 0, ...base, notes, noteCodes } };
 }

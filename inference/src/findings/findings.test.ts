@@ -76,5 +76,6 @@ describe('applicability gate', () => {
     expect(gate.applicable).toBe(true);
     expect(gate.applicability.verified).toBe(false);
     expect(gate.applicability.notes).toEqual(['body part not in the header', 'view position not in the header']);
+    expect(gate.applicability.noteCodes).toEqual(['body-part-missing', 'view-missing']);
   });
 });
