@@ -2,7 +2,7 @@ import { CxrError } from '../errors/index.js';
 import type { DicomDataset } from './dataset.js';
 import type { ParsedDicom } from './parse.js';
 import { Tag } from './tags.js';
-import { transferSyntaxName } from './uids.js';
+import { SopClass, transferSyntaxName } from './uids.js';
 
 export type VoiLutFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
 
@@ -75,7 +75,10 @@ export function readImageInfo(parsed: ParsedDicom): ImageInfo {
   }
   if (samplesPerPixel !== 1 && samplesPerPixel !== 3) problems.push(`SamplesPerPixel ${samplesPerPixel} is not 1 or 3`);
   if (pixelRepresentation !== 0 && pixelRepresentation !== 1) problems.push(`PixelRepresentation ${pixelRepresentation} is not 0 or 1`);
-  if (problems.length > 0) throw new CxrError('CXR_INVALID_PIXEL_MODULE', problems.join('; '));
+  if (problems.length > 0) {
+    if (!parsed.pixelData) throw missingImage(parsed, problems);
+    throw new CxrError('CXR_INVALID_PIXEL_MODULE', problems.join('; '));
+  }
   if ((rows ?? 0) * (columns ?? 0) > MAX_PIXELS) {
     throw new CxrError('CXR_LIMIT_EXCEEDED', `${rows} x ${columns} pixels is more than ${MAX_PIXELS}`);
   }
@@ -116,6 +119,35 @@ export function readImageInfo(parsed: ParsedDicom): ImageInfo {
 }
 
 /** Reads one VOI LUT item in the item's own byte order (an undefined-length UN item is little endian in any file). */
+/** Image storage classes: a file of one of these without Pixel Data or its Image Pixel Module was cut short. */
+const imageStorageClasses: ReadonlySet<string> = new Set(Object.values(SopClass).filter((uid) => uid !== SopClass.Verification));
+
+const pixelModuleTags = [
+  Tag.SamplesPerPixel,
+  Tag.PhotometricInterpretation,
+  Tag.Rows,
+  Tag.Columns,
+  Tag.BitsAllocated,
+  Tag.BitsStored,
+  Tag.HighBit,
+  Tag.PixelRepresentation,
+];
+
+/**
+ * No Pixel Data and an incomplete Image Pixel Module. A file cut on an element boundary looks exactly like this, so
+ * when the file says it is an image (its SOP class, or part of the module present) it is reported as truncated;
+ * anything else (a structured report, say) simply has no image.
+ */
+function missingImage(parsed: ParsedDicom, problems: readonly string[]): CxrError {
+  const ds = parsed.dataset;
+  const sopClass = ds.string(Tag.SopClassUid) ?? parsed.meta?.string(Tag.MediaStorageSopClassUid);
+  const someModule = pixelModuleTags.some((tag) => ds.has(tag));
+  if (someModule || (sopClass !== undefined && imageStorageClasses.has(sopClass))) {
+    return new CxrError('CXR_TRUNCATED', `the dataset ends without Pixel Data (${problems.join('; ')})`);
+  }
+  return new CxrError('CXR_NO_PIXEL_DATA', problems.join('; '));
+}
+
 function voiLutOf(item: DicomDataset, signedPixels: boolean): VoiLut[] {
   const littleEndian = item.littleEndian;
   const descriptor = item.uint16s(Tag.LutDescriptor);

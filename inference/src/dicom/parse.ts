@@ -288,10 +288,26 @@ class Parser {
     return { tag, vr, length: this.#view.getUint16(pos + 6, le), valueStart: pos + 8 };
   }
 
-  #isSequence(header: { tag: number; vr: string; length: number }): boolean {
+  #isSequence(header: { tag: number; vr: string; length: number; valueStart: number }): boolean {
     if (header.vr === 'SQ') return true;
-    if (header.length === UNDEFINED_LENGTH) return header.vr === '';
-    return header.vr === '' && implicitSequenceTags.has(header.tag);
+    if (header.vr !== '') return false;
+    if (header.length === UNDEFINED_LENGTH || implicitSequenceTags.has(header.tag)) return true;
+    return this.#startsWithItem(header);
+  }
+
+  /**
+   * Implicit VR gives no VR: a defined-length value of a tag this parser does not know is a sequence when it opens
+   * with an Item whose length fits (as pydicom decides). Binary values that could start that way by chance are not.
+   */
+  #startsWithItem(header: { tag: number; length: number; valueStart: number }): boolean {
+    const group = header.tag >>> 16;
+    if (header.tag === Tag.PixelData || header.tag === Tag.LutData || (group & 0xff00) === 0x6000) return false;
+    if (header.length < 8 || header.valueStart + 8 > this.#bytes.length) return false;
+    const le = this.#syntax.littleEndian;
+    const tag = ((this.#view.getUint16(header.valueStart, le) << 16) | this.#view.getUint16(header.valueStart + 2, le)) >>> 0;
+    if (tag !== Tag.Item) return false;
+    const itemLength = this.#view.getUint32(header.valueStart + 4, le);
+    return itemLength === UNDEFINED_LENGTH || itemLength <= header.length - 8;
   }
 
   #parseElement(

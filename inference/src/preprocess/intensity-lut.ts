@@ -14,18 +14,38 @@ export function intensityByLookup(
 ): { lut: Float32Array; lutOffset: number; applied: IntensityApplied } | undefined {
   const { samples } = frame;
   if (frame.samplesPerPixel !== 1) return undefined;
-  let domain: Uint8Array | Int8Array | Uint16Array | Int16Array;
-  let offset: number;
-  if (samples instanceof Uint8Array) [domain, offset] = [Uint8Array.from({ length: 256 }, (_, i) => i), 0];
-  else if (samples instanceof Int8Array) [domain, offset] = [Int8Array.from({ length: 256 }, (_, i) => i - 128), 128];
-  else if (samples instanceof Uint16Array) [domain, offset] = [Uint16Array.from({ length: 65536 }, (_, i) => i), 0];
-  else if (samples instanceof Int16Array) [domain, offset] = [Int16Array.from({ length: 65536 }, (_, i) => i - 32768), 32768];
-  else return undefined;
+  const found = domainOf(samples);
+  if (!found) return undefined;
+  const { domain, offset } = found;
 
   const table = storedValues({ ...frame, samples: domain, rows: 1, columns: domain.length }, module);
-  const imageRange = rangeAfterModalityLut(samples, offset, table, module);
+  // The image's range is only needed when the intensity step may end in minmax.
+  const needsRange = mode === 'minmax' || (mode === 'window' && !hasUsableWindowOrLut(module));
+  const imageRange = needsRange ? rangeAfterModalityLut(samples, offset, table, module) : undefined;
   const applied = applyIntensity(table, module, mode, imageRange);
   return { lut: table, lutOffset: offset, applied };
+}
+
+/** Every value a sample container can hold, in index order; built once per process. */
+const domains = {
+  u8: Uint8Array.from({ length: 256 }, (_, i) => i),
+  i8: Int8Array.from({ length: 256 }, (_, i) => i - 128),
+  u16: Uint16Array.from({ length: 65536 }, (_, i) => i),
+  i16: Int16Array.from({ length: 65536 }, (_, i) => i - 32768),
+};
+
+function domainOf(samples: DecodedFrame['samples']): { domain: Uint8Array | Int8Array | Uint16Array | Int16Array; offset: number } | undefined {
+  if (samples instanceof Uint8Array) return { domain: domains.u8, offset: 0 };
+  if (samples instanceof Int8Array) return { domain: domains.i8, offset: 128 };
+  if (samples instanceof Uint16Array) return { domain: domains.u16, offset: 0 };
+  if (samples instanceof Int16Array) return { domain: domains.i16, offset: 32768 };
+  return undefined;
+}
+
+function hasUsableWindowOrLut(module: IntensityModule): boolean {
+  const width = module.windowWidths[0];
+  const usableWindow = module.windowCenters[0] !== undefined && width !== undefined && (module.voiLutFunction === 'LINEAR' ? width >= 1 : width > 0);
+  return usableWindow || module.voiLuts.length > 0;
 }
 
 /** Min and max of the image after step 2, from which sample values occur (the table maps them). */

@@ -21,6 +21,19 @@ export function storedValues(frame: DecodedFrame, module: StoredValueModule): Fl
   const range = 2 ** bits;
   const min = signed ? -(range / 2) : 0;
   const max = signed ? range / 2 - 1 : range - 1;
+  if (frame.origin === 'native' && module.bitsAllocated <= 16) {
+    // Words of 16 bits or fewer fit JavaScript's 32-bit integer operators.
+    const shift = module.highBit + 1 - bits;
+    const mask = range - 1;
+    const half = range / 2;
+    const containerMask = 2 ** module.bitsAllocated - 1;
+    for (let i = 0; i < n; i++) {
+      let v = (((samples[i] as number) & containerMask) >>> shift) & mask;
+      if (signed && v >= half) v -= range;
+      out[i] = v;
+    }
+    return out;
+  }
   if (frame.origin === 'native') {
     const shift = module.highBit + 1 - bits;
     const containerMask = module.bitsAllocated >= 32 ? 0xffffffff : 2 ** module.bitsAllocated - 1;

@@ -141,8 +141,24 @@ export function offsetsOf(frameFragments: readonly (readonly Uint8Array[])[]): n
   return out;
 }
 
-export function raw(value: Uint8Array | readonly number[]): WriterRaw {
-  return { kind: 'raw', bytes: value instanceof Uint8Array ? value : Uint8Array.from(value) };
+export function raw(...parts: (Uint8Array | readonly number[])[]): WriterRaw {
+  const chunks = parts.map((p) => (p instanceof Uint8Array ? p : Uint8Array.from(p)));
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let pos = 0;
+  for (const c of chunks) {
+    out.set(c, pos);
+    pos += c.length;
+  }
+  return { kind: 'raw', bytes: out };
+}
+
+/** A Part 10 file around hand-made File Meta bytes: preamble, "DICM", `meta`, then `dataset`. */
+export function part10Raw(meta: Uint8Array, dataset: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const out = new Uint8Array(132 + meta.length + dataset.length);
+  out.set([0x44, 0x49, 0x43, 0x4d], 128);
+  out.set(meta, 132);
+  out.set(dataset, 132 + meta.length);
+  return out;
 }
 
 export const ImageTag = {
@@ -233,7 +249,8 @@ class ByteSink {
   }
 }
 
-function tagHeader(tag: number, length: number, littleEndian: boolean): Uint8Array {
+/** An 8-byte tag + 32-bit length header, as items, delimiters and Implicit VR elements have. */
+export function tagHeader(tag: number, length: number, littleEndian = true): Uint8Array {
   const out = new Uint8Array(8);
   const view = new DataView(out.buffer);
   view.setUint16(0, tag >>> 16, littleEndian);
@@ -242,7 +259,8 @@ function tagHeader(tag: number, length: number, littleEndian: boolean): Uint8Arr
   return out;
 }
 
-function elementHeader(tag: number, vr: string, length: number, enc: Encoding): Uint8Array {
+/** An element header in the given encoding (any length, undefined included). */
+export function elementHeader(tag: number, vr: string, length: number, enc: Encoding = explicitLE): Uint8Array {
   if (!enc.explicitVr) return tagHeader(tag, length, enc.littleEndian);
   const long = LONG_LENGTH_VRS.has(vr);
   const out = new Uint8Array(long ? 12 : 8);
