@@ -21,7 +21,8 @@ export function intensityByLookup(
   const table = storedValues({ ...frame, samples: domain, rows: 1, columns: domain.length }, module);
   // The image's range is only needed when the intensity step may end in minmax.
   const needsRange = mode === 'minmax' || (mode === 'window' && !hasUsableWindowOrLut(module));
-  const imageRange = needsRange ? rangeAfterModalityLut(samples, offset, table, module) : undefined;
+  // domainOf() accepted the container, so it is one of the 8- or 16-bit arrays.
+  const imageRange = needsRange ? rangeAfterModalityLut(samples as Uint8Array | Int8Array | Uint16Array | Int16Array, offset, table, module) : undefined;
   const applied = applyIntensity(table, module, mode, imageRange);
   return { lut: table, lutOffset: offset, applied };
 }
