@@ -118,7 +118,6 @@ export function readImageInfo(parsed: ParsedDicom): ImageInfo {
   };
 }
 
-/** Reads one VOI LUT item in the item's own byte order (an undefined-length UN item is little endian in any file). */
 /** Image storage classes: a file of one of these without Pixel Data or its Image Pixel Module was cut short. */
 const imageStorageClasses: ReadonlySet<string> = new Set(Object.values(SopClass).filter((uid) => uid !== SopClass.Verification));
 
@@ -148,6 +147,7 @@ function missingImage(parsed: ParsedDicom, problems: readonly string[]): CxrErro
   return new CxrError('CXR_NO_PIXEL_DATA', problems.join('; '));
 }
 
+/** Reads one VOI LUT item in the item's own byte order (an undefined-length UN item is little endian in any file). */
 function voiLutOf(item: DicomDataset, signedPixels: boolean): VoiLut[] {
   const littleEndian = item.littleEndian;
   const descriptor = item.uint16s(Tag.LutDescriptor);
