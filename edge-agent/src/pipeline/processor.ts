@@ -21,6 +21,8 @@ export interface ProcessorOptions {
   readonly threads: number;
   /** worker threads running inference */
   readonly workers: number;
+  /** ms after which an image's decode and inference is stopped (its worker restarted). Default 120 000. */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -89,9 +91,15 @@ export class InferenceProcessor {
       threads: this.#options.threads,
       early: port2,
     };
-    const job = (this.#pool.run(task, { transferList: [port2] }) as Promise<InferenceOutcome>)
+    // A codec that never returns must not hold the queue: the task is aborted and its worker thread replaced.
+    const signal = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
+    const job = (this.#pool.run(task, { transferList: [port2], signal }) as Promise<InferenceOutcome>)
       .then((outcome) => this.#record(record.id, outcome))
       .catch((err: unknown) => {
+        if (signal.aborted && !this.#stopping) {
+          this.#record(record.id, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${this.#options.timeoutMs ?? 120_000} ms` }, preview: null });
+          return;
+        }
         // The worker itself died or the pool closed: leave the row `received`, a restart retries it.
         if (!this.#stopping) this.#deps.log.error({ instanceId: record.id, err: (err as Error).message }, 'inference worker failed');
       })

@@ -18,6 +18,11 @@ interface CharlsModule {
 const require = createRequire(import.meta.url);
 let loaded: Promise<CharlsModule> | undefined;
 
+/** A failed decode can leave the module's heap corrupt or leaking: start a fresh one after any failure. */
+function discardCharls(): void {
+  loaded = undefined;
+}
+
 export function loadCharls(): Promise<CharlsModule> {
   loaded ??= (async () => {
     const factory = require('@cornerstonejs/codec-charls/decodewasmjs') as (opts?: object) => Promise<CharlsModule>;
@@ -26,7 +31,17 @@ export function loadCharls(): Promise<CharlsModule> {
   return loaded;
 }
 
+/** A JPEG-LS codestream ends with the EOI marker (FF D9), perhaps followed by a padding byte or a few (00 or FF). */
+function endsWithEoi(codestream: Uint8Array): boolean {
+  for (let i = codestream.length - 2; i >= Math.max(0, codestream.length - 16); i--) {
+    if (codestream[i] === 0xff && codestream[i + 1] === 0xd9) return true;
+  }
+  return false;
+}
+
 export async function decodeWithCharls(codestream: Uint8Array, geometry: FrameGeometry): Promise<DecodedFrame> {
+  // CharLS spends seconds before it gives up on a cut-off codestream; a missing end marker says so at once.
+  if (!endsWithEoi(codestream)) throw new CxrError('CXR_DECODE_FAILED', 'JPEG-LS: the codestream is cut short (no end-of-image marker)');
   const charls = await loadCharls();
   const decoder = new charls.JpegLSDecoder();
   try {
@@ -54,8 +69,15 @@ export async function decodeWithCharls(codestream: Uint8Array, geometry: FrameGe
     return { samples, rows: geometry.rows, columns: geometry.columns, samplesPerPixel: geometry.samplesPerPixel, origin: 'decoded', decoder: 'charls (@cornerstonejs/codec-charls)' };
   } catch (err) {
     if (err instanceof CxrError) throw err;
-    throw new CxrError('CXR_DECODE_FAILED', `JPEG-LS: ${err instanceof Error ? err.message : String(err)}`);
+    discardCharls();
+    // CharLS throws C++ exceptions, which reach JavaScript as bare numbers (pointers), not messages.
+    const message = err instanceof Error ? err.message : 'the codestream is not valid JPEG-LS';
+    throw new CxrError('CXR_DECODE_FAILED', `JPEG-LS: ${message}`);
   } finally {
-    decoder.delete();
+    try {
+      decoder.delete();
+    } catch {
+      discardCharls();
+    }
   }
 }

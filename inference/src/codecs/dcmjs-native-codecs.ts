@@ -15,6 +15,7 @@ interface CodecContext {
 interface NativeCodecsApi {
   initializeAsync(opts?: { logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
   isInitialized(): boolean;
+  release(): void;
   decodeRle(ctx: CodecContext, params?: Record<string, unknown>): CodecContext;
   decodeJpeg(ctx: CodecContext, params?: { convertColorspaceToRgb?: boolean }): CodecContext;
   decodeJpegLs(ctx: CodecContext, params?: Record<string, unknown>): CodecContext;
@@ -42,6 +43,19 @@ export function loadDcmjsCodecs(): Promise<DcmjsCodecsModule> {
   return loaded;
 }
 
+/**
+ * After a failed decode the module's memory may be corrupt: a few dozen failures later valid images fail too,
+ * or a decode never returns. So every failure throws the instance away; the next decode starts a fresh one.
+ */
+function discardModule(mod: DcmjsCodecsModule): void {
+  try {
+    mod.NativeCodecs.release();
+  } catch {
+    // Already unusable: dropping our reference is what matters.
+  }
+  loaded = undefined;
+}
+
 export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Array, geometry: FrameGeometry): Promise<DecodedFrame> {
   const mod = await loadDcmjsCodecs();
   const ctx = new mod.Context({
@@ -55,6 +69,7 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
     photometricInterpretation: geometry.photometricInterpretation,
     encodedBuffer: codestream,
   });
+  if (codec === 'rle') checkRleHeader(codestream, geometry);
   let out: CodecContext;
   try {
     switch (codec) {
@@ -76,11 +91,21 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
         break;
     }
   } catch (err) {
+    discardModule(mod);
     throw new CxrError('CXR_DECODE_FAILED', `${codec}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  const width = out.getWidth();
+  const height = out.getHeight();
+  if ((width !== undefined && width !== geometry.columns) || (height !== undefined && height !== geometry.rows)) {
+    throw new CxrError('CXR_DECODE_FAILED', `${codec}: the codestream is ${width}x${height}, the header says ${geometry.columns}x${geometry.rows}`);
   }
   const bytes = out.getDecodedBuffer();
   const pixels = geometry.rows * geometry.columns * geometry.samplesPerPixel;
   const bytesPerSample = geometry.bitsAllocated <= 8 ? 1 : 2;
+  // The context echoes the header's size; the decoded buffer's length tells the codestream's own.
+  if (bytes && bytes.length > pixels * bytesPerSample + 1) {
+    throw new CxrError('CXR_DECODE_FAILED', `${codec}: the codestream holds ${bytes.length} bytes of pixels, the header needs ${pixels * bytesPerSample}`);
+  }
   if (!bytes || bytes.length < pixels * bytesPerSample) {
     throw new CxrError('CXR_DECODE_FAILED', `${codec}: decoded ${bytes?.length ?? 0} bytes, expected ${pixels * bytesPerSample}`);
   }
@@ -102,4 +127,22 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
     origin: 'decoded',
     decoder: `dcmjs-codecs ${mod.version} (${codec})`,
   };
+}
+
+/**
+ * PS3.5 Annex G: a 64-byte header of segment count (1 to 15) and ascending offsets inside the fragment, one
+ * segment per byte of each sample. Checked before the codec sees it, which would read outside its buffer.
+ */
+function checkRleHeader(codestream: Uint8Array, geometry: FrameGeometry): void {
+  if (codestream.length < 64) throw new CxrError('CXR_DECODE_FAILED', `rle: ${codestream.length} bytes, shorter than its 64-byte header`);
+  const view = new DataView(codestream.buffer, codestream.byteOffset, 64);
+  const segments = view.getUint32(0, true);
+  const expected = geometry.samplesPerPixel * Math.ceil(geometry.bitsAllocated / 8);
+  if (segments !== expected) throw new CxrError('CXR_DECODE_FAILED', `rle: ${segments} segments, ${expected} expected`);
+  let previous = 63;
+  for (let i = 0; i < segments; i++) {
+    const offset = view.getUint32(4 + i * 4, true);
+    if (offset <= previous || offset >= codestream.length) throw new CxrError('CXR_DECODE_FAILED', `rle: segment ${i + 1} offset ${offset} is out of order or outside the data`);
+    previous = offset;
+  }
 }

@@ -808,8 +808,8 @@ describe('corrupt and hostile inputs', () => {
 
   // KNOWN CODEC ISSUE (src/codecs/dcmjs-native-codecs.ts, not the parser): dcmjs-codecs decodes an RLE fragment whose
   // header is garbage (a segment count far above the 15 allowed, offsets outside the fragment) and returns garbage
-  // pixels. `it.fails` passes while the bug is there: when the wrapper validates the RLE header, drop `.fails`.
-  it.fails('reports a garbage RLE codestream as CXR_DECODE_FAILED (known dcmjs-codecs issue)', async () => {
+  // The wrapper checks the RLE header (segment count, offsets) before dcmjs-codecs reads it.
+  it('reports a garbage RLE codestream as CXR_DECODE_FAILED (known dcmjs-codecs issue)', async () => {
     const rnd = prng(7);
     const garbage = Uint8Array.from({ length: 200 }, () => Math.floor(rnd() * 256));
     const bytes = W.writePart10([...W.imageModule({ rows: 16, columns: 16, bitsAllocated: 8 }), W.encapsulated([garbage])], { transferSyntaxUid: TS.RLELossless });
@@ -821,9 +821,9 @@ describe('corrupt and hostile inputs', () => {
 // Fuzz: single-byte mutations of the real files
 
 /**
- * The WebAssembly codecs (dcmjs-codecs: JPEG, RLE, HTJ2K and the JPEG 2000 fallback; CharLS: JPEG-LS) damage their
- * own heap on each failed decode and, after a few dozen failures in one process, fail every later decode or spin
- * forever. Until that is fixed in src/codecs, the fuzz feeds each of them only this many failing codestreams.
+ * The WebAssembly codecs used to damage their own heap on failed decodes; the wrappers now start a fresh module
+ * after every failure (src/codecs/codecs.test.ts). A failing decode costs a module start, so the fuzz still feeds
+ * each of them only this many failing codestreams, to keep the suite quick.
  */
 const WASM_FAILURE_BUDGET = { dcmjs: 6, charls: 20 } as const;
 /** Mutants decoded in full per compressed file: JPEG 2000, JPEG-LS and JPEG Lossless take 0.1 to 0.6 s a frame. */

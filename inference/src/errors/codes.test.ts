@@ -25,6 +25,7 @@ describe('error registry', () => {
       'CXR_MODEL_SHAPE_MISMATCH',
       'CXR_INFERENCE_FAILED',
       'CXR_USAGE',
+      'CXR_INFERENCE_TIMEOUT',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });

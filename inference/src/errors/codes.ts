@@ -22,6 +22,7 @@ export const ErrorCodes = {
   CXR_MODEL_SHAPE_MISMATCH: { transient: false, message: 'The model inputs or outputs disagree with its manifest' },
   CXR_INFERENCE_FAILED: { transient: true, message: 'The model failed to run on this image' },
   CXR_USAGE: { transient: false, message: 'Invalid command line usage' },
+  CXR_INFERENCE_TIMEOUT: { transient: false, message: 'The image took too long to decode and analyse, and was stopped' },
 } as const satisfies Record<string, { transient: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,0 +1,78 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { firstFrame } from '../dicom/frames.js';
+import { readImageInfo } from '../dicom/image-info.js';
+import { parseDicom } from '../dicom/parse.js';
+import { CxrError } from '../errors/index.js';
+import { dicomDir } from '../test-support/shared.js';
+import { decodeWithCharls } from './charls.js';
+import { decodeWithDcmjs } from './dcmjs-native-codecs.js';
+import { decodeFrame } from './index.js';
+
+function load(name: string) {
+  const parsed = parseDicom(readFileSync(path.join(dicomDir, name)));
+  const info = readImageInfo(parsed);
+  const frame = firstFrame(parsed, info);
+  if (!frame.encapsulated) throw new Error('expected a compressed file');
+  return { info, codestream: frame.codestream };
+}
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'no error';
+  } catch (err) {
+    return err instanceof CxrError ? err.code : `not a CxrError: ${String(err)}`;
+  }
+}
+
+const sum = (a: ArrayLike<number>): number => {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i] ?? 0;
+  return s;
+};
+
+describe('WebAssembly codecs after failures', () => {
+  it('dcmjs-codecs still decodes valid images correctly after 60 failed decodes (it used to break, then hang)', async () => {
+    const { info, codestream } = load('cr_hip_RG2_JPLL.dcm');
+    const good = await decodeWithDcmjs('jpeg', codestream, info);
+    const broken = Uint8Array.from(codestream);
+    for (let i = 0; i < 4; i++) broken[i] = (broken[i] ?? 0) ^ 0xff;
+    for (let i = 0; i < 60; i++) expect(await codeOf(decodeWithDcmjs('jpeg', broken, info))).toBe('CXR_DECODE_FAILED');
+    const again = await decodeWithDcmjs('jpeg', codestream, info);
+    expect(sum(again.samples)).toBe(sum(good.samples));
+  });
+
+  it('CharLS still decodes valid images correctly after 20 failed decodes, and refuses a cut-off codestream at once', async () => {
+    const { info, codestream } = load('cr_hip_RG2_JLSL.dcm');
+    const good = await decodeWithCharls(codestream, info);
+    const cut = codestream.subarray(0, Math.floor(codestream.length * 0.4));
+    const started = performance.now();
+    expect(await codeOf(decodeWithCharls(cut, info))).toBe('CXR_DECODE_FAILED');
+    expect(performance.now() - started).toBeLessThan(1000);
+    const garbage = Uint8Array.from(codestream);
+    garbage.fill(0xff, Math.floor(garbage.length / 2), Math.floor(garbage.length / 2) + 4000);
+    for (let i = 0; i < 20; i++) {
+      const code = await codeOf(decodeWithCharls(garbage, info));
+      expect(code).toBe('CXR_DECODE_FAILED');
+    }
+    const again = await decodeWithCharls(codestream, info);
+    expect(sum(again.samples)).toBe(sum(good.samples));
+  });
+});
+
+describe('decoders check what they return against the header', () => {
+  it('refuses a JPEG whose size differs from Rows x Columns instead of cropping it', async () => {
+    const { info, codestream } = load('cr_hip_RG2_JPLY.dcm');
+    expect(await codeOf(decodeWithDcmjs('jpeg', codestream, { ...info, rows: info.rows - 256 }))).toBe('CXR_DECODE_FAILED');
+  });
+
+  it('refuses an RLE fragment whose header does not fit the image', async () => {
+    const { info, codestream } = load('cr_hip_RG2_RLE.dcm');
+    const bad = Uint8Array.from(codestream);
+    new DataView(bad.buffer).setUint32(0, 7, true);
+    expect(await codeOf(decodeFrame(info.transferSyntaxUid, { encapsulated: true, codestream: bad }, info))).toBe('CXR_DECODE_FAILED');
+    expect(await codeOf(decodeFrame(info.transferSyntaxUid, { encapsulated: true, codestream: bad.subarray(0, 30) }, info))).toBe('CXR_DECODE_FAILED');
+  });
+});
