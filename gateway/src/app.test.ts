@@ -1,0 +1,149 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build } from './app.js';
+import { AccountStore } from './accounts/accounts.js';
+import { SessionStore } from './accounts/sessions.js';
+import { ConsultQueue } from './queue/consults.js';
+import { createFsObjectStore } from './store/index.js';
+import { startRedis, type RedisServer } from './test-support/redis-server.js';
+import { Redis } from 'ioredis';
+
+const sha = (b: Uint8Array | string): string => createHash('sha256').update(b).digest('hex');
+const sharedDicom = path.resolve(new URL('../../../shared/dicom', import.meta.url).pathname);
+
+let redisServer: RedisServer;
+let app: FastifyInstance;
+let storeDir: string;
+let redis: Redis;
+let logLines = '';
+let tokenA = '';
+let tokenB = '';
+let radiologist = '';
+
+const result = (studyUid: string, sopUid: string, priority: 'stat' | 'urgent' | 'routine') => ({
+  schemaVersion: 1,
+  sopInstanceUid: sopUid,
+  studyInstanceUid: studyUid,
+  applicable: true,
+  applicability: { verified: true, notes: [] },
+  probabilities: [0.9],
+  findings: [{ code: 'pneumothorax', display: 'Pneumothorax', displayVi: 'Tràn khí màng phổi', probability: 0.9, threshold: 0.5, positive: true, priority: 'stat' }],
+  priority,
+  model: { name: 'm', version: '1.0.0', sha256: 'a'.repeat(64) },
+  timingsMs: { decode: 1, preprocess: 1, infer: 1, total: 3 },
+});
+
+beforeAll(async () => {
+  redisServer = await startRedis();
+  storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-store-'));
+  const store = await createFsObjectStore({ root: storeDir });
+  redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
+  const accounts = new AccountStore(store);
+  const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) }));
+  app = await build({ store, redis, accounts, sessions: new SessionStore(redis, { prefix: 'gwtest:', ttlSeconds: 60 }), queue: new ConsultQueue(redis, { prefix: 'gwtest:', claimTimeoutMs: 60_000 }), log });
+  tokenA = (await accounts.addStation({ stationId: 'tram-a' })).token;
+  tokenB = (await accounts.addStation({ stationId: 'tram-b' })).token;
+  await accounts.addUser({ username: 'bs.lan', password: 'correct horse battery', role: 'radiologist' });
+  const login = await app.inject({ method: 'POST', url: '/api/v1/login', payload: { username: 'bs.lan', password: 'correct horse battery' } });
+  radiologist = (login.json() as { token: string }).token;
+});
+
+afterAll(async () => {
+  await app.close();
+  redis.disconnect();
+  await redisServer.stop();
+  rmSync(storeDir, { recursive: true, force: true });
+});
+
+const auth = (token: string) => ({ authorization: `Bearer ${token}` });
+
+describe('gateway', () => {
+  it('is healthy with Redis and the store reachable', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/health' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toEqual({ status: 'ok', checks: { redis: true, store: true } });
+  });
+
+  it('signs in with the right password only, and every route refuses without credentials', async () => {
+    const bad = await app.inject({ method: 'POST', url: '/api/v1/login', payload: { username: 'bs.lan', password: 'wrong password!' } });
+    expect(bad.statusCode).toBe(401);
+    expect(bad.json()).toMatchObject({ error: { code: 'CXR_AUTH_INVALID' } });
+    for (const [method, url] of [
+      ['GET', '/api/v1/worklist'],
+      ['POST', '/api/v1/consults/tram-a-0123456789abcdef0123/claim'],
+      ['PUT', '/api/v1/stations/tram-a/studies/1.2/instances/1.2.3/' + 'a'.repeat(64) + '/result'],
+      ['POST', '/api/v1/stations/tram-a/consults'],
+    ] as const) {
+      const res = await app.inject({ method, url, payload: {} });
+      expect([401, 400]).toContain(res.statusCode);
+      if (res.statusCode === 400) throw new Error(`${url} validated before authenticating`);
+    }
+    const wrong = await app.inject({ method: 'GET', url: '/api/v1/worklist', headers: auth('cxrst_tram-a.' + 'x'.repeat(43)) });
+    expect(wrong.statusCode).toBe(401);
+  });
+
+  it('takes a station result, preview and DICOM idempotently, and refuses another station', async () => {
+    const dicom = readFileSync(path.join(sharedDicom, 'cr_chest_CR-MONO1-10-chest.dcm'));
+    const content = sha(dicom);
+    const base = `/api/v1/stations/tram-a/studies/1.2.840.1/instances/1.2.840.1.1/${content}`;
+    const put = () => app.inject({ method: 'PUT', url: `${base}/result`, headers: auth(tokenA), payload: { result: result('1.2.840.1', '1.2.840.1.1', 'stat') } });
+    expect((await put()).statusCode).toBe(201);
+    expect((await put()).statusCode).toBe(200);
+    const up = await app.inject({ method: 'PUT', url: `${base}/dicom`, headers: { ...auth(tokenA), 'content-type': 'application/dicom', 'x-content-sha256': content }, payload: dicom });
+    expect(up.statusCode).toBe(201);
+    const again = await app.inject({ method: 'PUT', url: `${base}/dicom`, headers: { ...auth(tokenA), 'content-type': 'application/dicom', 'x-content-sha256': content }, payload: dicom });
+    expect(again.statusCode).toBe(200);
+    const tampered = await app.inject({ method: 'PUT', url: `${base}/preview`, headers: { ...auth(tokenA), 'content-type': 'image/png', 'x-content-sha256': sha('other') }, payload: Buffer.from('png bytes') });
+    expect(tampered.json()).toMatchObject({ error: { code: 'CXR_HASH_MISMATCH' } });
+    const other = await app.inject({ method: 'PUT', url: base.replace('tram-a', 'tram-b') + '/result', headers: auth(tokenA), payload: { result: result('1.2.840.1', '1.2.840.1.1', 'stat') } });
+    expect(other.statusCode).toBe(403);
+    const radiologistWrites = await app.inject({ method: 'PUT', url: `${base}/result`, headers: auth(radiologist), payload: { result: result('1.2.840.1', '1.2.840.1.1', 'stat') } });
+    expect(radiologistWrites.statusCode).toBe(403);
+    const traversal = await app.inject({ method: 'PUT', url: `/api/v1/stations/tram-a/studies/..%2F..%2Fx/instances/1.2/${content}/result`, headers: auth(tokenA), payload: { result: {} } });
+    expect(traversal.statusCode).toBe(400);
+  });
+
+  it('runs the consult loop: request, worklist by urgency, claim, report, and the report back at the station', async () => {
+    const ask = (token: string, station: string, studyInstanceUid: string, priority: string) =>
+      app.inject({ method: 'POST', url: `/api/v1/stations/${station}/consults`, headers: auth(token), payload: { studyInstanceUid, priority, reason: 'policy' } });
+    const routine = (await ask(tokenB, 'tram-b', '1.2.840.3', 'routine')).json() as { consultId: string };
+    const stat = (await ask(tokenA, 'tram-a', '1.2.840.1', 'stat')).json() as { consultId: string };
+    expect((await ask(tokenA, 'tram-a', '1.2.840.1', 'stat')).statusCode).toBe(200);
+    const list = (await app.inject({ method: 'GET', url: '/api/v1/worklist', headers: auth(radiologist) })).json() as { consultId: string; status: string; priority: string; stationId: string }[];
+    expect(list.map((c) => c.consultId)).toEqual([stat.consultId, routine.consultId]);
+    expect(list[0]).toMatchObject({ priority: 'stat', status: 'queued', stationId: 'tram-a', studyInstanceUid: '1.2.840.1' });
+
+    const view = (await app.inject({ method: 'GET', url: `/api/v1/consults/${stat.consultId}`, headers: auth(radiologist) })).json() as { instances: { result: { priority: string } | null; hasDicom: boolean }[] };
+    expect(view.instances[0]).toMatchObject({ result: { priority: 'stat' }, hasDicom: true });
+
+    const early = await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/report`, headers: auth(radiologist), payload: { impression: 'x', findings: [] } });
+    expect(early.json()).toMatchObject({ error: { code: 'CXR_CONFLICT' } });
+    expect((await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/claim`, headers: auth(radiologist) })).statusCode).toBe(200);
+    const report = await app.inject({
+      method: 'POST',
+      url: `/api/v1/consults/${stat.consultId}/report`,
+      headers: auth(radiologist),
+      payload: { impression: 'Tràn khí màng phổi phải, lượng ít.', findings: [{ code: 'pneumothorax', agree: true }], recommendation: 'Chuyển tuyến' },
+    });
+    expect(report.statusCode).toBe(201);
+    const after = (await app.inject({ method: 'GET', url: '/api/v1/worklist', headers: auth(radiologist) })).json() as { consultId: string }[];
+    expect(after.map((c) => c.consultId)).toEqual([routine.consultId]);
+
+    const back = await app.inject({ method: 'GET', url: `/api/v1/stations/tram-a/consults/${stat.consultId}`, headers: auth(tokenA) });
+    expect(back.json()).toMatchObject({ status: 'reported', report: { impression: 'Tràn khí màng phổi phải, lượng ít.', signedBy: 'bs.lan' } });
+    const snooping = await app.inject({ method: 'GET', url: `/api/v1/stations/tram-b/consults/${stat.consultId}`, headers: auth(tokenB) });
+    expect(snooping.statusCode).toBe(404);
+  });
+
+  it('keeps patient data and secrets out of the log', () => {
+    expect(logLines).not.toContain('correct horse battery');
+    expect(logLines).not.toContain(tokenA);
+    expect(logLines).not.toContain(radiologist);
+  });
+});

@@ -1,0 +1,112 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { Type } from '@sinclair/typebox';
+import type { AccountStore } from './accounts/accounts.js';
+import type { SessionStore } from './accounts/sessions.js';
+import { GatewayError } from './errors.js';
+import { registerAuth, requireUser } from './plugins/auth.js';
+import { AuditTrail } from './audit.js';
+import { registerConsults } from './plugins/consults.js';
+import { registerIngest } from './plugins/ingest.js';
+import type { ConsultQueue } from './queue/consults.js';
+import type { ObjectStore } from './store/index.js';
+
+export interface GatewayDeps {
+  readonly store: ObjectStore;
+  readonly redis: Redis;
+  readonly accounts: AccountStore;
+  readonly sessions: SessionStore;
+  readonly queue: ConsultQueue;
+  readonly log: Logger;
+}
+
+export interface GatewayOptions {
+  /** largest JSON request body, in bytes (DICOM uploads stream and have their own limit). Default 1 MiB. */
+  readonly bodyLimit?: number;
+  /** largest DICOM upload, in bytes. Default 512 MiB. */
+  readonly maxDicomBytes?: number;
+  /** largest preview upload, in bytes. Default 8 MiB. */
+  readonly maxPreviewBytes?: number;
+}
+
+/** The gateway's HTTP app, apart from any listening socket: tests use inject() or listen({ port: 0 }). */
+export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    // Request lines carry study UIDs, never patient data; bodies are never logged.
+    disableRequestLogging: false,
+  });
+
+  app.setErrorHandler((err, request, reply) => {
+    if (err instanceof GatewayError) return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+    const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
+    if (e.validation) return reply.code(400).send({ error: { code: 'CXR_VALIDATION', message: e.message } });
+    if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return reply.code(413).send({ error: { code: 'CXR_PAYLOAD_TOO_LARGE', message: e.message } });
+    }
+    if (e.statusCode && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: 'CXR_VALIDATION', message: e.message } });
+    request.log.error({ err: e.message, code: e.code }, 'request failed');
+    return reply.code(500).send({ error: { code: 'CXR_INTERNAL', message: 'internal error' } });
+  });
+
+  registerAuth(app, deps);
+  const audit = new AuditTrail(deps.store);
+  registerIngest(app, { store: deps.store, queue: deps.queue, audit }, {
+    maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024,
+    maxPreviewBytes: options.maxPreviewBytes ?? 8 * 1024 * 1024,
+  });
+  registerConsults(app, { store: deps.store, queue: deps.queue, audit });
+
+  app.get('/api/health', async (_request, reply) => {
+    const checks = { redis: false, store: false };
+    try {
+      checks.redis = (await deps.redis.ping()) === 'PONG';
+    } catch {
+      checks.redis = false;
+    }
+    try {
+      await deps.store.head('health/probe');
+      checks.store = true;
+    } catch {
+      checks.store = false;
+    }
+    const ok = checks.redis && checks.store;
+    return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', checks });
+  });
+
+  app.post(
+    '/api/v1/login',
+    {
+      schema: {
+        body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
+      },
+    },
+    async (request) => {
+      const { username, password } = request.body as { username: string; password: string };
+      const user = await deps.accounts.authenticate(username, password);
+      if (!user) {
+        request.log.warn({ username }, 'sign-in refused');
+        throw new GatewayError('CXR_AUTH_INVALID');
+      }
+      const session = await deps.sessions.create(user);
+      await audit.record({ actor: `user:${user.username}`, action: 'login', target: user.username });
+      request.log.info({ username, role: user.role }, 'signed in');
+      return { token: session.token, expiresAt: session.expiresAt, username: user.username, role: user.role, displayName: user.displayName };
+    },
+  );
+
+  app.post('/api/v1/logout', { preValidation: requireUser() }, async (request) => {
+    const token = /^Bearer\s+(\S+)$/iu.exec(request.headers.authorization ?? '')?.[1];
+    if (token) await deps.sessions.revoke(token);
+    return { ok: true };
+  });
+
+  app.get('/api/v1/me', async (request) => {
+    if (!request.principal) throw new GatewayError('CXR_AUTH_REQUIRED');
+    return request.principal;
+  });
+
+  return app;
+}

@@ -1,0 +1,47 @@
+import { randomUUID } from 'node:crypto';
+import type { ObjectStore } from './store/index.js';
+
+export type AuditAction =
+  | 'login'
+  | 'ingest.result'
+  | 'ingest.preview'
+  | 'ingest.dicom'
+  | 'consult.request'
+  | 'consult.view'
+  | 'consult.claim'
+  | 'consult.release'
+  | 'consult.report';
+
+export interface AuditEvent {
+  readonly at: string;
+  /** `user:NAME` or `station:ID` */
+  readonly actor: string;
+  readonly action: AuditAction;
+  /** what was acted on: a consult id, a study UID; never patient data */
+  readonly target: string;
+  readonly detail?: Record<string, string | number | boolean>;
+}
+
+/**
+ * The append-only audit trail, in the object store: one object per event, keyed by time, never overwritten
+ * (`ifNoneMatch`), so a day's trail is a sorted listing of `audit/YYYY-MM-DD/`.
+ */
+export class AuditTrail {
+  readonly #store: ObjectStore;
+
+  constructor(store: ObjectStore) {
+    this.#store = store;
+  }
+
+  async record(event: Omit<AuditEvent, 'at'>): Promise<void> {
+    const at = new Date().toISOString();
+    const key = `audit/${at.slice(0, 10)}/${at.replace(/[:.]/gu, '-')}-${randomUUID()}.json`;
+    await this.#store.put(key, Buffer.from(JSON.stringify({ at, ...event })), { contentType: 'application/json', ifNoneMatch: true });
+  }
+
+  async *day(date: string): AsyncIterable<AuditEvent> {
+    for await (const info of this.#store.list(`audit/${date}/`)) {
+      yield JSON.parse(Buffer.from(await this.#store.getBytes(info.key)).toString('utf8')) as AuditEvent;
+    }
+  }
+}

@@ -1,0 +1,100 @@
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { build } from '../app.js';
+import { openContext } from '../context.js';
+import { createLogger } from '../log.js';
+import { roles, type Role } from '../accounts/accounts.js';
+
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port number (0-65535)');
+  return n;
+}
+
+const storeHelp = 'object store: DIR, file://DIR or s3://BUCKET (CXR_S3_ENDPOINT, CXR_S3_ACCESS_KEY, CXR_S3_SECRET_KEY)';
+
+/** `cxr-gateway`: serve the API, or administer accounts. Returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let exitCode = 0;
+  const program = new Command().name('cxr-gateway').description('The hospital side of CXR triage: station ingest, consult queue, radiologists.').exitOverride();
+
+  program
+    .command('serve')
+    .description('Run the gateway API (stateless: run several against one Redis and one store).')
+    .requiredOption('--store <url>', storeHelp, process.env.CXR_STORE)
+    .requiredOption('--redis <url>', 'redis://HOST:PORT', process.env.CXR_REDIS_URL)
+    .option('--port <n>', 'HTTP port (0: any free)', port, 8443)
+    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--log-level <level>', 'log level', 'info')
+    .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string }) => {
+      const log = createLogger({ level: opts.logLevel });
+      const context = await openContext({ store: opts.store, redis: opts.redis, log });
+      const app = await build({ ...context, log });
+      await app.listen({ port: opts.port, host: opts.host });
+      const address = app.server.address();
+      const bound = typeof address === 'object' && address ? address.port : opts.port;
+      process.stderr.write(`cxr-gateway: ready on http://localhost:${bound}/\n`);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          void app
+            .close()
+            .then(() => context.close())
+            .finally(resolve);
+        };
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+    });
+
+  const admin = program.command('admin').description('Accounts: stations and users.');
+  admin
+    .command('add-station')
+    .description("Create a station; prints its token on the last line (shown once, stored hashed).")
+    .argument('<stationId>')
+    .requiredOption('--store <url>', storeHelp, process.env.CXR_STORE)
+    .requiredOption('--redis <url>', 'redis://HOST:PORT', process.env.CXR_REDIS_URL)
+    .option('--name <name>', 'display name of the station')
+    .action(async (stationId: string, opts: { store: string; redis: string; name?: string }) => {
+      const log = createLogger({ level: 'warn', destination: process.stderr as never });
+      const context = await openContext({ store: opts.store, redis: opts.redis, log });
+      try {
+        const { token } = await context.accounts.addStation({ stationId, name: opts.name });
+        process.stdout.write(`station ${stationId} created; its token (keep it, it is not shown again):\n${token}\n`);
+      } catch (err) {
+        process.stderr.write(`cxr-gateway: ${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}\n`);
+        exitCode = 1;
+      } finally {
+        await context.close();
+      }
+    });
+  admin
+    .command('add-user')
+    .description('Create a user (radiologist, admin or mlops).')
+    .argument('<username>')
+    .requiredOption('--store <url>', storeHelp, process.env.CXR_STORE)
+    .requiredOption('--redis <url>', 'redis://HOST:PORT', process.env.CXR_REDIS_URL)
+    .requiredOption('--role <role>', roles.join(', '))
+    .requiredOption('--password <password>', 'at least 10 characters')
+    .option('--display-name <name>', 'name shown on reports')
+    .action(async (username: string, opts: { store: string; redis: string; role: string; password: string; displayName?: string }) => {
+      const log = createLogger({ level: 'warn', destination: process.stderr as never });
+      const context = await openContext({ store: opts.store, redis: opts.redis, log });
+      try {
+        const user = await context.accounts.addUser({ username, password: opts.password, role: opts.role as Role, displayName: opts.displayName });
+        process.stdout.write(`user ${user.username} created with role ${user.role}\n`);
+      } catch (err) {
+        process.stderr.write(`cxr-gateway: ${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}\n`);
+        exitCode = 1;
+      } finally {
+        await context.close();
+      }
+    });
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    process.stderr.write(`cxr-gateway: ${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  return exitCode;
+}

@@ -1,0 +1,28 @@
+/**
+ * The gateway's HTTP error registry: stable codes, never reused, each with its status. Every error response is
+ * `{ "error": { "code", "message" } }`.
+ */
+export const GatewayErrors = {
+  CXR_AUTH_REQUIRED: { status: 401, message: 'Sign in first (Authorization: Bearer TOKEN)' },
+  CXR_AUTH_INVALID: { status: 401, message: 'The token or the password is not valid' },
+  CXR_FORBIDDEN: { status: 403, message: 'This account may not do that' },
+  CXR_NOT_FOUND: { status: 404, message: 'Not found' },
+  CXR_VALIDATION: { status: 400, message: 'The request is not valid' },
+  CXR_CONFLICT: { status: 409, message: 'The request conflicts with the current state' },
+  CXR_PAYLOAD_TOO_LARGE: { status: 413, message: 'The body is larger than allowed' },
+  CXR_HASH_MISMATCH: { status: 422, message: 'The body does not match its sha256' },
+  CXR_UNAVAILABLE: { status: 503, message: 'A backing service (Redis or the object store) is not reachable' },
+} as const;
+
+export type GatewayErrorCode = keyof typeof GatewayErrors;
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode;
+  readonly status: number;
+  constructor(code: GatewayErrorCode, detail?: string) {
+    super(detail ? `${GatewayErrors[code].message}: ${detail}` : GatewayErrors[code].message);
+    this.name = 'GatewayError';
+    this.code = code;
+    this.status = GatewayErrors[code].status;
+  }
+}

@@ -1,0 +1,115 @@
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { TriageResult } from '@cxr/inference';
+import type { AuditTrail } from '../audit.js';
+import { GatewayError } from '../errors.js';
+import type { ConsultQueue } from '../queue/consults.js';
+import type { ObjectStore } from '../store/index.js';
+import { requireUser } from './auth.js';
+import { putOnce, readJsonOptional, safeConsultId, type ConsultRecord } from './ingest.js';
+
+export interface Report {
+  readonly consultId: string;
+  readonly impression: string;
+  readonly findings: readonly { code: string; agree: boolean }[];
+  readonly addedFindings: readonly string[];
+  readonly recommendation: string | null;
+  readonly signedBy: string;
+  readonly signedAt: string;
+}
+
+const ReportBody = Type.Object(
+  {
+    impression: Type.String({ minLength: 1, maxLength: 10_000 }),
+    findings: Type.Array(Type.Object({ code: Type.String({ maxLength: 64 }), agree: Type.Boolean() }, { additionalProperties: false }), { maxItems: 100 }),
+    addedFindings: Type.Optional(Type.Array(Type.String({ maxLength: 200 }), { maxItems: 50 })),
+    recommendation: Type.Optional(Type.String({ maxLength: 10_000 })),
+  },
+  { additionalProperties: false },
+);
+
+/** The radiologist's side: worklist in queue order, claim and release, the study with its AI results, the report. */
+export function registerConsults(app: FastifyInstance, deps: { store: ObjectStore; queue: ConsultQueue; audit: AuditTrail }): void {
+  const reader = requireUser('radiologist', 'admin');
+  const actor = (request: { principal?: { kind: string; username?: string } }): string => (request.principal as { username: string }).username;
+
+  app.get('/api/v1/worklist', { preValidation: reader }, async () => {
+    const items = await deps.queue.worklist(500);
+    return items.map(({ consultId, stationId, studyInstanceUid, priority, receivedAt, status, claimedBy }) => ({
+      consultId,
+      stationId,
+      studyInstanceUid,
+      priority,
+      receivedAt,
+      status,
+      claimedBy,
+    }));
+  });
+
+  app.get<{ Params: { consultId: string } }>('/api/v1/consults/:consultId', { preValidation: reader }, async (request) => {
+    const consultId = safeConsultId(request.params.consultId);
+    const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
+    if (!consult) throw new GatewayError('CXR_NOT_FOUND', 'no such consult');
+    const instances: { sopInstanceUid: string; contentSha256: string; result: TriageResult | null; hasPreview: boolean; hasDicom: boolean }[] = [];
+    const prefix = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/`;
+    const byInstance = new Map<string, Set<string>>();
+    for await (const info of deps.store.list(prefix)) {
+      const [sop, sha, file] = info.key.slice(prefix.length).split('/');
+      if (!sop || !sha || !file) continue;
+      const id = `${sop}/${sha}`;
+      byInstance.set(id, (byInstance.get(id) ?? new Set()).add(file));
+    }
+    for (const [id, files] of byInstance) {
+      const [sop = '', sha = ''] = id.split('/');
+      const result = files.has('result.json') ? ((await readJsonOptional<TriageResult>(deps.store, `${prefix}${id}/result.json`)) ?? null) : null;
+      instances.push({ sopInstanceUid: sop, contentSha256: sha, result, hasPreview: files.has('preview.png'), hasDicom: files.has('instance.dcm') });
+    }
+    const report = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
+    await deps.audit.record({ actor: `user:${actor(request)}`, action: 'consult.view', target: consultId });
+    return { consult, instances, report: report ?? null, claimedBy: await deps.queue.claimedBy(consultId) };
+  });
+
+  app.get<{ Params: { consultId: string; sopUid: string; sha: string } }>(
+    '/api/v1/consults/:consultId/instances/:sopUid/:sha/preview.png',
+    { preValidation: reader },
+    async (request, reply) => {
+      const consultId = safeConsultId(request.params.consultId);
+      const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
+      if (!consult || !/^[0-9.]{1,64}$/u.test(request.params.sopUid) || !/^[0-9a-f]{64}$/u.test(request.params.sha)) throw new GatewayError('CXR_NOT_FOUND');
+      const key = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/${request.params.sopUid}/${request.params.sha}/preview.png`;
+      if (!(await deps.store.head(key))) throw new GatewayError('CXR_NOT_FOUND');
+      return reply.type('image/png').send(await deps.store.get(key));
+    },
+  );
+
+  for (const action of ['claim', 'release'] as const) {
+    app.post<{ Params: { consultId: string } }>(`/api/v1/consults/:consultId/${action}`, { preValidation: reader }, async (request) => {
+      const consultId = safeConsultId(request.params.consultId);
+      if (action === 'claim') await deps.queue.claim(consultId, actor(request));
+      else await deps.queue.release(consultId, actor(request));
+      await deps.audit.record({ actor: `user:${actor(request)}`, action: `consult.${action}`, target: consultId });
+      return { consultId, status: action === 'claim' ? 'claimed' : 'queued' };
+    });
+  }
+
+  app.post<{ Params: { consultId: string } }>('/api/v1/consults/:consultId/report', { preValidation: reader, schema: { body: ReportBody } }, async (request, reply) => {
+    const consultId = safeConsultId(request.params.consultId);
+    const username = actor(request);
+    if ((await deps.queue.claimedBy(consultId)) !== username) throw new GatewayError('CXR_CONFLICT', 'claim the consult before reporting');
+    const body = request.body as { impression: string; findings: { code: string; agree: boolean }[]; addedFindings?: string[]; recommendation?: string };
+    const report: Report = {
+      consultId,
+      impression: body.impression,
+      findings: body.findings,
+      addedFindings: body.addedFindings ?? [],
+      recommendation: body.recommendation ?? null,
+      signedBy: username,
+      signedAt: new Date().toISOString(),
+    };
+    // The signed report is immutable and stored before the consult leaves the queue.
+    await putOnce(deps.store, `consults/${consultId}/report.json`, Buffer.from(JSON.stringify(report)), 'application/json');
+    await deps.queue.complete(consultId, username);
+    await deps.audit.record({ actor: `user:${username}`, action: 'consult.report', target: consultId });
+    return reply.code(201).send(report);
+  });
+}

@@ -1,0 +1,25 @@
+import { createHash } from 'node:crypto';
+import { GatewayError } from '../errors.js';
+
+const uidPattern = /^[0-9]+(\.[0-9]+)*$/u;
+const shaPattern = /^[0-9a-f]{64}$/u;
+
+/** DICOM UIDs are digits and dots, at most 64 characters: safe as object-store key segments. */
+export function assertUid(value: string, what: string): string {
+  if (value.length > 64 || !uidPattern.test(value)) throw new GatewayError('CXR_VALIDATION', `${what} is not a DICOM UID`);
+  return value;
+}
+
+export function assertSha256(value: string | undefined, what: string): string {
+  if (!value || !shaPattern.test(value)) throw new GatewayError('CXR_VALIDATION', `${what} must be 64 lower-case hex digits`);
+  return value;
+}
+
+/** One consult per station and study: a replayed request finds the same consult. */
+export function consultIdOf(stationId: string, studyInstanceUid: string): string {
+  return `${stationId}-${createHash('sha256').update(`${stationId}/${studyInstanceUid}`).digest('hex').slice(0, 20)}`;
+}
+
+export function instancePrefix(stationId: string, studyUid: string, sopUid: string, contentSha256: string): string {
+  return `studies/${stationId}/${studyUid}/instances/${sopUid}/${contentSha256}`;
+}

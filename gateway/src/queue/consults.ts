@@ -1,0 +1,107 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Priority } from '@cxr/inference';
+import { GatewayError } from '../errors.js';
+
+/** A consult as it waits for a radiologist: ids only, never pixels or patient data. */
+export interface ConsultJob {
+  readonly consultId: string;
+  readonly stationId: string;
+  readonly studyInstanceUid: string;
+  readonly priority: Priority;
+  /** when the gateway received the request (ISO 8601) */
+  readonly receivedAt: string;
+}
+
+export interface WorklistItem extends ConsultJob {
+  readonly status: 'queued' | 'claimed';
+  readonly claimedBy: string | null;
+}
+
+/** BullMQ priorities: lower runs first; within one priority, arrival order. */
+const rank: Record<Priority, number> = { stat: 1, urgent: 2, routine: 3 };
+
+// Deletes a claim only when it is still the caller's (compare and delete, atomically).
+const releaseScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
+
+export interface ConsultQueueOptions {
+  /** Redis key prefix shared with the rest of the gateway. Default `cxr:`. */
+  readonly prefix: string;
+  /** A claim not reported within this many ms returns the consult to the queue. Default 30 minutes. */
+  readonly claimTimeoutMs: number;
+}
+
+/**
+ * The consult queue: BullMQ keeps the order (priority, then arrival) and survives process restarts; claims are
+ * Redis keys with an expiry, so that every gateway process sees the same claims and an abandoned claim lapses.
+ */
+export class ConsultQueue {
+  readonly #queue: Queue;
+  readonly #redis: Redis;
+  readonly #options: ConsultQueueOptions;
+
+  constructor(redis: Redis, options: ConsultQueueOptions) {
+    this.#redis = redis;
+    this.#options = options;
+    this.#queue = new Queue('consults', { connection: redis, prefix: `${options.prefix}bull` });
+  }
+
+  /** Idempotent: the consult id is the job id, so a replayed request adds nothing. */
+  async enqueue(consult: ConsultJob): Promise<void> {
+    await this.#queue.add('consult', consult, { jobId: consult.consultId, priority: rank[consult.priority], removeOnComplete: true, removeOnFail: true });
+  }
+
+  async has(consultId: string): Promise<boolean> {
+    return (await this.#queue.getJob(consultId)) !== undefined;
+  }
+
+  /** Open consults in queue order, each with who holds it, if anyone. */
+  async worklist(limit = 200): Promise<WorklistItem[]> {
+    const jobs = await this.#queue.getJobs(['prioritized', 'waiting'], 0, Math.max(0, limit - 1), true);
+    const data = jobs.map((j) => j.data as ConsultJob).filter((d) => d !== undefined);
+    if (data.length === 0) return [];
+    const claims = await this.#redis.mget(data.map((d) => this.#claimKey(d.consultId)));
+    return data.map((d, i) => ({ ...d, status: claims[i] ? 'claimed' : 'queued', claimedBy: claims[i] ?? null }));
+  }
+
+  async count(): Promise<number> {
+    return (await this.#queue.getPrioritizedCount()) + (await this.#queue.getWaitingCount());
+  }
+
+  async claim(consultId: string, username: string): Promise<void> {
+    if (!(await this.has(consultId))) throw new GatewayError('CXR_NOT_FOUND', `no open consult ${consultId}`);
+    const ok = await this.#redis.set(this.#claimKey(consultId), username, 'PX', this.#options.claimTimeoutMs, 'NX');
+    if (ok === 'OK') return;
+    const holder = await this.#redis.get(this.#claimKey(consultId));
+    if (holder === username) {
+      await this.#redis.pexpire(this.#claimKey(consultId), this.#options.claimTimeoutMs);
+      return;
+    }
+    throw new GatewayError('CXR_CONFLICT', `claimed by ${holder ?? 'someone else'}`);
+  }
+
+  async release(consultId: string, username: string): Promise<void> {
+    const released = (await this.#redis.eval(releaseScript, 1, this.#claimKey(consultId), username)) as number;
+    if (released !== 1) throw new GatewayError('CXR_CONFLICT', 'not claimed by you');
+  }
+
+  async claimedBy(consultId: string): Promise<string | null> {
+    return this.#redis.get(this.#claimKey(consultId));
+  }
+
+  /** Takes a reported consult off the queue. Only its claimant may. */
+  async complete(consultId: string, username: string): Promise<void> {
+    if ((await this.claimedBy(consultId)) !== username) throw new GatewayError('CXR_CONFLICT', 'claim it before reporting');
+    const job = await this.#queue.getJob(consultId);
+    await job?.remove();
+    await this.#redis.del(this.#claimKey(consultId));
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.close();
+  }
+
+  #claimKey(consultId: string): string {
+    return `${this.#options.prefix}claim:${consultId}`;
+  }
+}
