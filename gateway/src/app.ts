@@ -35,8 +35,6 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    // Request lines carry study UIDs, never patient data; bodies are never logged.
-    disableRequestLogging: false,
   });
 
   app.setErrorHandler((err, request, reply) => {
