@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -50,6 +52,8 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
   });
 
   registerAuth(app, deps);
+  // The radiologist's page: static files beside src/ and dist/, no build step.
+  await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public/', import.meta.url)), prefix: '/', index: ['index.html'] });
   const audit = new AuditTrail(deps.store);
   registerIngest(app, { store: deps.store, queue: deps.queue, audit }, {
     maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024,

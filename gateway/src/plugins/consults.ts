@@ -50,7 +50,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     const consultId = safeConsultId(request.params.consultId);
     const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
     if (!consult) throw new GatewayError('CXR_NOT_FOUND', 'no such consult');
-    const instances: { sopInstanceUid: string; contentSha256: string; result: TriageResult | null; hasPreview: boolean; hasDicom: boolean }[] = [];
+    const instances: { sopInstanceUid: string; contentSha256: string; result: TriageResult | null; hasPreview: boolean; hasHeatmap: boolean; hasDicom: boolean; previewUrl: string | null; heatmapUrl: string | null }[] = [];
     const prefix = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/`;
     const byInstance = new Map<string, Set<string>>();
     for await (const info of deps.store.list(prefix)) {
@@ -62,21 +62,32 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     for (const [id, files] of byInstance) {
       const [sop = '', sha = ''] = id.split('/');
       const result = files.has('result.json') ? ((await readJsonOptional<TriageResult>(deps.store, `${prefix}${id}/result.json`)) ?? null) : null;
-      instances.push({ sopInstanceUid: sop, contentSha256: sha, result, hasPreview: files.has('preview.png'), hasDicom: files.has('instance.dcm') });
+      const base = `/api/v1/consults/${consultId}/instances/${sop}/${sha}`;
+      instances.push({
+        sopInstanceUid: sop,
+        contentSha256: sha,
+        result,
+        hasPreview: files.has('preview.png'),
+        hasHeatmap: files.has('heatmap.png'),
+        hasDicom: files.has('instance.dcm'),
+        previewUrl: files.has('preview.png') ? `${base}/preview.png` : null,
+        heatmapUrl: files.has('heatmap.png') ? `${base}/heatmap.png` : null,
+      });
     }
     const report = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
     await deps.audit.record({ actor: `user:${actor(request)}`, action: 'consult.view', target: consultId });
     return { consult, instances, report: report ?? null, claimedBy: await deps.queue.claimedBy(consultId) };
   });
 
-  app.get<{ Params: { consultId: string; sopUid: string; sha: string } }>(
-    '/api/v1/consults/:consultId/instances/:sopUid/:sha/preview.png',
+  app.get<{ Params: { consultId: string; sopUid: string; sha: string; image: string } }>(
+    '/api/v1/consults/:consultId/instances/:sopUid/:sha/:image',
     { preValidation: reader },
     async (request, reply) => {
+      if (request.params.image !== 'preview.png' && request.params.image !== 'heatmap.png') throw new GatewayError('CXR_NOT_FOUND');
       const consultId = safeConsultId(request.params.consultId);
       const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
       if (!consult || !/^[0-9.]{1,64}$/u.test(request.params.sopUid) || !/^[0-9a-f]{64}$/u.test(request.params.sha)) throw new GatewayError('CXR_NOT_FOUND');
-      const key = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/${request.params.sopUid}/${request.params.sha}/preview.png`;
+      const key = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/${request.params.sopUid}/${request.params.sha}/${request.params.image}`;
       if (!(await deps.store.head(key))) throw new GatewayError('CXR_NOT_FOUND');
       return reply.type('image/png').send(await deps.store.get(key));
     },

@@ -62,7 +62,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
     },
   );
 
-  for (const kind of ['preview', 'dicom'] as const) {
+  for (const kind of ['preview', 'heatmap', 'dicom'] as const) {
     app.put<{ Params: { stationId: string; studyUid: string; sopUid: string; sha: string } }>(
       `/api/v1/stations/:stationId/studies/:studyUid/instances/:sopUid/:sha/${kind}`,
       { preValidation: station },
@@ -73,7 +73,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
         const limit = kind === 'dicom' ? options.maxDicomBytes : options.maxPreviewBytes;
         const declared = Number(request.headers['content-length'] ?? 0);
         if (declared > limit) throw new GatewayError('CXR_PAYLOAD_TOO_LARGE', `${declared} bytes, at most ${limit}`);
-        const key = `${prefix}/${kind === 'dicom' ? 'instance.dcm' : 'preview.png'}`;
+        const key = `${prefix}/${kind === 'dicom' ? 'instance.dcm' : `${kind}.png`}`;
         const existing = await deps.store.head(key);
         if (existing?.sha256 === bodySha) {
           (request.body as Readable).resume();
