@@ -8,7 +8,8 @@ import { createStoreScp, type StoreScp } from './dimse/scp.js';
 import { FolderIntake } from './intake/folder-watch.js';
 import type { Logger } from './log.js';
 import { InferenceProcessor } from './pipeline/processor.js';
-import { SpoolDb, type InstanceRecord } from './spool/db.js';
+import { OutboxSender } from './outbox/sender.js';
+import { OutboxDb, SpoolDb, type InstanceRecord } from './spool/db.js';
 import { Spool, type SpoolFaults } from './spool/spool.js';
 import { buildEdgeApp } from './web/app.js';
 
@@ -37,8 +38,52 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
 
   const changes = new EventEmitter();
   changes.setMaxListeners(100);
-  const changed = (record: InstanceRecord): void => {
+  const outbox = new OutboxDb(db);
+  const announce = (record: InstanceRecord): void => {
     changes.emit('change', record);
+  };
+  const link = config.gatewayUrl && config.stationId && config.stationToken ? { url: config.gatewayUrl, stationId: config.stationId, token: config.stationToken } : undefined;
+  const sender = link
+    ? new OutboxSender(
+        {
+          db,
+          outbox,
+          spool,
+          log,
+          onChange: (studyInstanceUid) => {
+            const first = db.study(studyInstanceUid)[0];
+            if (first) announce(first);
+          },
+        },
+        { gateway: link, pollMs: config.gatewayPollMs },
+      )
+    : undefined;
+  /** Once an instance is fully processed, what goes to the hospital goes into the outbox (durably, in order). */
+  const toOutbox = (record: InstanceRecord): void => {
+    if (!sender || record.status !== 'inferred' || !record.result) return;
+    const priority = record.result.applicable ? record.result.priority : 'routine';
+    const base = { instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority };
+    outbox.add({ ...base, kind: 'result' });
+    if (record.previewFile) outbox.add({ ...base, kind: 'preview' });
+    if (record.heatmapFile) outbox.add({ ...base, kind: 'heatmap' });
+    outbox.add({ ...base, kind: 'dicom' });
+    if (record.result.applicable && config.consultPriorities.includes(record.result.priority)) {
+      outbox.requestConsult({ studyInstanceUid: record.studyInstanceUid, reason: 'policy', note: null, priority: record.result.priority });
+    }
+    sender.kick();
+  };
+  /** A consult asked by hand sends the study even when its priority would not have. */
+  const toOutboxForConsult = (record: InstanceRecord): void => {
+    if (!record.result) return;
+    const base = { instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority: 'routine' as const };
+    outbox.add({ ...base, kind: 'result' });
+    if (record.previewFile) outbox.add({ ...base, kind: 'preview' });
+    if (record.heatmapFile) outbox.add({ ...base, kind: 'heatmap' });
+    outbox.add({ ...base, kind: 'dicom' });
+  };
+  const changed = (record: InstanceRecord, stage?: 'result' | 'done'): void => {
+    announce(record);
+    if (stage === 'done') toOutbox(record);
   };
   const processor = new InferenceProcessor({ db, spool, log, onChange: changed }, { modelDir: config.modelDir, threads: config.inferenceThreads, workers: config.workers });
   let ready = false;
@@ -63,6 +108,21 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       log,
       status: () => ({ ready, model: processor.model, aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
       isProcessing: (id) => processor.isProcessing(id),
+      outbox,
+      link: () => (sender ? sender.status() : undefined),
+      requestConsult: (studyInstanceUid, note) => {
+        const records = db.study(studyInstanceUid);
+        if (records.length === 0) return undefined;
+        let priority: 'stat' | 'urgent' | 'routine' = 'routine';
+        for (const r of records) if (r.result?.applicable && (r.result.priority === 'stat' || (r.result.priority === 'urgent' && priority === 'routine'))) priority = r.result.priority;
+        const consult = outbox.requestConsult({ studyInstanceUid, reason: 'requested', note, priority });
+        // The study's files go too, if the policy did not send them already.
+        for (const r of records) if (r.status === 'inferred') toOutboxForConsult(r);
+        sender?.kick();
+        const first = records[0];
+        if (first) announce(first);
+        return consult;
+      },
       subscribe: (listener) => {
         changes.on('change', listener);
         return () => changes.off('change', listener);
@@ -71,8 +131,9 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     await app.listen({ port: config.httpPort, host: config.httpHost });
     const address = app.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
+    sender?.start();
     ready = true;
-    log.info({ dicomPort, httpPort, aeTitle: config.aeTitle }, 'edge agent ready');
+    log.info({ dicomPort, httpPort, aeTitle: config.aeTitle, gateway: link ? link.url : null }, 'edge agent ready');
 
     let stopped: Promise<void> | undefined;
     return {
@@ -85,6 +146,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
           ready = false;
           await scp?.close();
           await intake?.stop();
+          await sender?.stop();
           await processor.stop();
           await app?.close();
           db.close();

@@ -18,6 +18,12 @@ export const EdgeConfigSchema = Type.Object({
   minFreeBytes: Type.Integer({ minimum: 0, default: 200 * 1024 * 1024, description: 'bytes that must stay free on the spool disk' }),
   inferenceThreads: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'threads for the model and the JPEG 2000 decoder' }),
   workers: Type.Integer({ minimum: 1, maximum: 16, default: 1, description: 'inference worker threads' }),
+  gatewayUrl: Type.Optional(Type.String({ pattern: '^https?://', description: "the hospital gateway's address; without it the agent works alone" })),
+  stationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$', description: 'this station at the gateway' })),
+  stationToken: Type.Optional(Type.String({ minLength: 20, description: "this station's token from `cxr-gateway admin add-station`" })),
+  gatewayPollMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000, description: 'ms between asking the gateway about open consults' }),
+  /** Studies whose AI priority is one of these are sent for a consult without anyone pressing the button. */
+  consultPriorities: Type.Array(Type.Union([Type.Literal('stat'), Type.Literal('urgent'), Type.Literal('routine')]), { default: ['stat', 'urgent'] }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
 });
 export type EdgeConfig = Static<typeof EdgeConfigSchema>;
@@ -45,9 +51,14 @@ const envNames: Record<keyof EdgeConfig, string> = {
   inferenceThreads: 'CXR_EDGE_THREADS',
   workers: 'CXR_EDGE_WORKERS',
   logLevel: 'CXR_EDGE_LOG_LEVEL',
+  gatewayUrl: 'CXR_EDGE_GATEWAY',
+  stationId: 'CXR_EDGE_STATION_ID',
+  stationToken: 'CXR_EDGE_STATION_TOKEN',
+  consultPriorities: 'CXR_EDGE_CONSULT_PRIORITIES',
+  gatewayPollMs: 'CXR_EDGE_GATEWAY_POLL_MS',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers', 'gatewayPollMs']);
 
 /**
  * Layers, later wins: defaults, the config file (JSON), the environment, the command line.
@@ -70,6 +81,7 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
   }
   const merged: Record<string, unknown> = { ...fromFile, ...fromEnv };
   for (const [key, value] of Object.entries(sources.flags ?? {})) if (value !== undefined) merged[key] = value;
+  if (typeof merged.consultPriorities === 'string') merged.consultPriorities = merged.consultPriorities.split(',').map((p) => p.trim()).filter(Boolean);
   for (const key of numeric) {
     const v = merged[key];
     if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) merged[key] = Number(v);
@@ -83,6 +95,8 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
     const hint = key in envNames ? ` (flag --${kebab(key)} or ${envNames[key]})` : '';
     problems.push(`${key || 'config'}: ${error.message}${hint}; got ${JSON.stringify(withDefaults[key])}`);
   }
+  const link = ['gatewayUrl', 'stationId', 'stationToken'].filter((k) => withDefaults[k] !== undefined);
+  if (link.length > 0 && link.length < 3) problems.push('gatewayUrl, stationId and stationToken go together (--gateway, --station-id, --station-token)');
   if (problems.length > 0) throw new ConfigError(problems);
   const config = withDefaults as EdgeConfig;
   return { ...config, dataDir: path.resolve(config.dataDir), modelDir: path.resolve(config.modelDir), ...(config.watchDir ? { watchDir: path.resolve(config.watchDir) } : {}) };

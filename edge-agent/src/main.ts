@@ -32,6 +32,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)')
     .option('--workers <n>', 'inference worker threads (default 1)')
     .option('--min-free-bytes <n>', 'refuse new images below this much free disk (default 200 MiB)')
+    .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
+    .option('--station-id <id>', 'this station at the gateway (env CXR_EDGE_STATION_ID)')
+    .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN)")
+    .option('--consult-priorities <list>', 'AI priorities sent for a consult by themselves (default stat,urgent; "" for none)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
     .option('--config <file>', 'JSON file with any of these settings (flags and environment win)')
     .exitOverride()
@@ -53,6 +57,10 @@ export async function main(argv: readonly string[]): Promise<number> {
             workers: opts.workers,
             minFreeBytes: opts.minFreeBytes,
             logLevel: opts.logLevel,
+            gatewayUrl: opts.gateway,
+            stationId: opts.stationId,
+            stationToken: opts.stationToken,
+            consultPriorities: opts.consultPriorities,
           },
         });
       } catch (err) {

@@ -11,8 +11,8 @@ export interface ProcessorDeps {
   readonly db: SpoolDb;
   readonly spool: Spool;
   readonly log: Logger;
-  /** Told of every change to an instance (stored, inferred, failed), for the page's live updates. */
-  readonly onChange: (record: InstanceRecord) => void;
+  /** Told of every change to an instance, for the page's live updates; `done` once its images are drawn too. */
+  readonly onChange: (record: InstanceRecord, stage: 'result' | 'done') => void;
 }
 
 export interface ProcessorOptions {
@@ -116,7 +116,7 @@ export class InferenceProcessor {
     if (this.#deps.db.get(id)?.status !== 'received') return;
     this.#deps.db.markInferred(id, result, { preview: null, heatmap: null });
     const record = this.#deps.db.get(id);
-    if (record) this.#deps.onChange(record);
+    if (record) this.#deps.onChange(record, 'result');
   }
 
   #record(id: number, outcome: InferenceOutcome): void {
@@ -132,7 +132,7 @@ export class InferenceProcessor {
       log.warn({ instanceId: id, code: outcome.error.code }, 'inference failed');
     }
     const record = db.get(id);
-    if (record) this.#deps.onChange(record);
+    if (record) this.#deps.onChange(record, 'done');
   }
 
   #relative(file: string | null): string | null {

@@ -5,7 +5,8 @@ import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import type { DeployedModel } from '../pipeline/worker.js';
-import type { InstanceRecord, SpoolDb } from '../spool/db.js';
+import type { LinkStatus } from '../outbox/sender.js';
+import type { ConsultRecord, InstanceRecord, OutboxDb, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
 import { toStudyView } from './studies.js';
 
@@ -17,6 +18,11 @@ export interface EdgeAppDeps {
   readonly status: () => { ready: boolean; model: DeployedModel | undefined; aeTitle: string; dicomPort: number; queue: number };
   /** True while an instance's images are still being drawn. */
   readonly isProcessing: (instanceId: number) => boolean;
+  readonly outbox: OutboxDb;
+  /** The hospital link's state; undefined when the agent works alone. */
+  readonly link: () => LinkStatus | undefined;
+  /** Asks for a consult on a study (the page's button); undefined for an unknown study. */
+  readonly requestConsult: (studyInstanceUid: string, note: string | null) => ConsultRecord | undefined;
   /** Subscribes to instance changes for the live page; returns the unsubscribe function. */
   readonly subscribe: (listener: (record: InstanceRecord) => void) => () => void;
 }
@@ -55,13 +61,23 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     const limit = request.query.limit ? Math.max(1, Math.min(1000, Number(request.query.limit) || 200)) : 200;
     return deps.db
       .studies({ limit, ...(since && !Number.isNaN(since.getTime()) ? { since } : {}) })
-      .map((s) => toStudyView(s.studyInstanceUid, s.instances, deps.isProcessing));
+      .map((s) => toStudyView(s.studyInstanceUid, s.instances, deps.isProcessing, deps.outbox.consult(s.studyInstanceUid)));
   });
 
   app.get<{ Params: { uid: string } }>('/api/studies/:uid', async (request, reply) => {
     const records = deps.db.study(request.params.uid);
     if (records.length === 0) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such study' } });
-    return toStudyView(request.params.uid, records, deps.isProcessing);
+    return toStudyView(request.params.uid, records, deps.isProcessing, deps.outbox.consult(request.params.uid));
+  });
+
+  app.get('/api/link', async () => deps.link() ?? { state: 'disabled', pending: 0, pendingStudies: 0, failed: 0, lastSuccessAt: null, lastError: null });
+
+  app.post<{ Params: { uid: string }; Body: { note?: string } | undefined }>('/api/studies/:uid/consult', async (request, reply) => {
+    if (!deps.link()) return reply.code(409).send({ error: { code: 'CXR_NO_GATEWAY', message: 'this station is not linked to a hospital gateway' } });
+    const note = typeof request.body?.note === 'string' ? request.body.note.slice(0, 2000) : null;
+    const consult = deps.requestConsult(request.params.uid, note);
+    if (!consult) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such study' } });
+    return reply.code(202).send(consult);
   });
 
   app.get<{ Params: { id: string; kind: string } }>('/api/instances/:id/:kind', async (request, reply) => {

@@ -1,6 +1,6 @@
 import type { Priority, TriageResult } from '@cxr/inference';
 import { higherPriority } from '@cxr/inference';
-import type { InstanceRecord, InstanceStatus } from '../spool/db.js';
+import type { ConsultRecord, InstanceRecord, InstanceStatus } from '../spool/db.js';
 
 /** One instance as the page and outside checks see it. */
 export interface InstanceView {
@@ -41,9 +41,22 @@ export interface StudyView {
   readonly accessionNumber: string | null;
   readonly description: string | null;
   readonly instances: readonly InstanceView[];
+  /** The consult with the hospital: null when none was asked; `report` once a radiologist signed. */
+  readonly consult: null | {
+    readonly status: 'pending' | 'queued' | 'claimed' | 'reported';
+    readonly reason: 'policy' | 'requested';
+    readonly note: string | null;
+    readonly requestedAt: string;
+    readonly report?: Record<string, unknown>;
+  };
 }
 
-export function toStudyView(studyInstanceUid: string, records: readonly InstanceRecord[], isProcessing: (id: number) => boolean = () => false): StudyView {
+export function toStudyView(
+  studyInstanceUid: string,
+  records: readonly InstanceRecord[],
+  isProcessing: (id: number) => boolean = () => false,
+  consult?: ConsultRecord,
+): StudyView {
   const first = records[0];
   let priority: Priority | null = null;
   for (const r of records) {
@@ -62,6 +75,9 @@ export function toStudyView(studyInstanceUid: string, records: readonly Instance
     accessionNumber: first?.accessionNumber ?? null,
     description: first?.studyDescription ?? null,
     instances: records.map((r) => toInstanceView(r, isProcessing(r.id))),
+    consult: consult
+      ? { status: consult.status, reason: consult.reason, note: consult.note, requestedAt: consult.requestedAt, ...(consult.report ? { report: consult.report } : {}) }
+      : null,
   };
 }
 

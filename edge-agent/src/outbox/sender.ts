@@ -1,0 +1,241 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import type { Logger } from '../log.js';
+import type { InstanceRecord, OutboxDb, OutboxItem, SpoolDb } from '../spool/db.js';
+import type { Spool } from '../spool/spool.js';
+
+export interface GatewayLink {
+  /** e.g. https://gateway.benhvien.vn */
+  readonly url: string;
+  readonly stationId: string;
+  readonly token: string;
+}
+
+export interface SenderOptions {
+  readonly gateway: GatewayLink;
+  /** ms between asking the gateway about open consults. Default 15 000. */
+  readonly pollMs?: number;
+  /** longest wait between retries of one item, ms. Default 300 000 (5 minutes). */
+  readonly maxBackoffMs?: number;
+  /** one request's time limit, ms. Default 120 000. */
+  readonly requestTimeoutMs?: number;
+}
+
+export type LinkState = 'online' | 'offline' | 'unauthorized';
+
+export interface LinkStatus {
+  readonly state: LinkState;
+  /** items waiting to be sent, and the studies they belong to */
+  readonly pending: number;
+  readonly pendingStudies: number;
+  /** items the gateway refused for good (shown to the technician) */
+  readonly failed: number;
+  readonly lastSuccessAt: string | null;
+  readonly lastError: string | null;
+}
+
+class TransientError extends Error {}
+class PermanentError extends Error {}
+class UnauthorizedError extends TransientError {}
+
+/**
+ * Sends the outbox to the gateway, one item at a time, in order: results and previews before DICOM files, stat
+ * before urgent before routine, then oldest. A network failure or a 5xx waits and tries again (backing off up to
+ * five minutes) for as long as it takes; a refusal (4xx) is kept as failed with its reason. Every item is
+ * idempotent on the gateway, so a retry after a lost answer does not send anything twice in effect.
+ */
+export class OutboxSender {
+  readonly #deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void };
+  readonly #options: Required<SenderOptions>;
+  #state: LinkState = 'offline';
+  #lastSuccessAt: string | null = null;
+  #lastError: string | null = null;
+  #stopped = false;
+  #wake: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #lastPoll = 0;
+  readonly #inflight = new AbortController();
+
+  constructor(deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void }, options: SenderOptions) {
+    this.#deps = deps;
+    this.#options = { pollMs: 15_000, maxBackoffMs: 300_000, requestTimeoutMs: 120_000, ...options };
+  }
+
+  status(): LinkStatus {
+    const { outbox } = this.#deps;
+    return {
+      state: this.#state,
+      pending: outbox.pendingCount(),
+      pendingStudies: outbox.pendingStudies(),
+      failed: outbox.failedCount(),
+      lastSuccessAt: this.#lastSuccessAt,
+      lastError: this.#lastError,
+    };
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  /** New work: send now rather than at the next retry time. */
+  kick(): void {
+    this.#wake?.();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#inflight.abort();
+    this.#wake?.();
+    await this.#loop;
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      if (Date.now() - this.#lastPoll >= this.#options.pollMs && this.#state !== 'unauthorized') await this.#pollConsults();
+      const item = this.#deps.outbox.next(Date.now());
+      if (!item) {
+        const due = this.#deps.outbox.nextDueAt();
+        const untilPoll = this.#options.pollMs - (Date.now() - this.#lastPoll);
+        await this.#sleep(Math.max(50, Math.min(untilPoll, due !== undefined ? due - Date.now() : Number.POSITIVE_INFINITY)));
+        continue;
+      }
+      await this.#send(item);
+    }
+  }
+
+  async #send(item: OutboxItem): Promise<void> {
+    const { outbox, log } = this.#deps;
+    try {
+      await this.#deliver(item);
+      outbox.done(item.id);
+      this.#online();
+      this.#deps.onChange(item.studyInstanceUid);
+    } catch (err) {
+      const message = (err as Error).message;
+      if (err instanceof PermanentError) {
+        outbox.fail(item.id, message);
+        log.warn({ outboxId: item.id, kind: item.kind, error: message }, 'gateway refused an item');
+        this.#deps.onChange(item.studyInstanceUid);
+        return;
+      }
+      this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
+      this.#lastError = message;
+      const backoff = Math.min(this.#options.maxBackoffMs, 1000 * 2 ** Math.min(item.attempts, 16));
+      outbox.retryLater(item.id, message, Date.now() + backoff * (0.8 + Math.random() * 0.4));
+      log.info({ outboxId: item.id, kind: item.kind, attempts: item.attempts + 1, retryInMs: Math.round(backoff) }, 'gateway unreachable, will retry');
+    }
+  }
+
+  async #deliver(item: OutboxItem): Promise<void> {
+    const { gateway } = this.#options;
+    if (item.kind === 'consult') {
+      const consult = this.#deps.outbox.consult(item.studyInstanceUid);
+      if (!consult) return;
+      const res = await this.#request('POST', `/api/v1/stations/${gateway.stationId}/consults`, {
+        body: JSON.stringify({ studyInstanceUid: item.studyInstanceUid, priority: consult.priority, reason: consult.reason, ...(consult.note ? { note: consult.note } : {}) }),
+        headers: { 'content-type': 'application/json' },
+      });
+      const { consultId } = (await res.json()) as { consultId: string };
+      this.#deps.outbox.updateConsult(item.studyInstanceUid, { consultId, status: consult.status === 'pending' ? 'queued' : consult.status });
+      return;
+    }
+    const record = item.instanceId === null ? undefined : this.#deps.db.get(item.instanceId);
+    if (!record) return;
+    const base = `/api/v1/stations/${gateway.stationId}/studies/${record.studyInstanceUid}/instances/${record.sopInstanceUid}/${record.contentSha256}`;
+    if (item.kind === 'result') {
+      if (!record.result) return;
+      await this.#request('PUT', `${base}/result`, { body: JSON.stringify({ result: record.result }), headers: { 'content-type': 'application/json' } });
+      return;
+    }
+    const file = fileOf(record, item.kind);
+    if (!file) return;
+    const path = this.#deps.spool.absolute(file);
+    if (item.kind === 'dicom') {
+      // Large files stream from disk; the hash is taken in a first pass so the gateway can verify the body.
+      const sha256 = await hashFile(path);
+      const { size } = await stat(path);
+      const body = Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>;
+      await this.#request('PUT', `${base}/dicom`, { body, headers: { 'content-type': 'application/dicom', 'content-length': String(size), 'x-content-sha256': sha256 } });
+      return;
+    }
+    const bytes = await readFile(path);
+    await this.#request('PUT', `${base}/${item.kind}`, {
+      body: bytes,
+      headers: { 'content-type': 'image/png', 'x-content-sha256': createHash('sha256').update(bytes).digest('hex') },
+    });
+  }
+
+  async #pollConsults(): Promise<void> {
+    this.#lastPoll = Date.now();
+    const { outbox, log } = this.#deps;
+    for (const consult of outbox.openConsults()) {
+      try {
+        const res = await this.#request('GET', `/api/v1/stations/${this.#options.gateway.stationId}/consults/${consult.consultId}`, {});
+        const answer = (await res.json()) as { status: 'queued' | 'claimed' | 'reported'; report?: Record<string, unknown> };
+        if (answer.status !== consult.status) {
+          outbox.updateConsult(consult.studyInstanceUid, { status: answer.status, report: answer.report ?? null });
+          log.info({ consultId: consult.consultId, status: answer.status }, 'consult updated');
+          this.#deps.onChange(consult.studyInstanceUid);
+        }
+        this.#online();
+      } catch (err) {
+        if (!(err instanceof PermanentError)) {
+          this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
+          this.#lastError = (err as Error).message;
+          return;
+        }
+      }
+    }
+  }
+
+  async #request(method: string, route: string, init: { body?: RequestInit['body']; headers?: Record<string, string> }): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(route, this.#options.gateway.url), {
+        method,
+        ...init,
+        headers: { ...init.headers, authorization: `Bearer ${this.#options.gateway.token}` },
+        signal: AbortSignal.any([this.#inflight.signal, AbortSignal.timeout(this.#options.requestTimeoutMs)]),
+        ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
+      } as RequestInit);
+    } catch (err) {
+      throw new TransientError(`gateway unreachable: ${(err as Error).message}`);
+    }
+    if (res.ok) return res;
+    const text = await res.text().catch(() => '');
+    const detail = `${method} ${route.split('/').slice(0, 5).join('/')}…: ${res.status} ${text.slice(0, 200)}`;
+    if (res.status === 401 || res.status === 403) throw new UnauthorizedError(detail);
+    if (res.status >= 500 || res.status === 408 || res.status === 429) throw new TransientError(detail);
+    throw new PermanentError(detail);
+  }
+
+  #online(): void {
+    this.#state = 'online';
+    this.#lastSuccessAt = new Date().toISOString();
+    this.#lastError = null;
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#wake = done;
+    });
+  }
+}
+
+function fileOf(record: InstanceRecord, kind: 'preview' | 'heatmap' | 'dicom'): string | null {
+  if (kind === 'dicom') return record.file;
+  return kind === 'preview' ? record.previewFile : record.heatmapFile;
+}
+
+async function hashFile(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
