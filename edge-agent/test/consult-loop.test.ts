@@ -134,4 +134,17 @@ describe('the consult loop: X-ray unit -> edge -> gateway -> radiologist -> repo
       readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? dicomObjects(path.join(dir, e.name)) : e.name.startsWith('instance.dcm') ? [e.name] : []));
     expect(dicomObjects(path.join(store, 'objects', 'studies'))).toHaveLength(2);
   });
+
+  it('rebuilds the worklist from the object store when Redis lost everything', async () => {
+    const before = (await (await gw('/api/v1/worklist')).json()) as { consultId: string }[];
+    expect(before.length).toBeGreaterThan(0);
+    await stopProcess(gateway);
+    await run('redis-cli', ['-p', String(redis.port), 'FLUSHALL']);
+    gateway = await startGateway(port, store, redis.url);
+    // Sessions lived in Redis too: sign in again.
+    const login = await fetch(`http://127.0.0.1:${port}/api/v1/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bs.lan', password: 'mat-khau-dai-1' }) });
+    doctor = ((await login.json()) as { token: string }).token;
+    const after = (await (await gw('/api/v1/worklist')).json()) as { consultId: string }[];
+    expect(after.map((c) => c.consultId)).toEqual(before.map((c) => c.consultId));
+  });
 });

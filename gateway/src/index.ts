@@ -4,3 +4,5 @@ export { AccountStore, type Role, type StationRecord, type UserRecord } from './
 export { SessionStore } from './accounts/sessions.js';
 export { GatewayError, GatewayErrors, type GatewayErrorCode } from './errors.js';
 export { createLogger, redactPaths } from './log.js';
+export { rebuildQueueFromStore } from './queue/rebuild.js';
+export { ConsultQueue, type ConsultJob, type WorklistItem } from './queue/consults.js';

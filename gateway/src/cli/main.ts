@@ -3,6 +3,7 @@ import { build } from '../app.js';
 import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
+import { rebuildQueueFromStore } from '../queue/rebuild.js';
 
 function port(value: string): number {
   const n = Number(value);
@@ -28,6 +29,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string }) => {
       const log = createLogger({ level: opts.logLevel });
       const context = await openContext({ store: opts.store, redis: opts.redis, log });
+      await rebuildQueueFromStore({ store: context.store, queue: context.queue, log });
       const app = await build({ ...context, log });
       await app.listen({ port: opts.port, host: opts.host });
       const address = app.server.address();
