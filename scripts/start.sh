@@ -1,35 +1,62 @@
 #!/usr/bin/env bash
-# Sets up and starts the system on embedded defaults: the edge agent with the shipped model, fed the shared
-# radiographs by DCMTK's storescu so the page shows findings at once. Ctrl-C stops it.
+# Sets up and starts the whole system on embedded defaults, on this machine: a local Redis, a folder as the
+# object store, the gateway, the edge agent with the shipped model linked to it, and the shared radiographs sent
+# by DCMTK's storescu as the X-ray unit would. Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-data="${CXR_DATA_DIR:-.data}"
+data="$(pwd)/${CXR_DATA_DIR:-.data}"
 model="${CXR_MODEL:-../shared/models/squeezenet-pneumonia-peds}"
 dicom_port="${CXR_DICOM_PORT:-11112}"
-http_port="${CXR_HTTP_PORT:-8080}"
-mkdir -p "$data"
+edge_port="${CXR_HTTP_PORT:-8080}"
+gateway_port="${CXR_GATEWAY_PORT:-8443}"
+redis_port="${CXR_REDIS_PORT:-6380}"
+redis="redis://127.0.0.1:$redis_port"
+store="$data/store"
+mkdir -p "$data/redis" "$store"
 
-node edge-agent/bin/cxr-edge.js --data-dir "$data/edge" --model "$model" \
-  --dicom-port "$dicom_port" --http-port "$http_port" &
-edge=$!
-trap 'kill -TERM "$edge" 2>/dev/null; wait "$edge" 2>/dev/null' INT TERM EXIT
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup INT TERM EXIT
 
-for _ in $(seq 1 120); do
-  curl -fsS "http://127.0.0.1:$http_port/api/health" >/dev/null 2>&1 && break
-  kill -0 "$edge" 2>/dev/null || { echo 'start: the edge agent did not start' >&2; exit 1; }
-  sleep 0.5
-done
+wait_http() {
+  for _ in $(seq 1 120); do
+    curl -fsS "$1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "start: $1 did not answer" >&2
+  return 1
+}
+
+redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$data/redis" --appendonly yes --save '' >"$data/redis.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.2; done
+
+gw=(node gateway/bin/cxr-gateway.js)
+if [ ! -s "$data/station-token" ]; then
+  "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token"
+  "${gw[@]}" admin add-user --store "$store" --redis "$redis" bs.demo --role radiologist --password 'doc-phim-demo' --display-name 'BS. Demo'
+fi
+"${gw[@]}" serve --port "$gateway_port" --store "$store" --redis "$redis" >"$data/gateway.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$gateway_port/api/health"
+
+node edge-agent/bin/cxr-edge.js --data-dir "$data/edge" --model "$model" --dicom-port "$dicom_port" --http-port "$edge_port" \
+  --gateway "http://127.0.0.1:$gateway_port" --station-id tram-demo --station-token "$(cat "$data/station-token")" >"$data/edge.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$edge_port/api/health"
 
 echo "== sending the demo radiographs to CXR_EDGE@$dicom_port"
 node edge-agent/bin/cxr-edge.js send-demo --dicom-port "$dicom_port" || true
 cat <<MSG
 
-  The radiographer's page: http://localhost:$http_port/
-  Send more images:        storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm
-                           or copy files into $data/edge/incoming/
-  Stop:                    Ctrl-C
+  The station's page (radiographer):  http://localhost:$edge_port/
+  The hospital's page (radiologist):  http://localhost:$gateway_port/   sign in as bs.demo / doc-phim-demo
+  Send more images:                   storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm
+                                      or copy files into $data/edge/incoming/
+  Logs:                               $data/*.log
+  Stop:                               Ctrl-C
 
 MSG
-wait "$edge"
+wait

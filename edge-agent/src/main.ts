@@ -22,6 +22,8 @@ export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command()
     .name('cxr-edge')
     .description("The station's edge agent: receives DICOM from the X-ray unit, runs the AI at once, shows the radiographer's page.")
+    // Options after a subcommand belong to it (send-demo has its own --dicom-port).
+    .enablePositionalOptions()
     .option('--data-dir <dir>', 'spool, database and images (env CXR_EDGE_DATA_DIR)')
     .option('--model <dir>', 'model folder to run (env CXR_EDGE_MODEL)')
     .option('--dicom-port <n>', 'C-STORE / C-ECHO port (default 11112)')

@@ -85,6 +85,10 @@ describe('the consult loop: X-ray unit -> edge -> gateway -> radiologist -> repo
     removeDir(edge.dataDir);
   });
 
+  it('shows the hospital link online', async () => {
+    await waitFor('the link to be online', async () => ((await edge.api<{ state: string }>('/api/link')).state === 'online' ? true : undefined), 10_000);
+  });
+
   it('sends an urgent study by itself, and the signed report shows at the station', async () => {
     expect((await storescu(edge.dicomPort, [path.join(dicomDir, 'cr_chest_pa_RG1_J2KI.dcm')])).code).toBe(0);
     const item = await waitFor('the consult on the worklist', async () => {
