@@ -1,9 +1,11 @@
-// The radiographer's page: today's studies, live, with the AI result, an image viewer and the heatmap.
+// The radiographer's page: today's studies, live, with the AI result, an image viewer and the heatmap; the remote
+// consult with the hospital (request, its state, the radiologist's report) and the hospital link in the header.
 // Plain ES module, no framework, no build step, nothing from outside the station.
 import { LANGS, strings, errorText, missingFromNotes } from './i18n.js';
 
 const LANG_KEY = 'cxr-edge.lang';
 const POLL_MS = 10_000;
+const LINK_POLL_MS = 5_000;
 const DEBOUNCE_MS = 200;
 const FETCH_TIMEOUT_MS = 8_000;
 
@@ -25,7 +27,12 @@ const state = {
   loaded: false,
   /** Study UIDs already seen, to tell new arrivals apart. */
   known: null,
+  /** GET /api/link: the hospital link; null while unknown (not asked yet, or the agent did not answer). */
+  link: null,
 };
+
+/** The consult request form of the open study: open or not, the note being typed, sending, the last error (a key). */
+const consultUi = { uid: null, open: false, note: '', sending: false, error: null };
 
 // ---------------------------------------------------------------------------------------------- words and formats
 
@@ -152,21 +159,30 @@ function badge(kind, extraClass = '') {
 }
 
 function warnIcon() {
+  return svgIcon('M12 3 2 20h20L12 3zm0 6v5m0 3v.5');
+}
+
+function svgIcon(d, extra = {}) {
   const ns = 'http://www.w3.org/2000/svg';
   const svg = document.createElementNS(ns, 'svg');
   svg.setAttribute('viewBox', '0 0 24 24');
   svg.setAttribute('aria-hidden', 'true');
   svg.setAttribute('class', 'icon');
   const path = document.createElementNS(ns, 'path');
-  path.setAttribute('d', 'M12 3 2 20h20L12 3zm0 6v5m0 3v.5');
+  path.setAttribute('d', d);
   path.setAttribute('fill', 'none');
   path.setAttribute('stroke', 'currentColor');
-  path.setAttribute('stroke-width', '2.2');
+  path.setAttribute('stroke-width', extra.width ?? '2.2');
   path.setAttribute('stroke-linecap', 'round');
   path.setAttribute('stroke-linejoin', 'round');
   svg.append(path);
   return svg;
 }
+
+const checkIcon = () => svgIcon('M4 12.5l5 5L20 6.5', { width: '2.6' });
+const sendIcon = () => svgIcon('M3 11.5 21 3l-8.5 18-2.2-7.3zM10.3 13.7 21 3');
+const clockIcon = () => svgIcon('M12 3a9 9 0 1 0 0 18 9 9 0 0 0 0-18zm0 4v5l3.5 2');
+const eyeIcon = () => svgIcon('M2 12s3.6-6.5 10-6.5S22 12 22 12s-3.6 6.5-10 6.5S2 12 2 12zm10-3a3 3 0 1 0 0 6 3 3 0 0 0 0-6z');
 
 /** The short summary under the patient's name in the list. */
 function studySummary(study) {
@@ -216,7 +232,15 @@ function rowModel(study) {
     images: tn('images', study.instances.length),
     modality: modalityText(study),
     summary: studySummary(study),
+    consult: study.consult?.status ?? null,
   };
+}
+
+/** The small consult marker of a list row. */
+function consultMarker(status) {
+  if (!status) return null;
+  const key = status === 'reported' ? 'consultListReported' : status === 'claimed' ? 'consultListClaimed' : 'consultListSent';
+  return h('span', { class: `row-consult rc-${status}` }, status === 'reported' ? checkIcon() : null, t(key));
 }
 
 function fillRow(li, m) {
@@ -226,6 +250,7 @@ function fillRow(li, m) {
       'div',
       { class: 'row-top' },
       badge(m.kind),
+      consultMarker(m.consult),
       h('span', { class: 'row-time' }, h('time', {}, m.time)),
     ),
     h('div', { class: 'row-patient' }, h('span', { class: 'row-name' }, m.name), m.id ? h('span', { class: 'row-id' }, m.id) : null),
@@ -397,8 +422,10 @@ function renderStudy(force = false) {
     placeholder.textContent = !state.selectedUid ? t('noSelection') : study?.gone ? t('studyGone') : t('loading');
     viewer.show(null);
     studySig = '';
+    renderConsult(null);
     return;
   }
+  renderConsult(study, force);
   const instance = currentInstance(study);
   const sig = JSON.stringify([state.lang, instance?.id, study]);
   if (!force && sig === studySig) return;
@@ -586,6 +613,277 @@ function resultParts(result) {
     );
   }
   return parts;
+}
+
+// ---------------------------------------------------------------------------------------------- the consult
+
+let consultSig = '';
+/** The consult status last shown for the open study, to announce a change (sent, being read, report in). */
+let consultShown = { uid: null, status: null };
+
+/** What the consult part needs to know of the link: null (unknown), disabled, unauthorized, offline or online. */
+function linkKind() {
+  const link = state.link;
+  if (!link) return null;
+  if (link.state === 'disabled' || link.state === 'unauthorized') return link.state;
+  // 'offline' before the first attempt (no error, never a success) is not a known outage.
+  if (link.state === 'offline' && (link.lastError || link.lastSuccessAt)) return 'offline';
+  return 'online';
+}
+
+/** dd/mm/yyyy HH:mm */
+function fmtDateTime(iso) {
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? '' : `${fmtDate(d)} ${fmtTime(d)}`;
+}
+
+/** Finding codes to display names, from the AI results of the study. */
+function findingNames(study) {
+  const names = {};
+  for (const i of study.instances) {
+    for (const f of i.result?.findings ?? []) names[f.code] ??= state.lang === 'vi' ? (f.displayVi ?? f.display) : (f.display ?? f.displayVi);
+  }
+  return names;
+}
+
+/** The study can be read at the hospital: at least one image was received well (processing counts: it follows). */
+function hasReadableImage(study) {
+  return study.instances.some((i) => i.status !== 'failed');
+}
+
+function resetConsultUi(uid) {
+  Object.assign(consultUi, { uid, open: false, note: '', sending: false, error: null });
+}
+
+function renderConsult(study, force = false) {
+  const box = $('#consult');
+  if (!study || study.gone) {
+    if (box.firstChild) box.replaceChildren();
+    box.className = 'consult-slot';
+    delete box.dataset.status;
+    consultSig = '';
+    return;
+  }
+  const uid = study.studyInstanceUid;
+  if (consultUi.uid !== uid) resetConsultUi(uid);
+  const consult = study.consult;
+  const kind = linkKind();
+  const sig = JSON.stringify([
+    state.lang,
+    uid,
+    consult,
+    study.priority,
+    kind,
+    consult ? findingNames(study) : [consultUi.open, consultUi.sending, consultUi.error, hasReadableImage(study)],
+  ]);
+  if (!force && sig === consultSig) return;
+  consultSig = sig;
+  // A rebuild while typing the note keeps the text, the focus and the caret.
+  const active = document.activeElement;
+  const typing = active?.id === 'consult-note' ? { start: active.selectionStart, end: active.selectionEnd } : null;
+  box.className = `consult-slot${consult ? ` consult-${consult.status}` : ''}`;
+  box.dataset.status = consult?.status ?? 'none';
+  box.replaceChildren(...(consult ? consultStateParts(study, consult, kind) : consultRequestParts(study, kind)));
+  if (typing) {
+    const note = $('#consult-note');
+    note?.focus();
+    note?.setSelectionRange(typing.start, typing.end);
+  }
+  const status = consult?.status ?? null;
+  if (consultShown.uid === uid && consultShown.status !== status && status) $('#live').textContent = t(statusKey(status));
+  consultShown = { uid, status };
+}
+
+function statusKey(status) {
+  return { pending: 'consultPending', queued: 'consultQueued', claimed: 'consultClaimed', reported: 'consultReported' }[status] ?? 'consultPending';
+}
+
+/** No consult yet: the button, or the note box with "send". */
+function consultRequestParts(study, kind) {
+  const disabled = kind === 'disabled';
+  const parts = [h('h3', { class: 'panel-title' }, t('consultTitle'))];
+  if (!disabled) parts.push(h('p', { class: 'hint' }, t('consultIntro')));
+  if (!disabled && !hasReadableImage(study)) parts.push(h('p', { class: 'notice notice-unverified consult-noimage' }, t('consultNoImage')));
+  if (consultUi.open && !disabled) {
+    const note = h('textarea', {
+      id: 'consult-note',
+      rows: '3',
+      maxlength: '2000',
+      placeholder: t('consultNotePlaceholder'),
+      disabled: consultUi.sending,
+      oninput: (e) => (consultUi.note = e.target.value),
+      onkeydown: (e) => {
+        if (e.key === 'Escape') closeConsultForm();
+        else if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+          e.preventDefault();
+          void sendConsult(study.studyInstanceUid);
+        }
+      },
+    });
+    note.value = consultUi.note;
+    parts.push(
+      h(
+        'form',
+        {
+          class: 'consult-form',
+          onsubmit: (e) => {
+            e.preventDefault();
+            void sendConsult(study.studyInstanceUid);
+          },
+        },
+        h('label', { for: 'consult-note' }, t('consultNoteLabel')),
+        note,
+        consultUi.error ? h('p', { class: 'consult-error', role: 'alert' }, t(consultUi.error)) : null,
+        h(
+          'div',
+          { class: 'consult-actions' },
+          h('button', { type: 'submit', class: 'btn-primary', id: 'consult-send', disabled: consultUi.sending }, consultUi.sending ? h('span', { class: 'spinner' }) : sendIcon(), consultUi.sending ? t('consultSending') : t('consultSend')),
+          h('button', { type: 'button', class: 'btn-secondary', disabled: consultUi.sending, onclick: closeConsultForm }, t('consultCancel')),
+        ),
+      ),
+    );
+  } else {
+    parts.push(
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'btn-primary consult-request',
+          id: 'consult-request',
+          disabled,
+          'aria-describedby': disabled ? 'consult-why' : null,
+          onclick: openConsultForm,
+        },
+        sendIcon(),
+        t('consultRequest'),
+      ),
+    );
+    if (disabled) parts.push(h('p', { class: 'consult-why', id: 'consult-why' }, t('consultDisabled')));
+  }
+  return parts;
+}
+
+function openConsultForm() {
+  consultUi.open = true;
+  consultUi.error = null;
+  renderConsult(selectedStudy());
+  $('#consult-note')?.focus();
+}
+
+function closeConsultForm() {
+  consultUi.open = false;
+  consultUi.error = null;
+  renderConsult(selectedStudy());
+  $('#consult-request')?.focus();
+}
+
+async function sendConsult(uid) {
+  if (consultUi.sending || consultUi.uid !== uid) return;
+  consultUi.sending = true;
+  consultUi.error = null;
+  renderConsult(selectedStudy());
+  const note = consultUi.note.trim();
+  let error = 'consultError';
+  try {
+    const res = await fetch(`/api/studies/${encodeURIComponent(uid)}/consult`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(note ? { note } : {}),
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
+    if (res.ok) {
+      const c = await res.json();
+      const study = state.studies.find((s) => s.studyInstanceUid === uid) ?? (state.extra?.studyInstanceUid === uid ? state.extra : null);
+      if (study) study.consult = { status: c.status, reason: c.reason, note: c.note, requestedAt: c.requestedAt, ...(c.report ? { report: c.report } : {}) };
+      if (consultUi.uid === uid) resetConsultUi(uid);
+      renderList();
+      renderStudy();
+      // The button is gone: the keyboard goes on from the new state line.
+      if (state.selectedUid === uid) $('#consult .consult-status')?.focus();
+      void refresh();
+      void loadLink();
+      return;
+    }
+    let code = null;
+    try {
+      code = (await res.json())?.error?.code ?? null;
+    } catch {
+      // no JSON body
+    }
+    if (code === 'CXR_NO_GATEWAY') {
+      error = 'consultErrorNoGateway';
+      void loadLink();
+    } else if (res.status === 404) error = 'consultErrorGone';
+  } catch {
+    // the agent did not answer: consultError
+  }
+  if (consultUi.uid !== uid) return;
+  consultUi.sending = false;
+  consultUi.error = error;
+  renderConsult(selectedStudy());
+}
+
+/** A consult exists: the report when there is one, its state in words, why it was sent, the note, the time. */
+function consultStateParts(study, consult, kind) {
+  const parts = [];
+  const report = consult.status === 'reported' && consult.report ? consult.report : null;
+  if (report) parts.push(reportParts(study, report));
+  else parts.push(h('h3', { class: 'panel-title' }, t('consultTitle')));
+  const icon = { pending: clockIcon, queued: sendIcon, claimed: eyeIcon, reported: checkIcon }[consult.status] ?? clockIcon;
+  parts.push(h('p', { class: `consult-status cs-${consult.status}`, tabindex: '-1' }, icon(), t(statusKey(consult.status))));
+  if (consult.status === 'pending') {
+    const key = kind === 'offline' ? 'consultPendingOffline' : kind === 'unauthorized' ? 'consultPendingUnauthorized' : kind === 'online' ? 'consultPendingOnline' : null;
+    if (key) parts.push(h('p', { class: `consult-pending-hint${kind === 'online' ? ' hint' : ''}` }, t(key)));
+  }
+  const p = study.priority === 'stat' || study.priority === 'urgent' ? t(study.priority) : t('consultReasonPolicyAny');
+  parts.push(
+    h(
+      'dl',
+      { class: 'consult-facts' },
+      fact(t('consultReason'), consult.reason === 'policy' ? t('consultReasonPolicy', { p }) : t('consultReasonRequested')),
+      consult.note ? h('div', { class: 'fact consult-note' }, h('dt', {}, `${t('consultNote')}:`), h('dd', {}, consult.note)) : null,
+      fact(t('consultRequestedAt'), fmtDateTime(consult.requestedAt)),
+    ),
+  );
+  return parts;
+}
+
+/** The radiologist's signed report, first and plain: impression, recommendation, the AI findings agreed or not. */
+function reportParts(study, report) {
+  const names = findingNames(study);
+  const str = (v) => (typeof v === 'string' && v.trim() ? v : null);
+  const findings = Array.isArray(report.findings) ? report.findings.filter((f) => f && typeof f.code === 'string') : [];
+  const added = Array.isArray(report.addedFindings) ? report.addedFindings.filter(str) : [];
+  const block = (cls, title, ...body) => h('div', { class: `report-block ${cls}` }, h('h4', {}, title), ...body);
+  return h(
+    'div',
+    { class: 'report', role: 'region', 'aria-labelledby': 'report-title' },
+    h('h3', { class: 'panel-title report-title', id: 'report-title' }, checkIcon(), t('reportTitle')),
+    block('report-impression', t('reportImpression'), h('p', {}, str(report.impression) ?? '—')),
+    str(report.recommendation) ? block('report-recommendation', t('reportRecommendation'), h('p', {}, report.recommendation)) : null,
+    findings.length > 0
+      ? block(
+          'report-ai',
+          t('reportAiFindings'),
+          h(
+            'ul',
+            {},
+            findings.map((f) =>
+              h(
+                'li',
+                { class: f.agree ? 'agree' : 'disagree', dataset: { code: f.code } },
+                f.agree ? checkIcon() : svgIcon('M6 6l12 12M18 6 6 18', { width: '2.6' }),
+                h('span', { class: 'ra-name' }, names[f.code] ?? f.code),
+                ' — ',
+                h('span', { class: 'ra-verdict' }, f.agree ? t('reportAgree') : t('reportDisagree')),
+              ),
+            ),
+          ),
+        )
+      : null,
+    added.length > 0 ? block('report-added', t('reportAdded'), h('ul', {}, added.map((a) => h('li', {}, a)))) : null,
+    h('p', { class: 'report-signed' }, t('reportSigned', { by: str(report.signedBy) ?? '—', at: report.signedAt ? fmtDateTime(report.signedAt) : '—' })),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------- the viewer
@@ -1003,6 +1301,62 @@ function renderConn() {
   $('#banner').hidden = state.reachable;
 }
 
+/** The hospital link in words: kind (for the colour), text, and a longer hint for the tooltip. */
+function linkView(link) {
+  if (!link || !state.reachable) return null;
+  const n = link.pendingStudies ?? 0;
+  if (link.state === 'disabled') return { kind: 'disabled', text: t('linkDisabled'), hint: t('linkDisabledHint') };
+  if (link.state === 'unauthorized') return { kind: 'unauthorized', text: t('linkUnauthorized'), hint: t('linkUnauthorizedHint') };
+  if (link.state === 'offline' && (link.lastError || link.lastSuccessAt)) {
+    return { kind: 'offline', text: n > 0 ? tn('linkOfflineWaiting', n) : t('linkOffline'), hint: t('linkOfflineHint') };
+  }
+  if (n > 0) return { kind: 'sending', text: tn('linkSending', n), hint: '' };
+  if (link.state === 'offline') return { kind: 'idle', text: t('linkIdle'), hint: t('linkIdleHint') };
+  return { kind: 'online', text: t('linkOnline'), hint: '' };
+}
+
+function renderLink() {
+  const el = $('#link');
+  const view = linkView(state.link);
+  el.hidden = !view;
+  if (!view) return;
+  el.dataset.state = view.kind;
+  const failed = state.link.failed > 0 ? tn('linkFailed', state.link.failed) : null;
+  $('#link-text').textContent = view.text;
+  const extra = $('#link-extra');
+  extra.textContent = failed ?? '';
+  extra.hidden = !failed;
+  const last = state.link.lastSuccessAt ? t('linkLastSuccess', { time: fmtDateTime(state.link.lastSuccessAt) }) : null;
+  el.title = [view.hint, last, state.link.lastError].filter(Boolean).join('\n');
+}
+
+let linkInflight = false;
+
+async function loadLink() {
+  if (linkInflight) return;
+  linkInflight = true;
+  try {
+    state.link = await getJson('/api/link');
+  } catch {
+    state.link = null;
+  } finally {
+    linkInflight = false;
+  }
+  renderLink();
+  renderConsult(selectedStudy());
+}
+
+let linkTimer = 0;
+
+/** After an event (a consult sent, claimed, reported; an image processed): the link state again, soon. */
+function scheduleLink() {
+  if (linkTimer) return;
+  linkTimer = setTimeout(() => {
+    linkTimer = 0;
+    void loadLink();
+  }, 300);
+}
+
 function applyLang() {
   document.documentElement.lang = state.lang;
   document.title = t('appTitle');
@@ -1012,6 +1366,7 @@ function applyLang() {
   for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
   list.setAttribute('aria-label', t('listLabel'));
   renderHeader();
+  renderLink();
   renderList();
   renderStudy(true);
   viewer.relabel();
@@ -1058,7 +1413,11 @@ function setReachable(value) {
   if (state.reachable === value) return;
   state.reachable = value;
   renderConn();
-  if (value) void loadHealth();
+  renderLink();
+  if (value) {
+    void loadHealth();
+    void loadLink();
+  }
 }
 
 function noteArrivals(studies) {
@@ -1152,8 +1511,12 @@ function connectEvents() {
     // Catch up on whatever changed while the stream was down.
     void refresh();
     void loadHealth();
+    void loadLink();
   });
-  events.addEventListener('instance', () => scheduleRefresh());
+  events.addEventListener('instance', () => {
+    scheduleRefresh();
+    scheduleLink();
+  });
   events.addEventListener('error', () => {
     state.sse = 'down';
     renderConn();
@@ -1188,7 +1551,9 @@ viewer.setTool('wl');
 applyLang();
 void loadHealth();
 void refresh();
+void loadLink();
 connectEvents();
+setInterval(() => void loadLink(), LINK_POLL_MS);
 setInterval(() => void watchdog(), 30_000);
 // A midnight passes on a station left open: "today" moves on.
 setInterval(() => {
