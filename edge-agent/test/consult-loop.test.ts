@@ -20,9 +20,13 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** Everything the gateway processes logged, to look for patient data in. */
+let gatewayLogs = '';
+
 /** A real gateway process, as the hospital runs it. */
 async function startGateway(port: number, store: string, redis: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [gatewayBin, 'serve', '--port', String(port), '--host', '127.0.0.1', '--store', store, '--redis', redis, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [gatewayBin, 'serve', '--port', String(port), '--host', '127.0.0.1', '--store', store, '--redis', redis, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => (gatewayLogs += d.toString()));
   await new Promise<void>((resolve, reject) => {
     let err = '';
     child.stderr?.on('data', (d: Buffer) => {
@@ -62,7 +66,7 @@ describe('the consult loop: X-ray unit -> edge -> gateway -> radiologist -> repo
     });
 
   beforeAll(async () => {
-    redis = await startRedis();
+    redis = await startRedis({ persistence: true });
     store = tempDir('cxr-loop-store-');
     port = await freePort();
     const station = await run(process.execPath, [gatewayBin, 'admin', 'add-station', '--store', store, '--redis', redis.url, 'tram-1']);
@@ -137,6 +141,46 @@ describe('the consult loop: X-ray unit -> edge -> gateway -> radiologist -> repo
     const dicomObjects = (dir: string): string[] =>
       readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? dicomObjects(path.join(dir, e.name)) : e.name.startsWith('instance.dcm') ? [e.name] : []));
     expect(dicomObjects(path.join(store, 'objects', 'studies'))).toHaveLength(2);
+  });
+
+  it('behaves as one with two gateway processes on one Redis and one store', async () => {
+    const port2 = await freePort();
+    const second = await startGateway(port2, store, redis.url);
+    try {
+      const list = (await (await gw('/api/v1/worklist')).json()) as { consultId: string }[];
+      const target = list[0]?.consultId ?? '';
+      expect((await gw(`/api/v1/consults/${target}/claim`, { method: 'POST' })).status).toBe(200);
+      // Another radiologist, through the other process.
+      await run(process.execPath, [gatewayBin, 'admin', 'add-user', '--store', store, '--redis', redis.url, 'bs.minh', '--role', 'radiologist', '--password', 'mat-khau-dai-2']);
+      const login = await fetch(`http://127.0.0.1:${port2}/api/v1/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bs.minh', password: 'mat-khau-dai-2' }) });
+      const minh = ((await login.json()) as { token: string }).token;
+      const seen = (await (await fetch(`http://127.0.0.1:${port2}/api/v1/worklist`, { headers: { authorization: `Bearer ${minh}` } })).json()) as { consultId: string; status: string }[];
+      expect(seen.find((c) => c.consultId === target)?.status).toBe('claimed');
+      const taken = await fetch(`http://127.0.0.1:${port2}/api/v1/consults/${target}/claim`, { method: 'POST', headers: { authorization: `Bearer ${minh}` } });
+      expect(taken.status).toBe(409);
+      expect((await gw(`/api/v1/consults/${target}/release`, { method: 'POST' })).status).toBe(200);
+    } finally {
+      await stopProcess(second);
+    }
+  });
+
+  it('comes back when Redis is killed and restarted, with the queue it had', async () => {
+    const before = (await (await gw('/api/v1/worklist')).json()) as { consultId: string }[];
+    await redis.kill();
+    const down = await gw('/api/v1/worklist').catch(() => undefined);
+    expect(down === undefined || down.status >= 500).toBe(true);
+    await redis.start();
+    const after = await waitFor('the worklist again', async () => {
+      const res = await gw('/api/v1/worklist');
+      return res.ok ? ((await res.json()) as { consultId: string }[]) : undefined;
+    });
+    expect(after.map((c) => c.consultId)).toEqual(before.map((c) => c.consultId));
+  });
+
+  it('never logs patient identifiers at the gateway', () => {
+    // The NIH image sent above carries patient name and ID "Covid0000".
+    expect(gatewayLogs).toContain('signed in');
+    expect(gatewayLogs).not.toContain('Covid0000');
   });
 
   it('rebuilds the worklist from the object store when Redis lost everything', async () => {

@@ -47,6 +47,10 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
       return reply.code(413).send({ error: { code: 'CXR_PAYLOAD_TOO_LARGE', message: e.message } });
     }
     if (e.statusCode && e.statusCode < 500) return reply.code(e.statusCode).send({ error: { code: 'CXR_VALIDATION', message: e.message } });
+    if (/Command timed out|Connection is closed|ECONNREFUSED|Stream isn't writeable/u.test(e.message) || (e as { transient?: boolean }).transient) {
+      request.log.warn({ err: e.message }, 'backing service unavailable');
+      return reply.code(503).send({ error: { code: 'CXR_UNAVAILABLE', message: 'Redis or the object store is not reachable; try again shortly' } });
+    }
     request.log.error({ err: e.message, code: e.code }, 'request failed');
     return reply.code(500).send({ error: { code: 'CXR_INTERNAL', message: 'internal error' } });
   });

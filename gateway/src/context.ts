@@ -31,7 +31,9 @@ export interface ContextOptions {
 
 export async function openContext(options: ContextOptions): Promise<GatewayContext> {
   const store = await storeFromUrl(options.store, process.env);
-  const redis = new Redis(options.redis, { maxRetriesPerRequest: null, lazyConnect: true, enableOfflineQueue: true });
+  // A request must not wait forever for a Redis that is down: commands give up after 5 s (the route answers 503)
+  // while the client keeps reconnecting in the background.
+  const redis = new Redis(options.redis, { maxRetriesPerRequest: null, lazyConnect: true, enableOfflineQueue: true, commandTimeout: 5000 });
   redis.on('error', (err: Error) => options.log.warn({ err: err.message }, 'redis error'));
   await redis.connect();
   const prefix = options.prefix ?? 'cxr:';

@@ -1,0 +1,127 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startRedis, type RedisServer } from '../../src/test-support/redis-server.js';
+
+/** The monorepo root (…/main/) and the shared folder beside it. */
+export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
+export const sharedDir = path.resolve(repoRoot, '..', 'shared');
+const bin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
+
+export interface UserSpec {
+  readonly username: string;
+  readonly password: string;
+  readonly role: 'radiologist' | 'admin' | 'mlops';
+  readonly displayName?: string;
+}
+
+/** A real `cxr-gateway serve` process over a real redis-server and a folder store, as the hospital runs it. */
+export interface RunningGateway {
+  /** http://127.0.0.1:<port> */
+  readonly baseUrl: string;
+  readonly storeDir: string;
+  readonly redis: RedisServer;
+  /** station id → its bearer token, from `admin add-station` */
+  readonly stationTokens: ReadonlyMap<string, string>;
+  /** Everything the serve process wrote so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Runs the gateway CLI to completion; its stdout, or an error with everything it printed. */
+export async function gatewayCli(args: readonly string[]): Promise<string> {
+  try {
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, ...args], { maxBuffer: 1 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = err as { message: string; stdout?: string; stderr?: string };
+    throw new Error(`cxr-gateway ${args.slice(0, 2).join(' ')} failed: ${e.message}\n${e.stdout ?? ''}${e.stderr ?? ''}`);
+  }
+}
+
+/**
+ * The gateway runs from dist/: build it (incrementally, a second when nothing changed) so that the test never runs
+ * stale code. A failed build with a dist/ in place only warns: another package may be mid-edit.
+ */
+export async function buildGateway(): Promise<void> {
+  try {
+    await promisify(execFile)(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-b', path.join(repoRoot, 'gateway')], { cwd: repoRoot, maxBuffer: 1 << 24 });
+  } catch (err) {
+    const e = err as { stdout?: string; message: string };
+    if (!existsSync(path.join(repoRoot, 'gateway', 'dist', 'cli', 'main.js'))) throw new Error(`the gateway does not build:\n${e.stdout ?? e.message}`);
+    console.warn(`tsc -b gateway reported errors; testing the dist/ in place:\n${(e.stdout ?? e.message).slice(0, 2000)}`);
+  }
+}
+
+export async function startGateway(options: { stations: readonly string[]; users: readonly UserSpec[]; timeoutMs?: number }): Promise<RunningGateway> {
+  const redis = await startRedis();
+  const storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-page-store-'));
+  const common = ['--store', storeDir, '--redis', redis.url];
+  const stationTokens = new Map<string, string>();
+  let child: ChildProcess | undefined;
+  try {
+    // Accounts are separate objects in the store: created side by side.
+    await Promise.all([
+      ...options.stations.map(async (id) => {
+        const out = await gatewayCli(['admin', 'add-station', ...common, id]);
+        const token = out.trim().split('\n').at(-1)?.trim() ?? '';
+        if (!token.startsWith('cxrst_')) throw new Error(`add-station printed no token:\n${out}`);
+        stationTokens.set(id, token);
+      }),
+      ...options.users.map((u) =>
+        gatewayCli(['admin', 'add-user', ...common, u.username, '--role', u.role, '--password', u.password, ...(u.displayName ? ['--display-name', u.displayName] : [])]),
+      ),
+    ]);
+
+    child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--host', '127.0.0.1', ...common, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = child;
+    const reap = (): void => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    };
+    process.once('exit', reap);
+    proc.once('exit', () => process.off('exit', reap));
+    let output = '';
+    proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`cxr-gateway did not report ready:\n${output}`)), options.timeoutMs ?? 30_000);
+      proc.stderr?.on('data', () => {
+        const m = /cxr-gateway: ready on http:\/\/localhost:(\d+)\//u.exec(output);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[1]));
+        }
+      });
+      void exited.then(() => {
+        clearTimeout(timer);
+        reject(new Error(`cxr-gateway exited before ready:\n${output}`));
+      });
+    });
+    return {
+      baseUrl: `http://127.0.0.1:${port}`,
+      storeDir,
+      redis,
+      stationTokens,
+      output: () => output,
+      async stop(): Promise<void> {
+        if (proc.exitCode === null && proc.signalCode === null) {
+          proc.kill('SIGTERM');
+          const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        await redis.stop();
+        rmSync(storeDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    child?.kill('SIGKILL');
+    await redis.stop();
+    rmSync(storeDir, { recursive: true, force: true });
+    throw err;
+  }
+}
