@@ -702,7 +702,7 @@ function statusKey(status) {
 function consultRequestParts(study, kind) {
   const disabled = kind === 'disabled';
   const parts = [h('h3', { class: 'panel-title' }, t('consultTitle'))];
-  if (!disabled) parts.push(h('p', { class: 'hint' }, t('consultIntro')));
+  if (!disabled && !consultUi.open) parts.push(h('p', { class: 'hint' }, t('consultIntro')));
   if (!disabled && !hasReadableImage(study)) parts.push(h('p', { class: 'notice notice-unverified consult-noimage' }, t('consultNoImage')));
   if (consultUi.open && !disabled) {
     const note = h('textarea', {
@@ -835,7 +835,7 @@ function consultStateParts(study, consult, kind) {
     const key = kind === 'offline' ? 'consultPendingOffline' : kind === 'unauthorized' ? 'consultPendingUnauthorized' : kind === 'online' ? 'consultPendingOnline' : null;
     if (key) parts.push(h('p', { class: `consult-pending-hint${kind === 'online' ? ' hint' : ''}` }, t(key)));
   }
-  const p = study.priority === 'stat' || study.priority === 'urgent' ? t(study.priority) : t('consultReasonPolicyAny');
+  const p = study.priority ? t(study.priority) : t('consultReasonPolicyAny');
   parts.push(
     h(
       'dl',
@@ -1306,7 +1306,7 @@ function linkView(link) {
   if (!link || !state.reachable) return null;
   const n = link.pendingStudies ?? 0;
   if (link.state === 'disabled') return { kind: 'disabled', text: t('linkDisabled'), hint: t('linkDisabledHint') };
-  if (link.state === 'unauthorized') return { kind: 'unauthorized', text: t('linkUnauthorized'), hint: t('linkUnauthorizedHint') };
+  if (link.state === 'unauthorized') return { kind: 'unauthorized', text: t('linkUnauthorized'), action: t('linkUnauthorizedAction'), hint: t('linkUnauthorizedHint') };
   if (link.state === 'offline' && (link.lastError || link.lastSuccessAt)) {
     return { kind: 'offline', text: n > 0 ? tn('linkOfflineWaiting', n) : t('linkOffline'), hint: t('linkOfflineHint') };
   }
@@ -1321,11 +1321,12 @@ function renderLink() {
   el.hidden = !view;
   if (!view) return;
   el.dataset.state = view.kind;
-  const failed = state.link.failed > 0 ? tn('linkFailed', state.link.failed) : null;
+  // What to do, on a line of its own: the refused code, items the hospital refused for good.
+  const extras = [view.action, state.link.failed > 0 ? tn('linkFailed', state.link.failed) : null].filter(Boolean);
   $('#link-text').textContent = view.text;
   const extra = $('#link-extra');
-  extra.textContent = failed ?? '';
-  extra.hidden = !failed;
+  extra.replaceChildren(...extras.map((line) => h('span', {}, line)));
+  extra.hidden = extras.length === 0;
   const last = state.link.lastSuccessAt ? t('linkLastSuccess', { time: fmtDateTime(state.link.lastSuccessAt) }) : null;
   el.title = [view.hint, last, state.link.lastError].filter(Boolean).join('\n');
 }

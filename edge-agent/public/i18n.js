@@ -110,7 +110,8 @@ export const strings = {
     linkOffline: 'Kết nối bệnh viện: mất kết nối',
     linkOfflineWaiting: 'Kết nối bệnh viện: mất kết nối ({n} ca chờ gửi)',
     linkOfflineHint: 'Ca chụp vẫn được lưu trên máy trạm và sẽ tự gửi khi có kết nối lại. Nếu kéo dài, kiểm tra mạng Internet của trạm rồi báo kỹ thuật.',
-    linkUnauthorized: 'Kết nối bệnh viện: bệnh viện từ chối mã trạm — báo kỹ thuật kiểm tra mã trạm',
+    linkUnauthorized: 'Kết nối bệnh viện: bệnh viện từ chối mã trạm',
+    linkUnauthorizedAction: 'Báo kỹ thuật kiểm tra mã trạm',
     linkUnauthorizedHint: 'Ca chụp vẫn được lưu trên máy trạm và sẽ được gửi khi mã trạm được sửa.',
     linkDisabled: 'Kết nối bệnh viện: chưa cấu hình',
     linkDisabledHint: 'Máy trạm này chưa được nối với bệnh viện: AI vẫn đọc phim tại trạm, nhưng chưa gửi hội chẩn được.',
@@ -156,7 +157,6 @@ export const strings = {
     reportDisagree: 'không đồng ý',
     reportAdded: 'Dấu hiệu bác sĩ ghi thêm',
     reportSigned: 'Ký duyệt: {by} · {at}',
-    reportDoctor: 'bác sĩ chẩn đoán hình ảnh',
   },
   en: {
     appTitle: 'Chest X-ray AI triage',
@@ -270,7 +270,8 @@ export const strings = {
     linkOfflineWaiting: 'Hospital link: offline ({n} studies waiting)',
     linkOfflineWaiting_1: 'Hospital link: offline (1 study waiting)',
     linkOfflineHint: 'Studies stay stored on the station and are sent by themselves once the link is back. If this lasts, check the station\'s Internet connection, then call the technician.',
-    linkUnauthorized: 'Hospital link: the hospital refused the station code — ask the technician to check the station code',
+    linkUnauthorized: 'Hospital link: the hospital refused the station code',
+    linkUnauthorizedAction: 'Ask the technician to check the station code',
     linkUnauthorizedHint: 'Studies stay stored on the station and are sent once the station code is fixed.',
     linkDisabled: 'Hospital link: not set up',
     linkDisabledHint: 'This station is not linked to a hospital: the AI still reads films here, but consults cannot be sent.',
@@ -316,7 +317,6 @@ export const strings = {
     reportDisagree: 'disagree',
     reportAdded: 'Findings added by the radiologist',
     reportSigned: 'Signed: {by} · {at}',
-    reportDoctor: 'radiologist',
   },
 };
 

@@ -113,6 +113,9 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       requestConsult: (studyInstanceUid, note) => {
         const records = db.study(studyInstanceUid);
         if (records.length === 0) return undefined;
+        // One consult per study: asking again changes nothing (the gateway would answer with the same one).
+        const existing = outbox.consult(studyInstanceUid);
+        if (existing) return existing;
         let priority: 'stat' | 'urgent' | 'routine' = 'routine';
         for (const r of records) if (r.result?.applicable && (r.result.priority === 'stat' || (r.result.priority === 'urgent' && priority === 'routine'))) priority = r.result.priority;
         const consult = outbox.requestConsult({ studyInstanceUid, reason: 'requested', note, priority });

@@ -33,9 +33,7 @@ interface WorkItem {
 /** The page-side globals the snippets use (the type-check config has no DOM library). */
 interface PageGlobals {
   notReloaded?: boolean;
-  linkSeen: string[];
-  document: { getElementById(id: string): { textContent: string | null } | null };
-  MutationObserver: new (callback: () => void) => { observe(target: unknown, options: Record<string, boolean>): void };
+  document: { activeElement: unknown };
 }
 
 let hospital: Hospital;
@@ -88,6 +86,10 @@ async function edgeConsult(uid: string): Promise<Consult | null> {
 async function open(name: string): Promise<void> {
   await row(name).click();
   await expect.poll(() => text(page.locator('#study-head .sh-name'))).toContain(name);
+}
+
+async function imageReady(): Promise<void> {
+  await expect.poll(() => page.locator('#viewport').getAttribute('data-state')).toBe('ready');
 }
 
 async function setLang(lang: 'vi' | 'en'): Promise<void> {
@@ -154,12 +156,13 @@ describe('the consult on the radiographer\'s page', () => {
     // In sight without scrolling the panel.
     const box = await button.boundingBox();
     expect(box && box.y + box.height).toBeLessThanOrEqual(768);
+    await imageReady();
     await shot('vi-button');
 
     await button.click();
     const note = consult().locator('textarea#consult-note');
     await expect.poll(() => note.isVisible()).toBe(true);
-    expect(await note.evaluate((el) => el === (globalThis as unknown as { document: { activeElement: unknown } }).document.activeElement)).toBe(true);
+    expect(await note.evaluate((el) => el === (globalThis as unknown as PageGlobals).document.activeElement)).toBe(true);
     expect(await text(consult().locator('label'))).toBe('Ghi chú cho bác sĩ (không bắt buộc)');
     expect(await consult().getByRole('button', { name: 'Gửi yêu cầu' }).isVisible()).toBe(true);
     // Cancel closes the box and nothing is sent; the button comes back.
@@ -189,6 +192,13 @@ describe('the consult on the radiographer\'s page', () => {
     const view = await doctor.api<{ consult: { reason: string; note: string | null } }>(`/api/v1/consults/${item?.consultId}`);
     expect(view.body.consult).toMatchObject({ reason: 'requested', note: 'Ho kéo dài 3 tuần, sốt về chiều. Nhờ bác sĩ đọc giúp.' });
     await shot('vi-waiting');
+    // A smaller screen: the panel goes under the image; scrolled to, the consult part reads the same.
+    await page.setViewportSize({ width: 1024, height: 700 });
+    await status().scrollIntoViewIfNeeded();
+    await expect.poll(() => status().isVisible()).toBe(true);
+    await shot('vi-waiting-1024');
+    await page.locator('#study-pane').evaluate((el: { scrollTop: number }) => (el.scrollTop = 0));
+    await page.setViewportSize({ width: 1366, height: 768 });
   });
 
   it('follows the radiologist without a reload: being read, then the signed report', async () => {
@@ -254,14 +264,12 @@ describe('the consult on the radiographer\'s page', () => {
     const nih = await settledStudy(edge, 'Covid0000');
     await open('Covid0000');
     const button = consult().getByRole('button', { name: 'Request consult' });
-    if (nih.consult) {
-      // A stat result went by itself: the page says so instead of offering the button.
-      expect(nih.consult.reason).toBe('policy');
-      await expect.poll(() => text(consult())).toContain('Sent automatically because of its stat priority');
-    }
-    expect(nih.consult, 'the NIH film came out stat with these weights; the offline part needs a non-stat study').toBeNull();
+    // Not stat with these weights, so not sent by itself: the button is there.
+    expect(nih.priority).not.toBe('stat');
+    expect(nih.consult).toBeNull();
     await expect.poll(() => button.isVisible()).toBe(true);
     await expect.poll(() => text(link()), { timeout: 15_000 }).toBe('Hospital link: online');
+    await imageReady();
     await shot('en-button');
     await button.click();
     await consult().locator('textarea').fill('Short of breath since yesterday.');
@@ -314,6 +322,7 @@ describe('the consult on the radiographer\'s page', () => {
     );
     expect(await button.getAttribute('aria-describedby')).toBe('consult-why');
     expect(await page.locator('#study-list .row-consult').count()).toBe(0);
+    await imageReady();
     await shot('vi-no-gateway');
     await setLang('en');
     await expect.poll(() => text(link())).toBe('Hospital link: not set up');
@@ -329,11 +338,23 @@ describe('the consult on the radiographer\'s page', () => {
     await page.reload();
     await expect.poll(() => text(link())).toBe('Kết nối bệnh viện: đang gửi 2 ca');
     expect(await link().getAttribute('data-state')).toBe('sending');
-    answer = { ...base, state: 'unauthorized', pending: 3, pendingStudies: 1, lastError: 'POST /api/v1/stations/tram-xa-1…: 401' };
+    expect(await link().locator('#link-extra').isVisible()).toBe(false);
+    answer = { ...base, state: 'unauthorized', pending: 3, pendingStudies: 1, failed: 1, lastError: 'POST /api/v1/stations/tram-xa-1…: 401' };
     await page.reload();
-    await expect.poll(() => text(link())).toBe('Kết nối bệnh viện: bệnh viện từ chối mã trạm — báo kỹ thuật kiểm tra mã trạm');
+    await expect.poll(() => text(link().locator('#link-text'))).toBe('Kết nối bệnh viện: bệnh viện từ chối mã trạm');
+    expect(await link().locator('#link-extra > span').allInnerTexts()).toEqual(['Báo kỹ thuật kiểm tra mã trạm', '1 mục bị bệnh viện từ chối — báo kỹ thuật']);
     expect(await link().getAttribute('data-state')).toBe('unauthorized');
+    // The details for the technician are in the tooltip.
+    expect(await link().getAttribute('title')).toContain('401');
+    // The request can still be made: it waits on the station until the code is fixed.
+    expect(await consult().getByRole('button', { name: 'Yêu cầu hội chẩn' }).isEnabled()).toBe(true);
+    await imageReady();
     await shot('vi-unauthorized');
+    await setLang('en');
+    expect(await text(link().locator('#link-text'))).toBe('Hospital link: the hospital refused the station code');
+    expect(await link().locator('#link-extra > span').allInnerTexts()).toEqual(['Ask the technician to check the station code', '1 item refused by the hospital — call the technician']);
+    await shot('en-unauthorized');
+    await setLang('vi');
     // The page believes the link works; the agent, with no gateway, refuses: the radiographer reads what to do.
     answer = { ...base, state: 'online' };
     await page.reload();
@@ -346,7 +367,32 @@ describe('the consult on the radiographer\'s page', () => {
       .toBe('Không gửi được: máy trạm này chưa được nối với bệnh viện. Báo kỹ thuật cấu hình kết nối bệnh viện.');
     // The note is kept for another try.
     expect(await consult().locator('textarea').inputValue()).toBe('Ghi chú thử');
-    await page.unroute('**/api/link');
+    await consult().getByRole('button', { name: 'Huỷ' }).click();
+
+    // Before the first contact (nothing sent yet) the agent reports "offline" with no error: not an outage.
+    answer = { ...base, state: 'offline', lastSuccessAt: null };
+    await page.reload();
+    await expect.poll(() => text(link())).toBe('Kết nối bệnh viện: chưa liên lạc');
+    expect(await link().getAttribute('data-state')).toBe('idle');
+
+    // A study sent by itself because of its priority says so.
+    const requestedAt = new Date().toISOString();
+    await page.route(
+      (url) => url.pathname === '/api/studies',
+      async (route) => {
+        const real = (await (await route.fetch()).json()) as StudyView[];
+        await route.fulfill({ json: real.map((st) => ({ ...st, consult: { status: 'queued', reason: 'policy', note: null, requestedAt } })) });
+      },
+    );
+    answer = { ...base, state: 'online' };
+    await page.reload();
+    await expect.poll(() => text(status())).toBe('Đã gửi, chờ bác sĩ đọc');
+    expect(await text(consult())).toContain(`Lý do gửi: Tự động gửi vì mức ưu tiên ${chest.priority === 'urgent' ? 'khẩn' : 'khẩn/cấp cứu'}`);
+    expect(await consult().locator('.consult-note').count()).toBe(0);
+    await setLang('en');
+    expect(await text(consult())).toContain(`Why: Sent automatically because of its ${chest.priority === 'urgent' ? 'urgent' : 'urgent/stat'} priority`);
+    await setLang('vi');
+    await page.unrouteAll();
     expect(pageErrors).toEqual([]);
   });
 });

@@ -170,14 +170,13 @@ export class OutboxSender {
   async #pollConsults(): Promise<void> {
     this.#lastPoll = Date.now();
     const { outbox, log } = this.#deps;
-    // The page shows whether the hospital is reachable even when there is nothing to send.
+    // The page shows whether the hospital is reachable, and accepts this station's token, even with nothing to send.
     try {
-      const health = await fetch(new URL('/api/health', this.#options.gateway.url), { signal: AbortSignal.timeout(10_000) });
-      if (health.ok && this.#state !== 'unauthorized') this.#online();
-      else if (!health.ok) this.#state = 'offline';
+      await this.#request('GET', '/api/v1/me', {});
+      this.#online();
     } catch (err) {
-      this.#state = 'offline';
-      this.#lastError = `gateway unreachable: ${(err as Error).message}`;
+      this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
+      this.#lastError = (err as Error).message;
       return;
     }
     for (const consult of outbox.openConsults()) {
