@@ -109,9 +109,11 @@ describe('the consult loop: X-ray unit -> edge -> gateway -> radiologist -> repo
     expect(edgeStudy?.consult?.status).toMatch(/^(queued|claimed)$/u);
 
     expect((await gw(`/api/v1/consults/${item.consultId}/claim`, { method: 'POST' })).status).toBe(200);
+    // The radiologist answers every finding the AI flagged.
+    const flagged = (view.instances[0]?.result as { findings: { code: string; positive: boolean }[] }).findings.filter((f) => f.positive);
     const report = await gw(`/api/v1/consults/${item.consultId}/report`, {
       method: 'POST',
-      body: JSON.stringify({ impression: 'Nhiều nốt mờ tròn hai phổi.', findings: [], recommendation: 'Chuyển tuyến tỉnh' }),
+      body: JSON.stringify({ impression: 'Nhiều nốt mờ tròn hai phổi.', findings: flagged.map((f) => ({ code: f.code, agree: true })), recommendation: 'Chuyển tuyến tỉnh' }),
     });
     expect(report.status).toBe(201);
     const back = await waitFor('the report at the station', async () => {

@@ -311,6 +311,8 @@ $('#signin-form').addEventListener('submit', async (event) => {
     return;
   }
   const button = $('#signin-button');
+  signInMessage = null;
+  renderSignInMessage();
   button.disabled = true;
   button.textContent = t('signingIn');
   try {
@@ -373,12 +375,12 @@ function fillRow(li, m) {
   li.className = `row row-${m.priority} status-${m.status}`;
   const statusText = m.status === 'queued' ? t('statusQueued') : m.status === 'mine' ? t('statusMine') : t('statusTaken', { who: m.who });
   li.replaceChildren(
-    h('div', { class: 'row-top' }, badge(m.priority), h('span', { class: 'row-station' }, t('station', { id: m.station }))),
+    h('div', { class: 'row-top' }, badge(m.priority), h('span', { class: 'row-station', title: t('station', { id: m.station }) }, t('station', { id: m.station })), h('time', { class: 'row-time' }, m.when)),
     h(
       'div',
       { class: 'row-bottom' },
-      h('span', { class: `row-status` }, m.status === 'taken' ? lockIcon() : m.status === 'mine' ? penIcon() : null, statusText),
-      h('span', { class: 'row-time' }, h('time', {}, m.when), ' · ', h('span', { class: 'row-age' }, m.age)),
+      h('span', { class: 'row-status' }, m.status === 'taken' ? lockIcon() : m.status === 'mine' ? penIcon() : null, h('span', {}, statusText)),
+      h('span', { class: 'row-age' }, m.age),
     ),
   );
 }
@@ -670,11 +672,16 @@ function renderConsult(force = false) {
   const instance = currentInstance();
   const mode = claim.kind === 'mine' ? 'edit' : claim.kind === 'reported' ? 'signed' : 'view';
 
-  const headSig = JSON.stringify([state.lang, state.detail.consult, claim, state.busy, state.loaded && fmtAge(new Date(state.detail.consult.receivedAt))]);
+  const headSig = JSON.stringify([state.lang, state.detail.consult, claim, state.busy]);
   if (headSig !== renderedSig.head) {
     renderedSig.head = headSig;
     renderHead(claim);
   }
+  // The age moves on by itself; only its text changes, so focus stays on the head's buttons.
+  const received = new Date(state.detail.consult.receivedAt);
+  const receivedText = `${fmtTime(received)} ${fmtDate(received)} (${fmtAge(received)})`;
+  const receivedEl = $('#received-at');
+  if (receivedEl && receivedEl.textContent !== receivedText) receivedEl.textContent = receivedText;
   renderAction();
   const thumbsSig = JSON.stringify([state.lang, state.selectedId, state.detail.instances.map(instanceKey), instance && instanceKey(instance)]);
   if (thumbsSig !== renderedSig.thumbs) {
@@ -695,8 +702,8 @@ function renderConsult(force = false) {
   viewer.show(instance);
 }
 
-function fact(label, value, attrs = {}) {
-  return value ? h('div', { class: 'fact', ...attrs }, h('dt', {}, `${label}:`), h('dd', {}, value)) : null;
+function fact(label, value, attrs = {}, ddAttrs = {}) {
+  return value ? h('div', { class: 'fact', ...attrs }, h('dt', {}, `${label}:`), h('dd', ddAttrs, value)) : null;
 }
 
 function renderHead(claim) {
@@ -727,7 +734,7 @@ function renderHead(claim) {
       h(
         'dl',
         { class: 'facts' },
-        fact(t('receivedAt'), `${fmtTime(received)} ${fmtDate(received)} (${fmtAge(received)})`),
+        fact(t('receivedAt'), `${fmtTime(received)} ${fmtDate(received)} (${fmtAge(received)})`, {}, { id: 'received-at' }),
         fact(t('reasonLabel'), c.reason === 'requested' ? t('reasonRequested') : t('reasonPolicy')),
         fact(t('noteLabel'), c.note, { class: 'fact fact-note' }),
         fact(t('studyUid'), c.studyInstanceUid, { class: 'fact fact-uid', title: c.studyInstanceUid }),
@@ -1113,7 +1120,7 @@ function renderReport(claim) {
   const fieldset = h(
     'fieldset',
     { class: 'report-fields', disabled: !editable },
-    h('p', { class: 'review-progress', id: 'review-progress' }),
+    editable ? h('p', { class: 'review-progress', id: 'review-progress' }) : null,
     h('div', { class: 'field' }, h('span', { class: 'field-label', id: 'added-label' }, t('addedFindings'), ' ', h('small', {}, `(${t('optional')})`)), addedList, addButton),
     h(
       'div',

@@ -125,6 +125,9 @@ describe('gateway', () => {
     const early = await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/report`, headers: auth(radiologist), payload: { impression: 'x', findings: [] } });
     expect(early.json()).toMatchObject({ error: { code: 'CXR_CONFLICT' } });
     expect((await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/claim`, headers: auth(radiologist) })).statusCode).toBe(200);
+    const blank = await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/report`, headers: auth(radiologist), payload: { impression: '   ', findings: [] } });
+    expect(blank.statusCode).toBe(400);
+    expect((blank.json() as { error: { message: string } }).error.message).toMatch(/impression is empty.*pneumothorax/u);
     const report = await app.inject({
       method: 'POST',
       url: `/api/v1/consults/${stat.consultId}/report`,
@@ -132,6 +135,8 @@ describe('gateway', () => {
       payload: { impression: 'Tràn khí màng phổi phải, lượng ít.', findings: [{ code: 'pneumothorax', agree: true }], recommendation: 'Chuyển tuyến' },
     });
     expect(report.statusCode).toBe(201);
+    const twice = await app.inject({ method: 'POST', url: `/api/v1/consults/${stat.consultId}/report`, headers: auth(radiologist), payload: { impression: 'again', findings: [{ code: 'pneumothorax', agree: true }] } });
+    expect(twice.json()).toMatchObject({ error: { code: 'CXR_ALREADY_REPORTED' } });
     const after = (await app.inject({ method: 'GET', url: '/api/v1/worklist', headers: auth(radiologist) })).json() as { consultId: string }[];
     expect(after.map((c) => c.consultId)).toEqual([routine.consultId]);
 

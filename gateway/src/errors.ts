@@ -9,6 +9,7 @@ export const GatewayErrors = {
   CXR_NOT_FOUND: { status: 404, message: 'Not found' },
   CXR_VALIDATION: { status: 400, message: 'The request is not valid' },
   CXR_CONFLICT: { status: 409, message: 'The request conflicts with the current state' },
+  CXR_ALREADY_REPORTED: { status: 409, message: 'This consult already has a signed report' },
   CXR_PAYLOAD_TOO_LARGE: { status: 413, message: 'The body is larger than allowed' },
   CXR_HASH_MISMATCH: { status: 422, message: 'The body does not match its sha256' },
   CXR_UNAVAILABLE: { status: 503, message: 'A backing service (Redis or the object store) is not reachable' },

@@ -36,6 +36,7 @@ interface PageGlobals {
   document: { querySelectorAll(selector: string): Iterable<Marked> };
   sessionStorage: { getItem(key: string): string | null };
   localStorage: { getItem(key: string): string | null };
+  location: { hash: string };
   getComputedStyle(element: unknown): { opacity: string; backgroundColor: string };
 }
 
@@ -112,15 +113,14 @@ beforeAll(async () => {
     loadTestModel(),
   ]);
   station = new Station(gateway.baseUrl, 'tram-1', gateway.stationTokens.get('tram-1') ?? '');
-  const [hip, chestCr, nih, chestPa] = await Promise.all(
-    ['cr_hip_RG2_JPLY.dcm', 'cr_chest_CR-MONO1-10-chest.dcm', 'dx_chest_nih_secondary_capture.dcm', 'cr_chest_pa_RG1_J2KI.dcm'].map((f) => analyze(dicomFile(f), model)),
-  );
-  if (!hip || !chestCr || !nih || !chestPa) throw new Error('analysis failed');
+  const files = ['cr_hip_RG2_JPLY.dcm', 'cr_hip_RG2_J2KR.dcm', 'cr_chest_CR-MONO1-10-chest.dcm', 'dx_chest_nih_secondary_capture.dcm', 'cr_chest_pa_RG1_J2KI.dcm'];
+  const [hip, hip2, chestCr, nih, chestPa] = await Promise.all(files.map((f) => analyze(dicomFile(f), model)));
+  if (!hip || !hip2 || !chestCr || !nih || !chestPa) throw new Error('analysis failed');
   // Arrival order is the reverse of urgency, so the worklist order can only come from the priorities.
-  seeded.routine = await station.send(hip, { priority: 'routine', reason: 'requested', note: 'Đau hông phải sau ngã' });
-  seeded.urgent1 = await station.send(chestCr, { priority: 'urgent', reason: 'policy' });
-  seeded.urgent2 = await station.send(nih, { priority: 'urgent', reason: 'policy' });
-  seeded.stat = await station.send(chestPa, { priority: 'stat', reason: 'requested', note: 'Khó thở, SpO2 88%' });
+  seeded.routine = await station.send([hip, hip2], { priority: 'routine', reason: 'requested', note: 'Đau hông phải sau ngã' });
+  seeded.urgent1 = await station.send([chestCr], { priority: 'urgent', reason: 'policy' });
+  seeded.urgent2 = await station.send([nih], { priority: 'urgent', reason: 'policy' });
+  seeded.stat = await station.send([chestPa], { priority: 'stat', reason: 'requested', note: 'Khó thở, SpO2 88%' });
   const options = { viewport: { width: 1440, height: 900 }, locale: 'vi-VN', timezoneId: TZ };
   contextA = await browser.newContext(options);
   contextB = await browser.newContext(options);
@@ -144,12 +144,12 @@ describe("the radiologist's page", () => {
     await a.locator('#signin-button').click();
     await expect.poll(() => text(a.locator('#signin-msg'))).toBe('Hãy nhập tên đăng nhập và mật khẩu.');
     await signIn(a, { username: LAN.username, password: 'sai-mat-khau' });
-    await expect.poll(() => text(a.locator('#signin-msg'))).toBe('Sai tên đăng nhập hoặc mật khẩu. Hãy kiểm tra lại (chữ hoa, bộ gõ tiếng Việt đang bật) rồi đăng nhập lại.');
+    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 5_000 }).toBe('Sai tên đăng nhập hoặc mật khẩu. Hãy kiểm tra lại (chữ hoa, bộ gõ tiếng Việt đang bật) rồi đăng nhập lại.');
     expect(await a.locator('#work-screen').isVisible()).toBe(false);
     await shot(a, 'vi-signin-failed');
     // An account that is not a reader is turned away at the door, not with a page that fails on every click.
     await signIn(a, HUNG);
-    await expect.poll(() => text(a.locator('#signin-msg'))).toContain('Tài khoản này không dùng để đọc phim.');
+    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 5_000 }).toContain('Tài khoản này không dùng để đọc phim.');
     expect(await a.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('cxr-gw.session'))).toBeNull();
     await a.locator('#username').fill('');
     await a.locator('#password').fill('');
@@ -171,7 +171,8 @@ describe("the radiologist's page", () => {
     const first = row(a, seeded.stat.consultId);
     expect(await text(first.locator('.row-station'))).toBe('Trạm tram-1');
     expect(await text(first.locator('.row-status'))).toBe('chờ đọc');
-    expect(await text(first.locator('.row-time'))).toMatch(/^\d{2}:\d{2} · (vừa xong|\d+ phút trước)$/);
+    expect(await text(first.locator('.row-time'))).toMatch(/^\d{2}:\d{2}$/);
+    expect(await text(first.locator('.row-age'))).toMatch(/^(vừa xong|\d+ phút trước)$/);
     expect(await text(a.locator('#list-count'))).toBe('4');
     expect(await a.title()).toBe('(4) Hội chẩn X-quang ngực từ xa');
     // Nothing is open yet, and the report cannot be written from here.
@@ -188,7 +189,7 @@ describe("the radiologist's page", () => {
     expect(head).toContain('Ghi chú của trạm: Khó thở, SpO2 88%');
     expect(head).toContain('Chờ đọc — chưa có bác sĩ nhận');
     expect(await text(a.locator('#consult-head .ch-priority .badge'))).toBe('cấp cứu');
-    expect(await a.evaluate(() => location.hash)).toBe(`#consult=${stat.consultId}`);
+    expect(await a.evaluate(() => (globalThis as unknown as PageGlobals).location.hash)).toBe(`#consult=${stat.consultId}`);
 
     const panel = a.locator('#findings');
     const above = panel.locator('ul.findings-above > li.finding');
@@ -256,9 +257,11 @@ describe("the radiologist's page", () => {
     expect(await a.locator('#invert').getAttribute('aria-pressed')).toBe('false');
 
     // Not claimed yet: the report form is there but closed, and says how to open it.
-    expect(await a.locator('#report-form fieldset').isDisabled()).toBe(true);
+    expect(await a.locator('#impression').isDisabled()).toBe(true);
     expect(await text(a.locator('#report .report-hint'))).toContain('Bấm “Nhận đọc” ở trên để viết kết quả.');
     expect(await panel.locator('.choice').count()).toBe(0);
+    expect(await a.locator('#review-progress').count()).toBe(0);
+    await a.locator('#side-col').evaluate((el: { scrollTop: number }) => (el.scrollTop = 0));
     await shot(a, 'vi-viewer');
   });
 
@@ -279,7 +282,7 @@ describe("the radiologist's page", () => {
 
     await a.locator('#claim-button').click();
     await expect.poll(() => text(a.locator('#claim-state'))).toBe('Bạn đang đọc ca này');
-    expect(await a.locator('#report-form fieldset').isDisabled()).toBe(false);
+    expect(await a.locator('#impression').isDisabled()).toBe(false);
     expect(await a.locator('#release-button').isVisible()).toBe(true);
     await expect.poll(() => text(row(a, id).locator('.row-status'))).toBe('bạn đang đọc');
 
@@ -290,7 +293,7 @@ describe("the radiologist's page", () => {
     await expect.poll(() => text(b.locator('#action-msg'))).toBe('Ca này đã có bác sĩ khác nhận đọc — bác sĩ bs.lan đang đọc. Hãy chọn ca khác trong danh sách.');
     await expect.poll(() => text(b.locator('#claim-state'))).toBe('Bác sĩ bs.lan đang đọc');
     expect(await b.locator('#claim-button').isDisabled()).toBe(true);
-    expect(await b.locator('#report-form fieldset').isDisabled()).toBe(true);
+    expect(await b.locator('#impression').isDisabled()).toBe(true);
     expect(await text(b.locator('#report .report-hint'))).toBe('Bác sĩ bs.lan đang đọc ca này — bạn chỉ xem được phim và kết quả AI.');
     const taken = row(b, id);
     expect(await taken.getAttribute('class')).toContain('status-taken');
@@ -313,6 +316,8 @@ describe("the radiologist's page", () => {
     expect(await a.locator('#findings li.needs-choice').count()).toBe(pos.length);
     expect(await a.locator('#impression').getAttribute('aria-invalid')).toBe('true');
     expect(await text(a.locator('#review-progress'))).toBe(`Ý kiến về dấu hiệu nghi ngờ của AI: đã chọn 0/${pos.length}`);
+    await a.locator('#findings .findings-title').scrollIntoViewIfNeeded();
+    await shot(a, 'vi-report-missing');
 
     await a.locator('#impression').fill('Bóng tim to, tràn dịch màng phổi phải lượng ít.');
     await expect.poll(() => text(errors)).not.toContain('Hãy viết kết luận.');
@@ -383,16 +388,55 @@ describe("the radiologist's page", () => {
     await a.locator('#release-button').click();
     await expect.poll(() => text(a.locator('#claim-state'))).toBe('Chờ đọc — chưa có bác sĩ nhận');
     expect(await text(a.locator('#action-msg'))).toBe('Đã trả lại ca này vào danh sách chờ đọc.');
-    expect(await a.locator('#report-form fieldset').isDisabled()).toBe(true);
+    expect(await a.locator('#impression').isDisabled()).toBe(true);
     await expect.poll(() => text(row(a, id).locator('.row-status'))).toBe('chờ đọc');
     await expect.poll(() => text(row(b, id).locator('.row-status')), { timeout: 8_000 }).toBe('chờ đọc');
     expect((await stationView(id)).status).toBe('queued');
+  });
+
+  it('says in plain words what went wrong and what to do: server trouble, no network, a lost connection', async () => {
+    const id = seeded.urgent1.consultId;
+    await open(b, id);
+    const claimRoute = '**/api/v1/consults/*/claim';
+    await b.route(claimRoute, (route) =>
+      route.fulfill({ status: 503, contentType: 'application/json', body: JSON.stringify({ error: { code: 'CXR_UNAVAILABLE', message: 'A backing service is not reachable' } }) }),
+    );
+    await b.locator('#claim-button').click();
+    await expect.poll(() => text(b.locator('#action-msg'))).toBe('Máy chủ bệnh viện đang gặp sự cố (mã 503). Hãy thử lại sau ít phút; nếu vẫn lỗi, báo kỹ thuật.');
+    await b.unrouteAll({ behavior: 'wait' });
+    await b.route(claimRoute, (route) => route.abort('internetdisconnected'));
+    await b.locator('#claim-button').click();
+    await expect.poll(() => text(b.locator('#action-msg'))).toBe('Không kết nối được với máy chủ bệnh viện. Hãy kiểm tra mạng rồi thử lại; nếu vẫn lỗi, báo kỹ thuật.');
+    await b.unrouteAll({ behavior: 'wait' });
+    expect(await text(b.locator('#claim-state'))).toBe('Chờ đọc — chưa có bác sĩ nhận');
+    expect((await stationView(id)).status).toBe('queued');
+    // The worklist cannot be read: a banner says so and that it retries; the list stays on screen meanwhile.
+    await b.route('**/api/v1/worklist', (route) => route.abort('connectionrefused'));
+    await expect.poll(() => b.locator('#banner').isVisible(), { timeout: 8_000 }).toBe(true);
+    expect(await text(b.locator('#banner'))).toBe(
+      'Mất kết nối với máy chủ bệnh viện — đang thử lại Danh sách ca có thể chưa cập nhật. Nếu kéo dài quá vài phút, hãy kiểm tra mạng rồi báo kỹ thuật.',
+    );
+    expect(await rows(b).count()).toBe(3);
+    await shot(b, 'vi-offline');
+    await b.unrouteAll({ behavior: 'wait' });
+    await expect.poll(() => b.locator('#banner').isVisible(), { timeout: 8_000 }).toBe(false);
   });
 
   it('says the AI does not apply to a hip film, with the reason; the report then needs the impression only', async () => {
     const hip = seeded.routine;
     expect(hip.result.applicable).toBe(false);
     await open(a, hip.consultId);
+    // Two images in this study: thumbnails (fetched with the token too) switch the viewer and the AI panel.
+    const thumbs = a.locator('#thumbs .thumb');
+    expect(await thumbs.count()).toBe(2);
+    await expect.poll(() => thumbs.locator('img').evaluateAll((imgs) => imgs.filter((i) => (i as { naturalWidth: number }).naturalWidth > 0).length)).toBe(2);
+    expect(await text(a.locator('#findings .panel-title'))).toMatch(/^Kết quả AI · Ảnh [12]$/);
+    const before = await text(a.locator('#findings .panel-title'));
+    const other = before.endsWith('1') ? 1 : 0;
+    await thumbs.nth(other).click();
+    await expect.poll(() => text(a.locator('#findings .panel-title'))).toBe(`Kết quả AI · Ảnh ${other + 1}`);
+    expect(await thumbs.nth(other).getAttribute('aria-selected')).toBe('true');
+    await expect.poll(() => a.locator('#viewport').getAttribute('data-state'), { timeout: 10_000 }).toBe('ready');
     const panel = a.locator('#findings');
     expect(await text(panel)).toContain('AI không áp dụng cho ảnh này');
     expect(await text(panel)).toContain(`Lý do: ${hip.result.applicability.reasonVi}`);
@@ -418,7 +462,7 @@ describe("the radiologist's page", () => {
     expect(await text(a.locator('#list-title'))).toBe('Worklist');
     await expect.poll(async () => Promise.all((await rows(a).all()).map((r) => text(r.locator('.badge'))))).toEqual(['urgent', 'urgent', 'routine']);
     expect(await text(row(a, seeded.urgent1.consultId).locator('.row-status'))).toBe('waiting');
-    expect(await text(row(a, seeded.urgent1.consultId).locator('.row-time'))).toMatch(/^\d{2}:\d{2} · (just now|\d+ min ago)$/);
+    expect(await text(row(a, seeded.urgent1.consultId).locator('.row-age'))).toMatch(/^(just now|\d+ min ago)$/);
     // The hip consult was open: it still is (the address keeps it).
     await expect.poll(() => text(a.locator('#findings'))).toContain('AI not applicable to this image');
     expect(await text(a.locator('#findings'))).toContain(`Reason: ${seeded.routine.result.reason}`);

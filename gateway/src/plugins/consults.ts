@@ -106,8 +106,20 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
   app.post<{ Params: { consultId: string } }>('/api/v1/consults/:consultId/report', { preValidation: reader, schema: { body: ReportBody } }, async (request, reply) => {
     const consultId = safeConsultId(request.params.consultId);
     const username = actor(request);
-    if ((await deps.queue.claimedBy(consultId)) !== username) throw new GatewayError('CXR_CONFLICT', 'claim the consult before reporting');
     const body = request.body as { impression: string; findings: { code: string; agree: boolean }[]; addedFindings?: string[]; recommendation?: string };
+    const stored = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
+    if (stored) {
+      // Signed before (perhaps the answer was lost): make sure the consult left the queue, and say so.
+      await deps.queue.remove(consultId);
+      throw new GatewayError('CXR_ALREADY_REPORTED', `signed by ${stored.signedBy} at ${stored.signedAt}`);
+    }
+    if ((await deps.queue.claimedBy(consultId)) !== username) throw new GatewayError('CXR_CONFLICT', 'claim the consult before reporting');
+    const problems: string[] = [];
+    if (body.impression.trim().length === 0) problems.push('impression is empty');
+    const answered = new Set(body.findings.map((f) => f.code));
+    const unanswered = [...(await positiveFindings(deps.store, consultId))].filter((code) => !answered.has(code));
+    if (unanswered.length > 0) problems.push(`agree or disagree with every finding the AI flagged: ${unanswered.join(', ')}`);
+    if (problems.length > 0) throw new GatewayError('CXR_VALIDATION', problems.join('; '));
     const report: Report = {
       consultId,
       impression: body.impression,
@@ -117,10 +129,24 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
       signedBy: username,
       signedAt: new Date().toISOString(),
     };
-    // The signed report is immutable and stored before the consult leaves the queue.
+    // The signed report is immutable and stored before the consult leaves the queue; a crash in between is
+    // finished by the next report call or the next start (rebuildQueueFromStore).
     await putOnce(deps.store, `consults/${consultId}/report.json`, Buffer.from(JSON.stringify(report)), 'application/json');
-    await deps.queue.complete(consultId, username);
+    await deps.queue.remove(consultId);
     await deps.audit.record({ actor: `user:${username}`, action: 'consult.report', target: consultId });
     return reply.code(201).send(report);
   });
+}
+
+/** Codes of the findings the AI flagged positive in any instance of the consult's study. */
+async function positiveFindings(store: ObjectStore, consultId: string): Promise<Set<string>> {
+  const consult = await readJsonOptional<ConsultRecord>(store, `consults/${consultId}/consult.json`);
+  const out = new Set<string>();
+  if (!consult) return out;
+  for await (const info of store.list(`studies/${consult.stationId}/${consult.studyInstanceUid}/instances/`)) {
+    if (!info.key.endsWith('/result.json')) continue;
+    const result = await readJsonOptional<TriageResult>(store, info.key);
+    if (result?.applicable) for (const f of result.findings) if (f.positive) out.add(f.code);
+  }
+  return out;
 }

@@ -97,6 +97,13 @@ export class ConsultQueue {
     await this.#redis.del(this.#claimKey(consultId));
   }
 
+  /** Takes a consult off the queue whoever holds it (its report is already signed and stored). */
+  async remove(consultId: string): Promise<void> {
+    const job = await this.#queue.getJob(consultId);
+    await job?.remove();
+    await this.#redis.del(this.#claimKey(consultId));
+  }
+
   async close(): Promise<void> {
     await this.#queue.close();
   }

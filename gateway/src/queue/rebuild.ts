@@ -22,7 +22,11 @@ export async function rebuildQueueFromStore(deps: { store: ObjectStore; queue: C
   for (const key of open) {
     consults += 1;
     const consultId = key.split('/')[1] ?? '';
-    if (reported.has(consultId)) continue;
+    if (reported.has(consultId)) {
+      // Signed but still queued (a crash between storing the report and leaving the queue): finish the move.
+      if (await deps.queue.has(consultId)) await deps.queue.remove(consultId);
+      continue;
+    }
     const record = JSON.parse(Buffer.from(await deps.store.getBytes(key)).toString('utf8')) as ConsultRecord;
     if (!(await deps.queue.has(consultId))) {
       await deps.queue.enqueue({ consultId, stationId: record.stationId, studyInstanceUid: record.studyInstanceUid, priority: record.priority, receivedAt: record.receivedAt });

@@ -80,8 +80,8 @@ export class Station {
     return res.json;
   }
 
-  /** Uploads an image's result, preview and heatmap, then asks for a consult on its study, as the edge agent does. */
-  async send(image: StationImage, consult: { priority: Priority; reason: 'policy' | 'requested'; note?: string }): Promise<Seeded> {
+  /** Uploads one image's result, preview and heatmap, as the edge agent does after the AI ran. */
+  async upload(image: StationImage): Promise<{ studyInstanceUid: string }> {
     const studyUid = image.result.studyInstanceUid;
     const sopUid = image.result.sopInstanceUid;
     if (!studyUid || !sopUid) throw new Error(`${image.file}: no study or SOP Instance UID`);
@@ -90,12 +90,23 @@ export class Station {
     for (const [kind, png] of [['preview', image.preview], ['heatmap', image.heatmap]] as const) {
       if (png) await this.expect([200, 201], 'PUT', `${base}/${kind}`, new Uint8Array(png), { 'content-type': 'image/png', 'x-content-sha256': sha256(png) });
     }
+    return { studyInstanceUid: studyUid };
+  }
+
+  /** Uploads the images of one study (the first one's study), then asks for a consult on it. */
+  async send(images: readonly [StationImage, ...StationImage[]], consult: { priority: Priority; reason: 'policy' | 'requested'; note?: string }): Promise<Seeded> {
+    const [first] = images;
+    const { studyInstanceUid } = await this.upload(first);
+    for (const other of images.slice(1)) {
+      if (other.result.studyInstanceUid !== studyInstanceUid) throw new Error(`${other.file} is not of study ${studyInstanceUid}`);
+      await this.upload(other);
+    }
     const { consultId } = (await this.expect([200, 201], 'POST', `/api/v1/stations/${this.stationId}/consults`, {
-      studyInstanceUid: studyUid,
+      studyInstanceUid,
       priority: consult.priority,
       reason: consult.reason,
       ...(consult.note ? { note: consult.note } : {}),
     })) as { consultId: string };
-    return { ...image, consultId, studyInstanceUid: studyUid, priority: consult.priority };
+    return { ...first, consultId, studyInstanceUid, priority: consult.priority };
   }
 }
