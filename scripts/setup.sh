@@ -31,7 +31,9 @@ fi
 export ONNXRUNTIME_NODE_INSTALL=skip ONNXRUNTIME_NODE_INSTALL_CUDA=skip
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   log 'installing npm packages'
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  # `npm install`, not `npm ci`: npm 11.19 calls this lockfile "out of sync" over other platforms' optional
+  # rollup binaries it never installs; `npm install` follows the same lockfile and leaves it unchanged.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 if [ ! -f inference/native/build/Release/cxr_openjpeg.node ] || [ inference/native/src/cxr_openjpeg.c -nt inference/native/build/Release/cxr_openjpeg.node ]; then
