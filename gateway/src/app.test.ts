@@ -146,6 +146,19 @@ describe('gateway', () => {
     expect(snooping.statusCode).toBe(404);
   });
 
+  it('lets an admin, and only an admin, read the append-only audit trail', async () => {
+    const day = new Date().toISOString().slice(0, 10);
+    expect((await app.inject({ method: 'GET', url: `/api/v1/audit?date=${day}`, headers: auth(radiologist) })).statusCode).toBe(403);
+    const accounts = new AccountStore(await createFsObjectStore({ root: storeDir }));
+    await accounts.addUser({ username: 'quan.tri', password: 'admin password 1', role: 'admin' });
+    const login = await app.inject({ method: 'POST', url: '/api/v1/login', payload: { username: 'quan.tri', password: 'admin password 1' } });
+    const admin = (login.json() as { token: string }).token;
+    const res = await app.inject({ method: 'GET', url: `/api/v1/audit?date=${day}`, headers: auth(admin) });
+    expect(res.statusCode).toBe(200);
+    const actions = (res.json() as { actor: string; action: string }[]).map((e) => `${e.actor} ${e.action}`);
+    expect(actions).toEqual(expect.arrayContaining(['user:bs.lan login', 'station:tram-a ingest.result', 'station:tram-a consult.request', 'user:bs.lan consult.claim', 'user:bs.lan consult.report']));
+  });
+
   it('keeps patient data and secrets out of the log', () => {
     expect(logLines).not.toContain('correct horse battery');
     expect(logLines).not.toContain(tokenA);

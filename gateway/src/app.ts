@@ -109,6 +109,14 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     return { ok: true };
   });
 
+  app.get<{ Querystring: { date?: string } }>('/api/v1/audit', { preValidation: requireUser('admin') }, async (request) => {
+    const date = request.query.date ?? new Date().toISOString().slice(0, 10);
+    if (!/^\d{4}-\d{2}-\d{2}$/u.test(date)) throw new GatewayError('CXR_VALIDATION', 'date must be YYYY-MM-DD');
+    const events = [];
+    for await (const event of audit.day(date)) events.push(event);
+    return events;
+  });
+
   app.get('/api/v1/me', async (request) => {
     if (!request.principal) throw new GatewayError('CXR_AUTH_REQUIRED');
     return request.principal;
