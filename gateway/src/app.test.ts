@@ -159,6 +159,16 @@ describe('gateway', () => {
     expect(actions).toEqual(expect.arrayContaining(['user:bs.lan login', 'station:tram-a ingest.result', 'station:tram-a consult.request', 'user:bs.lan consult.claim', 'user:bs.lan consult.report']));
   });
 
+  it('serves its OpenAPI document with every route', async () => {
+    const res = await app.inject({ method: 'GET', url: '/api/openapi.json' });
+    expect(res.statusCode).toBe(200);
+    const doc = res.json() as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toMatch(/^3\./u);
+    for (const route of ['/api/v1/login', '/api/v1/worklist', '/api/v1/consults/{consultId}/claim', '/api/v1/consults/{consultId}/report', '/api/v1/stations/{stationId}/consults']) {
+      expect(Object.keys(doc.paths)).toContain(route);
+    }
+  });
+
   it('keeps patient data and secrets out of the log', () => {
     expect(logLines).not.toContain('correct horse battery');
     expect(logLines).not.toContain(tokenA);

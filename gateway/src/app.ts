@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
@@ -55,6 +56,14 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     return reply.code(500).send({ error: { code: 'CXR_INTERNAL', message: 'internal error' } });
   });
 
+  // The OpenAPI document is made from the routes' own schemas: registered before them, served at the end.
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'CXR triage gateway', version: '0.1.0', description: 'Station ingest, the consult queue, reports, accounts.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
   registerAuth(app, deps);
   // The radiologist's page: static files beside src/ and dist/, no build step.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public/', import.meta.url)), prefix: '/', index: ['index.html'] });
@@ -121,6 +130,8 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     if (!request.principal) throw new GatewayError('CXR_AUTH_REQUIRED');
     return request.principal;
   });
+
+  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return app;
 }
