@@ -1,23 +1,8 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { patientRedactPaths } from '@cxr/inference';
 
-/**
- * Patient identifiers never reach a log line. One central list: any field of these names, at any of these depths,
- * is replaced. Code logs UIDs and ids, never a dataset or a request body.
- */
-export const redactPaths = [
-  'patientName',
-  'patientId',
-  'patientBirthDate',
-  'patient',
-  '*.patientName',
-  '*.patientId',
-  '*.patientBirthDate',
-  '*.patient',
-  'PatientName',
-  'PatientID',
-  '*.PatientName',
-  '*.PatientID',
-];
+/** Patient identifiers never reach a log line (the shared list). Code logs UIDs and ids, never a dataset. */
+export const redactPaths = [...patientRedactPaths];
 
 export function createLogger(options: { level: string; destination?: DestinationStream }): Logger {
   return pino(

@@ -1,21 +1,8 @@
 import pino, { type DestinationStream, type Logger } from 'pino';
+import { patientRedactPaths } from '@cxr/inference';
 
-/** One central list: patient fields never reach a log line, whatever object carries them; nor do secrets. */
-export const redactPaths = [
-  'patientName',
-  'patientId',
-  'patientBirthDate',
-  'patient',
-  '*.patientName',
-  '*.patientId',
-  '*.patientBirthDate',
-  '*.patient',
-  'password',
-  '*.password',
-  'token',
-  '*.token',
-  'req.headers.authorization',
-];
+/** Patient fields (the shared list) never reach a log line, nor do passwords, tokens or credentials. */
+export const redactPaths = [...patientRedactPaths, 'password', '*.password', 'token', '*.token', 'req.headers.authorization'];
 
 export function createLogger(options: { level: string; destination?: DestinationStream }): Logger {
   return pino(

@@ -1,2 +1,3 @@
 export * from './manifest.js';
 export * from './triage-result.js';
+export { patientRedactPaths } from './redact.js';
