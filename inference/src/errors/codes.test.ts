@@ -26,6 +26,9 @@ describe('error registry', () => {
       'CXR_INFERENCE_FAILED',
       'CXR_USAGE',
       'CXR_INFERENCE_TIMEOUT',
+      'CXR_SIGNATURE_INVALID',
+      'CXR_MODEL_DIGEST_MISMATCH',
+      'CXR_MODEL_ROLLBACK_REFUSED',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });

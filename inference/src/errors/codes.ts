@@ -23,6 +23,9 @@ export const ErrorCodes = {
   CXR_INFERENCE_FAILED: { transient: true, message: 'The model failed to run on this image' },
   CXR_USAGE: { transient: false, message: 'Invalid command line usage' },
   CXR_INFERENCE_TIMEOUT: { transient: false, message: 'The image took too long to decode and analyse, and was stopped' },
+  CXR_SIGNATURE_INVALID: { transient: false, message: 'The signature does not verify with the registry key' },
+  CXR_MODEL_DIGEST_MISMATCH: { transient: false, message: 'A model file does not match the digest in its signed release' },
+  CXR_MODEL_ROLLBACK_REFUSED: { transient: false, message: 'The model is older than the trusted one and its deployment is not a signed rollback' },
 } as const satisfies Record<string, { transient: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
