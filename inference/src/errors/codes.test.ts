@@ -29,6 +29,7 @@ describe('error registry', () => {
       'CXR_SIGNATURE_INVALID',
       'CXR_MODEL_DIGEST_MISMATCH',
       'CXR_MODEL_ROLLBACK_REFUSED',
+      'CXR_LABELS_INVALID',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });
