@@ -30,6 +30,7 @@ describe('error registry', () => {
       'CXR_MODEL_DIGEST_MISMATCH',
       'CXR_MODEL_ROLLBACK_REFUSED',
       'CXR_LABELS_INVALID',
+      'CXR_MODEL_GOLDEN_MISMATCH',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });
