@@ -10,7 +10,7 @@ import { build } from './app.js';
 import { AccountStore } from './accounts/accounts.js';
 import { SessionStore } from './accounts/sessions.js';
 import { ConsultQueue } from './queue/consults.js';
-import { createFsObjectStore } from './store/index.js';
+import { createFsObjectStore, type ObjectStore } from './store/index.js';
 import { startRedis, type RedisServer } from './test-support/redis-server.js';
 import { Redis } from 'ioredis';
 
@@ -20,6 +20,7 @@ const sharedDicom = path.resolve(new URL('../../../shared/dicom', import.meta.ur
 let redisServer: RedisServer;
 let app: FastifyInstance;
 let storeDir: string;
+let store: ObjectStore;
 let redis: Redis;
 let logLines = '';
 let tokenA = '';
@@ -42,7 +43,7 @@ const result = (studyUid: string, sopUid: string, priority: 'stat' | 'urgent' | 
 beforeAll(async () => {
   redisServer = await startRedis();
   storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-store-'));
-  const store = await createFsObjectStore({ root: storeDir });
+  store = await createFsObjectStore({ root: storeDir });
   redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
   const accounts = new AccountStore(store);
   const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) }));
@@ -107,6 +108,54 @@ describe('gateway', () => {
     expect(radiologistWrites.statusCode).toBe(403);
     const traversal = await app.inject({ method: 'PUT', url: `/api/v1/stations/tram-a/studies/..%2F..%2Fx/instances/1.2/${content}/result`, headers: auth(tokenA), payload: { result: {} } });
     expect(traversal.statusCode).toBe(400);
+  });
+
+  it('takes a big DICOM file in chunks, resumes where the gateway stands, and joins them checking the sha256', async () => {
+    const dicom = readFileSync(path.join(sharedDicom, 'cr_chest_pa_RG1_J2KI.dcm'));
+    const content = sha(dicom);
+    const upload = `/api/v1/stations/tram-a/studies/1.2.840.9/instances/1.2.840.9.1/${content}/dicom/upload`;
+    const length = { 'x-upload-length': String(dicom.length) };
+    const chunk = (offset: number, bytes: Buffer, token = tokenA) =>
+      app.inject({ method: 'PUT', url: `${upload}?offset=${offset}`, headers: { ...auth(token), ...length, 'content-type': 'application/octet-stream' }, payload: bytes });
+    const size = Math.ceil(dicom.length / 3);
+
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: 0, complete: false });
+    expect((await chunk(0, dicom.subarray(0, size))).json()).toEqual({ offset: size });
+    // The station lost the answer and sends the same chunk again: refused with where the upload stands, nothing doubled.
+    const replay = await chunk(0, dicom.subarray(0, size));
+    expect(replay.statusCode).toBe(409);
+    expect(replay.json()).toMatchObject({ error: { code: 'CXR_UPLOAD_OFFSET' } });
+    expect(replay.headers['x-upload-offset']).toBe(String(size));
+    expect((await chunk(size, dicom.subarray(size, 2 * size), tokenB)).statusCode).toBe(403);
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: size, complete: false });
+
+    const early = await app.inject({ method: 'POST', url: `${upload}/complete`, headers: { ...auth(tokenA), ...length, 'x-content-sha256': content } });
+    expect(early.json()).toMatchObject({ error: { code: 'CXR_UPLOAD_INCOMPLETE' } });
+    expect((await chunk(size, dicom.subarray(size, 2 * size))).json()).toEqual({ offset: 2 * size });
+    expect((await chunk(2 * size, dicom.subarray(2 * size))).json()).toEqual({ offset: dicom.length });
+    const done = await app.inject({ method: 'POST', url: `${upload}/complete`, headers: { ...auth(tokenA), ...length, 'x-content-sha256': content } });
+    expect(done.statusCode).toBe(201);
+    const stored = await store.getBytes(`studies/tram-a/1.2.840.9/instances/1.2.840.9.1/${content}/instance.dcm`);
+    expect(sha(stored)).toBe(content);
+    const leftovers: string[] = [];
+    for await (const part of store.list('uploads/')) leftovers.push(part.key);
+    expect(leftovers).toEqual([]);
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: dicom.length, complete: true });
+    const again = await app.inject({ method: 'POST', url: `${upload}/complete`, headers: { ...auth(tokenA), ...length, 'x-content-sha256': content } });
+    expect(again.statusCode).toBe(200);
+  });
+
+  it('throws away chunks that do not join into the file the station hashed', async () => {
+    const bytes = Buffer.from('not the DICOM file the hash names');
+    const upload = `/api/v1/stations/tram-a/studies/1.2.840.10/instances/1.2.840.10.1/${sha('x')}/dicom/upload`;
+    const length = { 'x-upload-length': String(bytes.length) };
+    await app.inject({ method: 'PUT', url: `${upload}?offset=0`, headers: { ...auth(tokenA), ...length, 'content-type': 'application/octet-stream' }, payload: bytes });
+    const done = await app.inject({ method: 'POST', url: `${upload}/complete`, headers: { ...auth(tokenA), ...length, 'x-content-sha256': sha('x') } });
+    expect(done.statusCode).toBe(422);
+    expect(done.json()).toMatchObject({ error: { code: 'CXR_HASH_MISMATCH' } });
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: 0, complete: false });
+    const tooBig = await app.inject({ method: 'PUT', url: `${upload}?offset=0`, headers: { ...auth(tokenA), 'x-upload-length': String(2 ** 40), 'content-type': 'application/octet-stream' }, payload: bytes });
+    expect(tooBig.json()).toMatchObject({ error: { code: 'CXR_PAYLOAD_TOO_LARGE' } });
   });
 
   it('runs the consult loop: request, worklist by urgency, claim, report, and the report back at the station', async () => {

@@ -12,6 +12,7 @@ import { registerAuth, requireUser } from './plugins/auth.js';
 import { AuditTrail } from './audit.js';
 import { registerConsults } from './plugins/consults.js';
 import { registerIngest } from './plugins/ingest.js';
+import { registerUploads } from './plugins/uploads.js';
 import type { ConsultQueue } from './queue/consults.js';
 import type { ObjectStore } from './store/index.js';
 
@@ -31,6 +32,8 @@ export interface GatewayOptions {
   readonly maxDicomBytes?: number;
   /** largest preview upload, in bytes. Default 8 MiB. */
   readonly maxPreviewBytes?: number;
+  /** largest chunk of a resumable DICOM upload, in bytes. Default 16 MiB. */
+  readonly maxChunkBytes?: number;
 }
 
 /** The gateway's HTTP app, apart from any listening socket: tests use inject() or listen({ port: 0 }). */
@@ -72,6 +75,7 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024,
     maxPreviewBytes: options.maxPreviewBytes ?? 8 * 1024 * 1024,
   });
+  registerUploads(app, { store: deps.store, audit }, { maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024, ...(options.maxChunkBytes ? { maxChunkBytes: options.maxChunkBytes } : {}) });
   registerConsults(app, { store: deps.store, queue: deps.queue, audit });
 
   app.get('/api/health', async (_request, reply) => {

@@ -12,6 +12,8 @@ export const GatewayErrors = {
   CXR_ALREADY_REPORTED: { status: 409, message: 'This consult already has a signed report' },
   CXR_PAYLOAD_TOO_LARGE: { status: 413, message: 'The body is larger than allowed' },
   CXR_HASH_MISMATCH: { status: 422, message: 'The body does not match its sha256' },
+  CXR_UPLOAD_OFFSET: { status: 409, message: 'The chunk does not start where the upload stands (see x-upload-offset)' },
+  CXR_UPLOAD_INCOMPLETE: { status: 409, message: 'The upload does not have all its bytes yet (see x-upload-offset)' },
   CXR_UNAVAILABLE: { status: 503, message: 'A backing service (Redis or the object store) is not reachable' },
 } as const;
 

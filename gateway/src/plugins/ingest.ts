@@ -1,4 +1,4 @@
-import { Transform, pipeline, type Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -9,6 +9,7 @@ import type { ConsultQueue } from '../queue/consults.js';
 import type { ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
 import { assertSha256, assertUid, consultIdOf, instancePrefix } from './ids.js';
+import { limited } from './limited.js';
 
 export interface IngestOptions {
   /** largest DICOM upload, in bytes. Default 512 MiB. */
@@ -25,18 +26,6 @@ export interface ConsultRecord {
   readonly reason: 'policy' | 'requested';
   readonly note: string | null;
   readonly receivedAt: string;
-}
-
-/** Fails a stream that grows past `limit` bytes, so an upload cannot fill the store. */
-function limited(limit: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, callback) {
-      seen += chunk.length;
-      if (seen > limit) callback(new GatewayError('CXR_PAYLOAD_TOO_LARGE', `more than ${limit} bytes`));
-      else callback(null, chunk);
-    },
-  });
 }
 
 /**
