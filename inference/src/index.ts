@@ -12,6 +12,7 @@ export * from './findings/index.js';
 export * from './runtime/index.js';
 export * from './pipeline/index.js';
 export * from './images/index.js';
+export * from './eval/index.js';
 // The individual decoders, for benchmarks that compare them on the same files.
 export { decodeWithDcmjs, type DcmjsCodecName } from './codecs/dcmjs-native-codecs.js';
 export { decodeWithCharls } from './codecs/charls.js';

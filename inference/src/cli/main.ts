@@ -3,10 +3,24 @@ import { errorLine, writeLine, type CliIo } from './output.js';
 import { inferCommand } from './commands/infer.js';
 import { infoCommand } from './commands/info.js';
 import { preprocessCommand } from './commands/preprocess.js';
+import { evalCommand } from './commands/eval.js';
+import { calibrateCommand } from './commands/calibrate.js';
 
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > 64) throw new InvalidArgumentError('expected an integer from 1 to 64');
+  return n;
+}
+
+function rate(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1], e.g. 0.95');
+  return n;
+}
+
+function nonNegative(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0');
   return n;
 }
 
@@ -71,6 +85,63 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
         const info = await infoCommand(file);
         if (opts.json) writeLine(io.stdout, JSON.stringify(info));
         else for (const [key, value] of Object.entries(info)) writeLine(io.stdout, `${key.padEnd(26)} ${JSON.stringify(value)}`);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('eval')
+    .description(
+      'Evaluate a model on a labelled set: ROC AUC with a 95% CI (DeLong), sensitivity and specificity at the thresholds, confusion counts; unreadable images listed.',
+    )
+    .requiredOption('-m, --model <dir>', 'model folder (model file + manifest.json)')
+    .requiredOption('-l, --labels <csv>', 'CSV with an image column (paths relative to the CSV) and 0/1 truth columns')
+    .option('--truth <column>', 'the 0/1 truth column to evaluate against')
+    .option('--score <codes>', 'the score: a label code, or codes joined by + whose probabilities are summed (CODE[+CODE...])')
+    .option('--image-column <name>', 'the CSV column naming the image', 'image')
+    .option('--threshold <x>', 'call the summed score positive at or above x (default: positive when any of its labels reaches its own threshold)', nonNegative)
+    .option('--thresholds <file>', 'per-label thresholds overriding the manifest: {"code": x} or a cxr calibrate file')
+    .option('--include-not-applicable', 'score images outside the model\'s applicability too (default: list them apart, out of the metrics)')
+    .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)', positiveInt)
+    .option('--json', 'print one JSON object')
+    .option('-o, --out <dir>', 'write report.json (with per-image scores and the ROC points) and roc.svg there')
+    .addHelpText(
+      'after',
+      '\nWithout --truth and --score, every label of the manifest with a truth column of the same name (case ignored) is evaluated.' +
+        '\n\nExample:\n  cxr eval --model ../shared/models/squeezenet-pneumonia-peds --labels ../shared/eval/kermany-pediatric-test/labels.csv \\\n' +
+        '    --truth pneumonia --score bacterial_pneumonia+viral_pneumonia --json --out /tmp/kermany-eval',
+    )
+    .action(async (opts: Parameters<typeof evalCommand>[0]) => {
+      try {
+        exitCode = await evalCommand(opts, io);
+      } catch (err) {
+        fail(err);
+      }
+    });
+
+  program
+    .command('calibrate')
+    .description('Propose per-label thresholds reaching a target sensitivity or specificity on a labelled set, with the operating point and its 95% CI (Wilson).')
+    .requiredOption('-m, --model <dir>', 'model folder (model file + manifest.json)')
+    .requiredOption('-l, --labels <csv>', 'CSV with an image column (paths relative to the CSV) and 0/1 truth columns')
+    .requiredOption('-o, --out <file>', 'the thresholds file to write (for cxr infer --thresholds and the registry)')
+    .option('--target-sensitivity <s>', 'the highest threshold whose sensitivity on the set is at least s', rate)
+    .option('--target-specificity <s>', 'the lowest threshold whose specificity on the set is at least s', rate)
+    .option('--truth <column>', 'the 0/1 truth column')
+    .option('--score <codes>', 'a label code, or codes joined by + that then share one threshold (positive when any reaches it)')
+    .option('--image-column <name>', 'the CSV column naming the image', 'image')
+    .option('--include-not-applicable', 'use images outside the model\'s applicability too')
+    .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)', positiveInt)
+    .option('--json', 'print the thresholds file as one JSON object')
+    .addHelpText(
+      'after',
+      '\nExample:\n  cxr calibrate --model ../shared/models/squeezenet-pneumonia-peds --labels ../shared/eval/kermany-pediatric-test/labels.csv \\\n' +
+        '    --truth pneumonia --score bacterial_pneumonia+viral_pneumonia --target-sensitivity 0.95 --out thresholds.json',
+    )
+    .action(async (opts: Parameters<typeof calibrateCommand>[0]) => {
+      try {
+        await calibrateCommand(opts, io);
       } catch (err) {
         fail(err);
       }

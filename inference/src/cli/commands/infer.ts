@@ -1,12 +1,10 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { ErrorResult, TriageResult } from '../../contracts/index.js';
-import { CxrError } from '../../errors/index.js';
-import type { ThresholdOverrides } from '../../findings/index.js';
 import { analyzeFile } from '../../pipeline/index.js';
 import { loadModel } from '../../runtime/index.js';
 import { errorLine, writeLine, type CliIo } from '../output.js';
+import { readThresholdsFile } from '../thresholds-file.js';
 
 export interface InferOptions {
   readonly model: string;
@@ -19,7 +17,7 @@ export interface InferOptions {
 /** Runs every file through the model; one bad file never stops the others. Returns how many failed. */
 export async function inferCommand(files: readonly string[], options: InferOptions, io: CliIo): Promise<{ failed: number; total: number }> {
   const model = await loadModel(options.model, { intraOpThreads: options.threads });
-  const thresholds = options.thresholds ? await readThresholds(options.thresholds) : undefined;
+  const thresholds = options.thresholds ? await readThresholdsFile(options.thresholds) : undefined;
   const bar =
     io.stderr.isTTY && files.length > 1
       ? new cliProgress.SingleBar(
@@ -47,24 +45,6 @@ export async function inferCommand(files: readonly string[], options: InferOptio
     await model.close();
   }
   return { failed, total: files.length };
-}
-
-async function readThresholds(file: string): Promise<ThresholdOverrides> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(file, 'utf8'));
-  } catch (err) {
-    throw new CxrError('CXR_USAGE', `--thresholds ${file}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  // Accept a plain {code: threshold} map or a calibration file's {thresholds: {...}}.
-  const map = (json && typeof json === 'object' && 'thresholds' in json ? (json as { thresholds: unknown }).thresholds : json) as unknown;
-  if (!map || typeof map !== 'object') throw new CxrError('CXR_USAGE', `--thresholds ${file}: expected an object of label code to threshold`);
-  const out: Record<string, number> = {};
-  for (const [code, value] of Object.entries(map)) {
-    if (typeof value !== 'number' || value < 0 || value > 1) throw new CxrError('CXR_USAGE', `--thresholds ${file}: ${code} must be a number in [0, 1]`);
-    out[code] = value;
-  }
-  return out;
 }
 
 function humanLine(line: TriageResult | ErrorResult): string {
