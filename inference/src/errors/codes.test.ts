@@ -31,6 +31,7 @@ describe('error registry', () => {
       'CXR_MODEL_ROLLBACK_REFUSED',
       'CXR_LABELS_INVALID',
       'CXR_MODEL_GOLDEN_MISMATCH',
+      'CXR_MODEL_VERSION_EXISTS',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });
