@@ -55,7 +55,16 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
             if (first) announce(first);
           },
         },
-        { gateway: link, pollMs: config.gatewayPollMs },
+        {
+          gateway: link,
+          pollMs: config.gatewayPollMs,
+          uploadChunkBytes: config.uploadChunkBytes,
+          tls: {
+            ...(config.gatewayCa ? { caFile: config.gatewayCa } : {}),
+            ...(config.clientCert ? { certFile: config.clientCert } : {}),
+            ...(config.clientKey ? { keyFile: config.clientKey } : {}),
+          },
+        },
       )
     : undefined;
   /** Once an instance is fully processed, what goes to the hospital goes into the outbox (durably, in order). */

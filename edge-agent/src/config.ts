@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { publicKeyFromString } from '@cxr/inference';
 
 /** Every setting, with its unit and default. Validated once at start; every problem is reported at once. */
 export const EdgeConfigSchema = Type.Object({
@@ -22,6 +23,17 @@ export const EdgeConfigSchema = Type.Object({
   stationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$', description: 'this station at the gateway' })),
   stationToken: Type.Optional(Type.String({ minLength: 20, description: "this station's token from `cxr-gateway admin add-station`" })),
   gatewayPollMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000, description: 'ms between asking the gateway about open consults' }),
+  /** The registry's public key; without it the first key the gateway gives is pinned in the data folder. */
+  registryKey: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: "the model registry's Ed25519 public key: raw 32 bytes, base64url (43 characters)" })),
+  modelPollMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 300_000, description: 'ms between asking the gateway which model this station should run' }),
+  /** Model updates from the registry, through the gateway; never without a gateway. */
+  modelSync: Type.Boolean({ default: true, description: 'take model updates from the registry (needs a gateway)' }),
+  /** DICOM files larger than this go up in chunks of this size, resumed where the gateway stands after a drop. */
+  uploadChunkBytes: Type.Integer({ minimum: 64 * 1024, maximum: 16 * 1024 * 1024, default: 8 * 1024 * 1024, description: 'bytes per chunk of a resumable DICOM upload (64 KiB to 16 MiB)' }),
+  /** mTLS to the gateway: the CA that signed the gateway's certificate, and this station's certificate and key (PEM files). */
+  gatewayCa: Type.Optional(Type.String({ minLength: 1, description: "PEM file of the CA that signed the gateway's certificate" })),
+  clientCert: Type.Optional(Type.String({ minLength: 1, description: "PEM file of this station's client certificate (mTLS)" })),
+  clientKey: Type.Optional(Type.String({ minLength: 1, description: "PEM file of this station's client key (mTLS)" })),
   /** Studies whose AI priority is one of these are sent for a consult without anyone pressing the button. */
   consultPriorities: Type.Array(Type.Union([Type.Literal('stat'), Type.Literal('urgent'), Type.Literal('routine')]), { default: ['stat', 'urgent'] }),
   logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
@@ -56,9 +68,17 @@ const envNames: Record<keyof EdgeConfig, string> = {
   stationToken: 'CXR_EDGE_STATION_TOKEN',
   consultPriorities: 'CXR_EDGE_CONSULT_PRIORITIES',
   gatewayPollMs: 'CXR_EDGE_GATEWAY_POLL_MS',
+  registryKey: 'CXR_EDGE_REGISTRY_KEY',
+  modelPollMs: 'CXR_EDGE_MODEL_POLL_MS',
+  modelSync: 'CXR_EDGE_MODEL_SYNC',
+  uploadChunkBytes: 'CXR_EDGE_UPLOAD_CHUNK_BYTES',
+  gatewayCa: 'CXR_EDGE_GATEWAY_CA',
+  clientCert: 'CXR_EDGE_CLIENT_CERT',
+  clientKey: 'CXR_EDGE_CLIENT_KEY',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers', 'gatewayPollMs']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers', 'gatewayPollMs', 'uploadChunkBytes', 'modelPollMs']);
+const booleans = new Set<keyof EdgeConfig>(['modelSync']);
 
 /**
  * Layers, later wins: defaults, the config file (JSON), the environment, the command line.
@@ -86,6 +106,11 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
     const v = merged[key];
     if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) merged[key] = Number(v);
   }
+  for (const key of booleans) {
+    const v = merged[key];
+    if (typeof v === 'string' && /^(true|1|yes|on)$/iu.test(v.trim())) merged[key] = true;
+    else if (typeof v === 'string' && /^(false|0|no|off)$/iu.test(v.trim())) merged[key] = false;
+  }
   for (const key of Object.keys(merged)) {
     if (!(key in EdgeConfigSchema.properties)) problems.push(`unknown setting "${key}"`);
   }
@@ -97,6 +122,26 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
   }
   const link = ['gatewayUrl', 'stationId', 'stationToken'].filter((k) => withDefaults[k] !== undefined);
   if (link.length > 0 && link.length < 3) problems.push('gatewayUrl, stationId and stationToken go together (--gateway, --station-id, --station-token)');
+  if ((withDefaults.clientCert === undefined) !== (withDefaults.clientKey === undefined)) problems.push('clientCert and clientKey go together (--client-cert, --client-key)');
+  for (const key of ['gatewayCa', 'clientCert', 'clientKey'] as const) {
+    const file = withDefaults[key];
+    if (typeof file !== 'string') continue;
+    try {
+      if (!readFileSync(file, 'utf8').includes('-----BEGIN ')) problems.push(`${key}: ${file} is not a PEM file (flag --${kebab(key)})`);
+    } catch (err) {
+      problems.push(`${key}: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (flag --${kebab(key)})`);
+    }
+  }
+  if ((withDefaults.clientCert !== undefined || withDefaults.gatewayCa !== undefined) && typeof withDefaults.gatewayUrl === 'string' && !withDefaults.gatewayUrl.startsWith('https://')) {
+    problems.push('gatewayCa, clientCert and clientKey need an https:// gateway address');
+  }
+  if (typeof withDefaults.registryKey === 'string' && /^[A-Za-z0-9_-]{43}$/u.test(withDefaults.registryKey)) {
+    try {
+      publicKeyFromString(withDefaults.registryKey);
+    } catch (err) {
+      problems.push(`registryKey: not an Ed25519 public key: ${(err as Error).message} (flag --registry-key or CXR_EDGE_REGISTRY_KEY)`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const config = withDefaults as EdgeConfig;
   return { ...config, dataDir: path.resolve(config.dataDir), modelDir: path.resolve(config.modelDir), ...(config.watchDir ? { watchDir: path.resolve(config.watchDir) } : {}) };

@@ -37,11 +37,18 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
     .option('--station-id <id>', 'this station at the gateway (env CXR_EDGE_STATION_ID)')
     .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN)")
+    .option('--upload-chunk-bytes <n>', 'DICOM files above this size go up in resumable chunks of it (default 8 MiB)')
+    .option('--gateway-ca <file>', "PEM file of the CA that signed the gateway's certificate (env CXR_EDGE_GATEWAY_CA)")
+    .option('--client-cert <file>', "this station's client certificate for mTLS, PEM (env CXR_EDGE_CLIENT_CERT)")
+    .option('--client-key <file>', "this station's client key for mTLS, PEM (env CXR_EDGE_CLIENT_KEY)")
+    .option('--registry-key <key>', "the model registry's public key, 43 base64url characters (env CXR_EDGE_REGISTRY_KEY); without it the first key the gateway gives is pinned")
+    .option('--model-poll-ms <ms>', 'ms between asking the gateway which model to run (default 300000: 5 minutes)')
+    .option('--no-model-sync', 'run only the --model folder, take no model updates from the registry (env CXR_EDGE_MODEL_SYNC=false)')
     .option('--consult-priorities <list>', 'AI priorities sent for a consult by themselves (default stat,urgent; "" for none)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
     .option('--config <file>', 'JSON file with any of these settings (flags and environment win)')
     .exitOverride()
-    .action(async (opts: Record<string, string | number | undefined>) => {
+    .action(async (opts: Record<string, string | number | boolean | undefined>) => {
       let config;
       try {
         config = loadConfig({
@@ -63,6 +70,14 @@ export async function main(argv: readonly string[]): Promise<number> {
             stationId: opts.stationId,
             stationToken: opts.stationToken,
             consultPriorities: opts.consultPriorities,
+            uploadChunkBytes: opts.uploadChunkBytes,
+            gatewayCa: opts.gatewayCa,
+            clientCert: opts.clientCert,
+            clientKey: opts.clientKey,
+            registryKey: opts.registryKey,
+            modelPollMs: opts.modelPollMs,
+            // commander sets the default of a --no- flag itself: only a flag given on the command line overrides the file and environment
+            modelSync: program.getOptionValueSource('modelSync') === 'cli' ? opts.modelSync : undefined,
           },
         });
       } catch (err) {

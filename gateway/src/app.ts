@@ -34,14 +34,23 @@ export interface GatewayOptions {
   readonly maxPreviewBytes?: number;
   /** largest chunk of a resumable DICOM upload, in bytes. Default 16 MiB. */
   readonly maxChunkBytes?: number;
+  /**
+   * HTTPS: the server's certificate and key (PEM). With `ca`, clients may present certificates signed by it, and
+   * every station must (mTLS: its certificate's common name is its station id); browsers need none.
+   */
+  readonly https?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
 }
 
 /** The gateway's HTTP app, apart from any listening socket: tests use inject() or listen({ port: 0 }). */
 export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Promise<FastifyInstance> {
+  const tls = options.https;
   const app = Fastify({
     loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-  });
+    // rejectUnauthorized false: the TLS layer asks for a certificate but lets browsers in without one; the station
+    // routes then refuse a station whose connection did not present its own (plugins/auth.ts).
+    ...(tls ? { https: { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: false } : {}) } } : {}),
+  }) as unknown as FastifyInstance;
 
   app.setErrorHandler((err, request, reply) => {
     if (err instanceof GatewayError) return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
@@ -67,7 +76,7 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
       security: [{ bearer: [] }],
     },
   });
-  registerAuth(app, deps);
+  registerAuth(app, deps, { stationCertificates: tls?.ca !== undefined });
   // The radiologist's page: static files beside src/ and dist/, no build step.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public/', import.meta.url)), prefix: '/', index: ['index.html'] });
   const audit = new AuditTrail(deps.store);

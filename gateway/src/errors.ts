@@ -14,6 +14,7 @@ export const GatewayErrors = {
   CXR_HASH_MISMATCH: { status: 422, message: 'The body does not match its sha256' },
   CXR_UPLOAD_OFFSET: { status: 409, message: 'The chunk does not start where the upload stands (see x-upload-offset)' },
   CXR_UPLOAD_INCOMPLETE: { status: 409, message: 'The upload does not have all its bytes yet (see x-upload-offset)' },
+  CXR_CLIENT_CERT_REQUIRED: { status: 403, message: "A station must present its own client certificate (mTLS) on this gateway" },
   CXR_UNAVAILABLE: { status: 503, message: 'A backing service (Redis or the object store) is not reachable' },
 } as const;
 

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { build } from '../app.js';
 import { openContext } from '../context.js';
@@ -13,6 +14,30 @@ function port(value: string): number {
 
 const storeHelp = 'object store: DIR, file://DIR or s3://BUCKET (CXR_S3_ENDPOINT, CXR_S3_ACCESS_KEY, CXR_S3_SECRET_KEY)';
 
+/** Reads the TLS files at start, reporting every problem at once. */
+function readTlsFiles(opts: { tlsCert?: string; tlsKey?: string; tlsCa?: string }): { cert: Buffer; key: Buffer; ca?: Buffer } | undefined {
+  if (!opts.tlsCert && !opts.tlsKey && !opts.tlsCa) return undefined;
+  const problems: string[] = [];
+  if (!opts.tlsCert || !opts.tlsKey) problems.push('--tls-cert and --tls-key go together');
+  if (opts.tlsCa && !opts.tlsCert) problems.push('--tls-ca needs --tls-cert and --tls-key (mTLS is on top of HTTPS)');
+  const read = (flag: string, file: string | undefined): Buffer | undefined => {
+    if (!file) return undefined;
+    try {
+      const bytes = readFileSync(file);
+      if (!bytes.includes('-----BEGIN ')) problems.push(`${flag} ${file}: not a PEM file`);
+      return bytes;
+    } catch (err) {
+      problems.push(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      return undefined;
+    }
+  };
+  const cert = read('--tls-cert', opts.tlsCert);
+  const key = read('--tls-key', opts.tlsKey);
+  const ca = read('--tls-ca', opts.tlsCa);
+  if (problems.length > 0 || !cert || !key) throw Object.assign(new Error(`invalid TLS settings:\n${problems.map((p) => `  - ${p}`).join('\n')}`), { code: 'CXR_CONFIG' });
+  return { cert, key, ...(ca ? { ca } : {}) };
+}
+
 /** `cxr-gateway`: serve the API, or administer accounts. Returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   let exitCode = 0;
@@ -26,15 +51,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--port <n>', 'HTTP port (0: any free)', port, 8443)
     .option('--host <host>', 'address to listen on', '0.0.0.0')
     .option('--log-level <level>', 'log level', 'info')
-    .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string }) => {
+    .option('--tls-cert <file>', "HTTPS: the gateway's certificate, PEM (env CXR_TLS_CERT)", process.env.CXR_TLS_CERT)
+    .option('--tls-key <file>', "HTTPS: the gateway's private key, PEM (env CXR_TLS_KEY)", process.env.CXR_TLS_KEY)
+    .option('--tls-ca <file>', 'mTLS: the CA that signs station certificates; each station must then present its own (env CXR_TLS_CA)', process.env.CXR_TLS_CA)
+    .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string; tlsCert?: string; tlsKey?: string; tlsCa?: string }) => {
+      const https = readTlsFiles(opts);
       const log = createLogger({ level: opts.logLevel });
       const context = await openContext({ store: opts.store, redis: opts.redis, log });
       await rebuildQueueFromStore({ store: context.store, queue: context.queue, log });
-      const app = await build({ ...context, log });
+      const app = await build({ ...context, log }, https ? { https } : {});
       await app.listen({ port: opts.port, host: opts.host });
       const address = app.server.address();
       const bound = typeof address === 'object' && address ? address.port : opts.port;
-      process.stderr.write(`cxr-gateway: ready on http://localhost:${bound}/\n`);
+      process.stderr.write(`cxr-gateway: ready on ${https ? 'https' : 'http'}://localhost:${bound}/${https?.ca ? ' (stations need their client certificate)' : ''}\n`);
       await new Promise<void>((resolve) => {
         const stop = (): void => {
           void app

@@ -1,3 +1,4 @@
+import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountStore, Role } from '../accounts/accounts.js';
 import type { SessionStore } from '../accounts/sessions.js';
@@ -11,8 +12,16 @@ declare module 'fastify' {
   }
 }
 
+export interface AuthOptions {
+  /**
+   * mTLS for stations: a station's token is only good on a connection that presented a client certificate
+   * signed by the gateway's CA whose common name is the station's id. Users (browsers) need no certificate.
+   */
+  readonly stationCertificates?: boolean;
+}
+
 /** Reads the bearer token of every request: a user's session or a station's token. Routes then require one. */
-export function registerAuth(app: FastifyInstance, deps: { accounts: AccountStore; sessions: SessionStore }): void {
+export function registerAuth(app: FastifyInstance, deps: { accounts: AccountStore; sessions: SessionStore }, options: AuthOptions = {}): void {
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (request) => {
     const header = request.headers.authorization;
@@ -23,6 +32,7 @@ export function registerAuth(app: FastifyInstance, deps: { accounts: AccountStor
     if (token.startsWith('cxrst_')) {
       const station = await deps.accounts.verifyStationToken(token);
       if (!station) throw new GatewayError('CXR_AUTH_INVALID');
+      if (options.stationCertificates) assertStationCertificate(request, station.stationId);
       request.principal = { kind: 'station', stationId: station.stationId };
       return;
     }
@@ -51,4 +61,14 @@ export function requireStation() {
     const routeStation = (request.params as { stationId?: string } | undefined)?.stationId;
     if (routeStation !== undefined && routeStation !== p.stationId) throw new GatewayError('CXR_FORBIDDEN', 'another station');
   };
+}
+
+function assertStationCertificate(request: FastifyRequest, stationId: string): void {
+  const socket = request.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function' || !socket.authorized) {
+    throw new GatewayError('CXR_CLIENT_CERT_REQUIRED', socket.authorizationError ? `certificate refused: ${String(socket.authorizationError)}` : 'no client certificate');
+  }
+  const subject = socket.getPeerCertificate().subject as { CN?: string | string[] } | undefined;
+  const commonName = Array.isArray(subject?.CN) ? subject.CN[0] : subject?.CN;
+  if (commonName !== stationId) throw new GatewayError('CXR_CLIENT_CERT_REQUIRED', `the certificate is for "${commonName ?? ''}", the token for "${stationId}"`);
 }
