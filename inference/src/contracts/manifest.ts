@@ -46,6 +46,16 @@ export const GoldenCaseSchema = Type.Object({
 });
 export type GoldenCase = Static<typeof GoldenCaseSchema>;
 
+/** A file of the model folder the runtime reads besides `file`, with its digest. */
+export const ModelFileSchema = Type.Object(
+  {
+    path: Type.String({ minLength: 1, description: 'relative to the model folder' }),
+    sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+  },
+  { additionalProperties: false },
+);
+export type ModelFile = Static<typeof ModelFileSchema>;
+
 export const ModelManifestSchema = Type.Object(
   {
     schemaVersion: Type.Literal(1),
@@ -55,6 +65,11 @@ export const ModelManifestSchema = Type.Object(
     runtime: Type.Union([Type.Literal('onnx'), Type.Literal('tfjs')]),
     file: Type.String({ minLength: 1 }),
     sha256: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+    files: Type.Optional(
+      Type.Array(ModelFileSchema, {
+        description: 'more files the model needs besides `file` (TF.js weight shards, ONNX external data), each checked at load',
+      }),
+    ),
     input: ModelInputSchema,
     outputs: Type.Object({
       probabilities: Type.Object({

@@ -40,9 +40,16 @@ export function manifestProblems(json: unknown): string[] {
     if (codes.has(label.code)) problems.push(`/labels/${i}/code: duplicate code "${label.code}"`);
     codes.add(label.code);
   });
-  if (path.isAbsolute(manifest.file) || manifest.file.split(/[\\/]/u).includes('..')) {
+  if (!staysInside(manifest.file)) {
     problems.push('/file: must be a file name inside the model folder');
   }
+  const listed = new Set<string>([modelPathKey(manifest.file)]);
+  (manifest.files ?? []).forEach((f, i) => {
+    if (!staysInside(f.path)) problems.push(`/files/${i}/path: must be a file inside the model folder`);
+    const normalized = modelPathKey(f.path);
+    if (listed.has(normalized)) problems.push(`/files/${i}/path: "${f.path}" is listed twice (or is the model file)`);
+    listed.add(normalized);
+  });
   (manifest.golden ?? []).forEach((g, i) => {
     if (g.probabilities.length !== manifest.labels.length) {
       problems.push(`/golden/${i}/probabilities: ${g.probabilities.length} values for ${manifest.labels.length} labels`);
@@ -50,6 +57,16 @@ export function manifestProblems(json: unknown): string[] {
     if (path.isAbsolute(g.file) || g.file.split(/[\\/]/u).includes('..')) problems.push(`/golden/${i}/file: must stay inside the model folder`);
   });
   return problems;
+}
+
+/** The key a relative file path of the model folder is known by: forward slashes, `./` and `a/../` folded. */
+export function modelPathKey(relativePath: string): string {
+  return path.posix.normalize(relativePath.replaceAll('\\', '/'));
+}
+
+/** A relative path that cannot leave the model folder (no absolute path, no `..`, no backslash tricks). */
+export function staysInside(relativePath: string): boolean {
+  return !path.isAbsolute(relativePath) && !path.win32.isAbsolute(relativePath) && !relativePath.split(/[\\/]/u).includes('..');
 }
 
 export function validateManifest(json: unknown): ModelManifest {

@@ -23,7 +23,16 @@ export interface LoadedModel {
   close(): Promise<void>;
 }
 
+/** What each runtime (ONNX Runtime, TensorFlow.js) gives `loadModel`: one session, reused for every image. */
+export interface RuntimeSession {
+  run(tensor: Float32Array): Promise<ModelOutput>;
+  close(): Promise<void>;
+}
+
 export interface RuntimeOptions {
-  /** Threads ONNX Runtime uses inside one operator. Default 2 (the station PCs have two cores). */
+  /**
+   * Threads ONNX Runtime uses inside one operator. Default 2 (the station PCs have two cores). The TF.js runtime
+   * ignores it: its WebAssembly backend runs single-threaded in Node.
+   */
   readonly intraOpThreads?: number;
 }
