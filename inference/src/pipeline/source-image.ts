@@ -61,7 +61,10 @@ export function intensitySource(source: SourceImage, mode: IntensityMode): { pix
   const { info, frame } = source;
   const fast = intensityByLookup(frame, info, mode);
   if (fast) {
-    return { pixels: { samples: frame.samples, lut: fast.lut, lutOffset: fast.lutOffset, rows: frame.rows, columns: frame.columns }, applied: fast.applied };
+    return {
+      pixels: { samples: frame.samples, lut: fast.lut, lutOffset: fast.lutOffset, rows: frame.rows, columns: frame.columns, ...(fast.affine ? { affine: fast.affine } : {}) },
+      applied: fast.applied,
+    };
   }
   let values = storedValues(frame, info);
   if (frame.samplesPerPixel > 1) values = luma(values, frame.samplesPerPixel);

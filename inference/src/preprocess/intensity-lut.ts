@@ -11,7 +11,7 @@ export function intensityByLookup(
   frame: DecodedFrame,
   module: StoredValueModule & IntensityModule,
   mode: IntensityMode,
-): { lut: Float32Array; lutOffset: number; applied: IntensityApplied } | undefined {
+): { lut: Float32Array; lutOffset: number; applied: IntensityApplied; affine: AffinePrefix | undefined } | undefined {
   const { samples } = frame;
   if (frame.samplesPerPixel !== 1) return undefined;
   const found = domainOf(samples);
@@ -24,7 +24,38 @@ export function intensityByLookup(
   // domainOf() accepted the container, so it is one of the 8- or 16-bit arrays.
   const imageRange = needsRange ? rangeAfterModalityLut(samples as Uint8Array | Int8Array | Uint16Array | Int16Array, offset, table, module) : undefined;
   const applied = applyIntensity(table, module, mode, imageRange);
-  return { lut: table, lutOffset: offset, applied };
+  const affine = samples instanceof Uint8Array || samples instanceof Uint16Array ? affinePrefix(table) : undefined;
+  return { lut: table, lutOffset: offset, applied, affine };
+}
+
+/**
+ * The table is a straight line `scale * sample + offset` for every sample from 0 to `last`. Steps 1 to 4 are often
+ * exactly that over the range an image uses (bits, minmax, a window wider than the data, MONOCHROME1), and then the
+ * resize can average raw samples and map the 50 000 averages instead of looking up millions of pixels.
+ */
+export interface AffinePrefix {
+  readonly last: number;
+  readonly scale: number;
+  readonly offset: number;
+}
+
+/** The longest prefix [0, 2^k - 1] of an unsigned table that is affine to within float32 rounding, or undefined. */
+function affinePrefix(table: Float32Array): AffinePrefix | undefined {
+  for (let bits = Math.log2(table.length); bits >= 1; bits--) {
+    const last = 2 ** bits - 1;
+    const first = table[0] as number;
+    const scale = ((table[last] as number) - first) / last;
+    const tolerance = 4e-7 * Math.max(1, Math.abs(first), Math.abs(table[last] as number));
+    let affine = true;
+    for (let i = 1; i < last; i++) {
+      if (Math.abs((table[i] as number) - (first + scale * i)) > tolerance) {
+        affine = false;
+        break;
+      }
+    }
+    if (affine) return { last, scale, offset: first };
+  }
+  return undefined;
 }
 
 /** Every value a sample container can hold, in index order; built once per process. */

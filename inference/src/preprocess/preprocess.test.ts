@@ -6,6 +6,8 @@ import type { IntensityModule } from './intensity.js';
 import { readRasterGrey } from '../images/raster.js';
 import { applyIntensity, crop, resize, storedValues, toInputTensor } from './index.js';
 import { roundHalfEven } from './tensor.js';
+import { intensityByLookup } from './intensity-lut.js';
+import { cropRegion, resizeRegion } from './resize.js';
 
 const frame = (samples: DecodedFrame['samples'], origin: DecodedFrame['origin']): DecodedFrame => ({
   samples,
@@ -178,5 +180,50 @@ describe('PNG and JPEG enter at step 3', () => {
     const pil = (r: number, gr: number, b: number): number => ((r * 19595 + gr * 38470 + b * 7471 + 0x8000) >> 16) / 255;
     expect(c.colour).toBe(true);
     expect(Array.from(c.data)).toEqual([pil(255, 0, 0), pil(0, 255, 0), pil(0, 0, 255), pil(10, 200, 30)].map((x) => Math.fround(x)));
+  });
+});
+
+describe('the affine shortcut of steps 1 to 6', () => {
+  const module = {
+    bitsAllocated: 16,
+    bitsStored: 12,
+    highBit: 11,
+    pixelRepresentation: 0 as const,
+    rescaleSlope: undefined,
+    rescaleIntercept: undefined,
+    windowCenters: [],
+    windowWidths: [],
+    voiLutFunction: 'LINEAR' as const,
+    voiLuts: [],
+    photometricInterpretation: 'MONOCHROME1',
+  };
+  const image = (rows: number, columns: number, at: (i: number) => number): DecodedFrame => ({
+    samples: Uint16Array.from({ length: rows * columns }, (_, i) => at(i)),
+    rows,
+    columns,
+    samplesPerPixel: 1,
+    origin: 'native',
+    decoder: 'test',
+  });
+  const viaLookup = (f: DecodedFrame, withAffine: boolean) => {
+    const fast = intensityByLookup(f, module, 'bits');
+    if (!fast) throw new Error('no table');
+    const source = { samples: f.samples, lut: fast.lut, lutOffset: fast.lutOffset, rows: f.rows, columns: f.columns, ...(withAffine && fast.affine ? { affine: fast.affine } : {}) };
+    return { affine: fast.affine, out: resizeRegion(source, cropRegion(f.rows, f.columns, 'center-square'), 37, 37, 'area').data };
+  };
+
+  it('averages raw samples and maps the averages, equal to looking every pixel up', () => {
+    const f = image(301, 257, (i) => (i * 7919) % 4096);
+    const shortcut = viaLookup(f, true);
+    expect(shortcut.affine).toMatchObject({ last: 4095 });
+    const lookup = viaLookup(f, false).out;
+    for (let i = 0; i < lookup.length; i++) expect(Math.abs((shortcut.out[i] ?? 0) - (lookup[i] ?? 0))).toBeLessThan(1e-6);
+  });
+
+  it('falls back to the lookup when a sample carries bits beyond BitsStored (an overlay), which masking removes', () => {
+    const f = image(64, 64, (i) => (i === 100 ? 0xf000 | 5 : i % 4096));
+    const withShortcut = viaLookup(f, true).out;
+    const lookup = viaLookup(f, false).out;
+    expect(Array.from(withShortcut)).toEqual(Array.from(lookup));
   });
 });

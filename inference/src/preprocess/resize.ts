@@ -17,6 +17,8 @@ export type PixelSource =
       readonly lutOffset: number;
       readonly rows: number;
       readonly columns: number;
+      /** the table is `scale * sample + offset` for samples 0..last (see `intensityByLookup`) */
+      readonly affine?: { readonly last: number; readonly scale: number; readonly offset: number };
     };
 
 /** A rectangle of the source, in pixels. */
@@ -138,6 +140,10 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
   const effective: ResizeMode = mode === 'area' && (region.height < rows || region.width < columns) ? 'bilinear' : mode;
   const xt = taps(region.width, columns, effective);
   const yt = taps(region.height, rows, effective);
+  if ('lut' in source && source.affine && effective === 'area' && (source.samples instanceof Uint16Array || source.samples instanceof Uint8Array)) {
+    const fast = resizeAffine(source.samples, source.columns, source.affine, region, xt, yt, rows, columns);
+    if (fast) return fast;
+  }
   const width = region.width;
   // Columns of source rows first: contiguous reads of whole rows, the cache-friendly order for big images.
   const vertical = new Float64Array(rows * width);
@@ -164,6 +170,82 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
         acc += (vertical[rowBase + (xt.index[t] as number)] as number) * (xt.weight[t] as number);
       }
       result[y * columns + x] = acc;
+    }
+  }
+  return { data: result, rows, columns };
+}
+
+/**
+ * Area resize of raw unsigned samples whose intensity is affine (`scale * sample + offset`): averages the samples
+ * themselves, then maps the averages. Each output pixel's interior taps share one weight, so the inner loop is
+ * an integer sum. Undefined when a sample lies beyond the affine part of the table (the caller then takes the
+ * lookup path): samples are OR-ed on the way, which bounds the largest one.
+ */
+function resizeAffine(
+  samples: Uint16Array | Uint8Array,
+  sourceColumns: number,
+  affine: { readonly last: number; readonly scale: number; readonly offset: number },
+  region: Region,
+  xt: AxisTaps,
+  yt: AxisTaps,
+  rows: number,
+  columns: number,
+): GreyImage | undefined {
+  // Per output column: first tap, tap count, and the weights of the first, interior and last taps.
+  const first = new Int32Array(columns);
+  const count = new Int32Array(columns);
+  const wFirst = new Float64Array(columns);
+  const wInner = new Float64Array(columns);
+  const wLast = new Float64Array(columns);
+  const weightSumX = new Float64Array(columns);
+  for (let x = 0; x < columns; x++) {
+    const start = xt.start[x] as number;
+    const end = xt.start[x + 1] as number;
+    first[x] = xt.index[start] as number;
+    count[x] = end - start;
+    wFirst[x] = xt.weight[start] as number;
+    wInner[x] = end - start > 2 ? (xt.weight[start + 1] as number) : 0;
+    wLast[x] = xt.weight[end - 1] as number;
+    let sum = 0;
+    for (let t = start; t < end; t++) sum += xt.weight[t] as number;
+    weightSumX[x] = sum;
+  }
+  const sums = new Float64Array(rows * columns);
+  let seen = 0;
+  for (let y = 0; y < rows; y++) {
+    const out = y * columns;
+    for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) {
+      const wy = yt.weight[t] as number;
+      const base = (region.top + (yt.index[t] as number)) * sourceColumns + region.left;
+      for (let x = 0; x < columns; x++) {
+        const s0 = base + (first[x] as number);
+        const n = count[x] as number;
+        const v0 = samples[s0] as number;
+        seen |= v0;
+        let acc = v0 * (wFirst[x] as number);
+        if (n > 1) {
+          let inner = 0;
+          const innerEnd = s0 + n - 1;
+          for (let s = s0 + 1; s < innerEnd; s++) {
+            const v = samples[s] as number;
+            inner += v;
+            seen |= v;
+          }
+          const vLast = samples[innerEnd] as number;
+          seen |= vLast;
+          acc += inner * (wInner[x] as number) + vLast * (wLast[x] as number);
+        }
+        sums[out + x] = (sums[out + x] as number) + acc * wy;
+      }
+    }
+  }
+  if (seen > affine.last) return undefined;
+  const result = new Float32Array(rows * columns);
+  for (let y = 0; y < rows; y++) {
+    let weightSumY = 0;
+    for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) weightSumY += yt.weight[t] as number;
+    for (let x = 0; x < columns; x++) {
+      result[y * columns + x] = affine.scale * (sums[y * columns + x] as number) + affine.offset * weightSumY * (weightSumX[x] as number);
     }
   }
   return { data: result, rows, columns };
