@@ -30,7 +30,8 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   const fail = (err: unknown): void => {
     const { code, message } = errorLine(err);
     writeLine(io.stderr, `cxr: ${code}: ${message}`);
-    exitCode = 1;
+    // A usage mistake found by a command (a bad --thresholds file, an unknown --score code) exits like one commander finds.
+    exitCode = code === 'CXR_USAGE' ? 2 : 1;
   };
   const program = new Command()
     .name('cxr')
