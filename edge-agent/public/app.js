@@ -1285,8 +1285,14 @@ function renderHeader() {
       h('span', { class: 'model-name' }, model.name),
       ' ',
       h('span', { class: 'model-version' }, `${t('version')} ${model.version}`),
+      // An update from the registry in progress or refused: the model above keeps serving meanwhile.
+      model.state === 'downloading' || model.state === 'verifying'
+        ? h('span', { class: 'model-update', 'data-state': model.state }, ` · ${t('modelUpdating')}`)
+        : model.state === 'failed'
+          ? h('span', { class: 'model-update', 'data-state': 'failed', title: model.error ? `${model.error.code}: ${model.error.name}@${model.error.version}` : '' }, ` · ${t('modelUpdateFailed')}`)
+          : null,
     );
-    info.title = `sha256 ${model.sha256}`;
+    info.title = `sha256 ${model.sha256}${model.source === 'registry' ? ` · ${t('modelFromRegistry')}` : ''}`;
   } else info.replaceChildren(state.health ? t('modelLoading') : '');
   renderConn();
 }
@@ -1518,6 +1524,8 @@ function connectEvents() {
     scheduleRefresh();
     scheduleLink();
   });
+  // The model was swapped, or its update from the registry moved on.
+  events.addEventListener('model', () => void loadHealth());
   events.addEventListener('error', () => {
     state.sse = 'down';
     renderConn();

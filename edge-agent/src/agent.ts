@@ -8,9 +8,12 @@ import { createStoreScp, type StoreScp } from './dimse/scp.js';
 import { FolderIntake } from './intake/folder-watch.js';
 import type { Logger } from './log.js';
 import { InferenceProcessor } from './pipeline/processor.js';
+import { createGatewayFetch } from './outbox/gateway-fetch.js';
 import { OutboxSender } from './outbox/sender.js';
 import { OutboxDb, SpoolDb, type InstanceRecord } from './spool/db.js';
 import { Spool, type SpoolFaults } from './spool/spool.js';
+import { ModelSync } from './sync/model-sync.js';
+import { RegistryClient } from './sync/registry-client.js';
 import { buildEdgeApp } from './web/app.js';
 
 export interface EdgeAgent {
@@ -43,6 +46,11 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     changes.emit('change', record);
   };
   const link = config.gatewayUrl && config.stationId && config.stationToken ? { url: config.gatewayUrl, stationId: config.stationId, token: config.stationToken } : undefined;
+  const gatewayTls = {
+    ...(config.gatewayCa ? { caFile: config.gatewayCa } : {}),
+    ...(config.clientCert ? { certFile: config.clientCert } : {}),
+    ...(config.clientKey ? { keyFile: config.clientKey } : {}),
+  };
   const sender = link
     ? new OutboxSender(
         {
@@ -59,11 +67,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
           gateway: link,
           pollMs: config.gatewayPollMs,
           uploadChunkBytes: config.uploadChunkBytes,
-          tls: {
-            ...(config.gatewayCa ? { caFile: config.gatewayCa } : {}),
-            ...(config.clientCert ? { certFile: config.clientCert } : {}),
-            ...(config.clientKey ? { keyFile: config.clientKey } : {}),
-          },
+          tls: gatewayTls,
         },
       )
     : undefined;
@@ -94,7 +98,18 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     announce(record);
     if (stage === 'done') toOutbox(record);
   };
-  const processor = new InferenceProcessor({ db, spool, log, onChange: changed }, { modelDir: config.modelDir, threads: config.inferenceThreads, workers: config.workers });
+  const processor = new InferenceProcessor({ db, spool, log, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
+  if (!link && config.registryKey) log.warn({}, '--registry-key is used only with a gateway: model sync is off');
+  const modelSync = new ModelSync(
+    {
+      log: log.child({ component: 'model-sync' }),
+      processor,
+      client: link && config.modelSync ? new RegistryClient({ ...link, fetch: createGatewayFetch(gatewayTls) }) : undefined,
+      linkUp: () => sender?.status().state === 'online',
+      onChange: () => changes.emit('model'),
+    },
+    { dataDir: config.dataDir, localModelDir: config.modelDir, stationId: config.stationId, registryKey: config.registryKey, pollMs: config.modelPollMs },
+  );
   let ready = false;
   const onStored = (record: InstanceRecord): void => {
     changed(record);
@@ -105,8 +120,8 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
   let intake: FolderIntake | undefined;
   let app: FastifyInstance | undefined;
   try {
-    const model = await processor.start();
-    log.info({ model }, 'model loaded');
+    const model = await modelSync.startModel();
+    processor.resumePending();
     scp = createStoreScp({ spool, log, onStored }, { aeTitle: config.aeTitle, port: config.dicomPort });
     const dicomPort = await scp.listen();
     intake = new FolderIntake({ spool, log, onStored }, { dir: config.watchDir ?? path.join(config.dataDir, 'incoming'), doneDir: path.join(config.dataDir, 'intake-done'), stableMs: config.watchStableMs });
@@ -115,7 +130,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       db,
       spool,
       log,
-      status: () => ({ ready, model: processor.model, aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
+      status: () => ({ ready, model: modelSync.status(), aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
       isProcessing: (id) => processor.isProcessing(id),
       outbox,
       link: () => (sender ? sender.status() : undefined),
@@ -139,11 +154,16 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         changes.on('change', listener);
         return () => changes.off('change', listener);
       },
+      subscribeModel: (listener) => {
+        changes.on('model', listener);
+        return () => changes.off('model', listener);
+      },
     });
     await app.listen({ port: config.httpPort, host: config.httpHost });
     const address = app.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
     sender?.start();
+    modelSync.start();
     ready = true;
     log.info({ dicomPort, httpPort, aeTitle: config.aeTitle, gateway: link ? link.url : null }, 'edge agent ready');
 
@@ -151,13 +171,16 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     return {
       dicomPort,
       httpPort,
-      model,
+      get model(): DeployedModel {
+        return processor.model ?? model;
+      },
       app,
       stop: () =>
         (stopped ??= (async () => {
           ready = false;
           await scp?.close();
           await intake?.stop();
+          await modelSync.stop();
           await sender?.stop();
           await processor.stop();
           await app?.close();
@@ -168,6 +191,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
   } catch (err) {
     await scp?.close().catch(() => undefined);
     await intake?.stop().catch(() => undefined);
+    await modelSync.stop().catch(() => undefined);
     await processor.stop(0).catch(() => undefined);
     await app?.close().catch(() => undefined);
     db.close();

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import type { TriageResult } from '@cxr/inference';
+import { CxrError, type GoldenReport, type ThresholdOverrides, type TriageResult } from '@cxr/inference';
 import type { Logger } from '../log.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
@@ -16,56 +16,147 @@ export interface ProcessorDeps {
 }
 
 export interface ProcessorOptions {
-  readonly modelDir: string;
   /** threads for the model and the JPEG 2000 decoder, per worker */
   readonly threads: number;
-  /** worker threads running inference */
+  /** worker threads running inference, per model */
   readonly workers: number;
   /** ms after which an image's decode and inference is stopped (its worker restarted). Default 120 000. */
   readonly timeoutMs?: number;
 }
 
+/** A model folder to run and the per-site thresholds it runs under. */
+export interface ModelChoice {
+  readonly dir: string;
+  readonly thresholds: ThresholdOverrides;
+}
+
+/** A model loaded in its own workers, checked, not yet serving. */
+export interface PreparedModel {
+  readonly model: DeployedModel;
+  /** `present: false` when the golden cases were not asked for or the folder has none */
+  readonly golden: GoldenReport;
+}
+
+/** Instances analysed by one model since it started serving (in this process). */
+export interface ModelCounts {
+  readonly studies: number;
+  /** studies with at least one image that failed on this model */
+  readonly failed: number;
+}
+
+/** One model with its own worker pool: a swap opens the new slot before the old one closes. */
+interface Slot {
+  readonly pool: Piscina;
+  readonly choice: ModelChoice;
+  thresholds: ThresholdOverrides;
+  readonly model: DeployedModel;
+  readonly inFlight: Set<Promise<void>>;
+  readonly studies: Set<string>;
+  readonly failedStudies: Set<string>;
+  /** set once its workers are being closed */
+  closed?: Promise<void>;
+}
+
 /**
  * Runs every durable instance through the model in worker threads, at once, not after a "stable study" wait.
- * On start it picks up what was received but not processed before a restart.
+ * Each model has its own pool of workers: an instance runs on the model that was serving when it was queued, so a
+ * swap never stops or reruns anything; the old pool closes once its last instance is done.
  */
 export class InferenceProcessor {
   readonly #deps: ProcessorDeps;
   readonly #options: ProcessorOptions;
-  readonly #pool: Piscina;
-  readonly #inFlight = new Set<Promise<void>>();
   readonly #queued = new Set<number>();
-  #model: DeployedModel | undefined;
+  readonly #prepared = new WeakMap<PreparedModel, Slot>();
+  readonly #slots = new Set<Slot>();
+  #active: Slot | undefined;
   #stopping = false;
 
   constructor(deps: ProcessorDeps, options: ProcessorOptions) {
     this.#deps = deps;
     this.#options = options;
-    this.#pool = new Piscina({
+  }
+
+  /**
+   * Loads a model in a new pool of workers (every worker loads it) and, when `golden` is asked, runs its golden
+   * cases in one of them. Throws (and closes the new pool) when it does not load or a golden case fails; the
+   * model serving now is not touched either way.
+   */
+  async prepare(choice: ModelChoice, options: { golden: boolean }): Promise<PreparedModel> {
+    const pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
-      minThreads: options.workers,
-      maxThreads: options.workers,
+      minThreads: this.#options.workers,
+      maxThreads: this.#options.workers,
       idleTimeout: Number.POSITIVE_INFINITY,
       // Inference is CPU-bound: one task per thread at a time.
       concurrentTasksPerWorker: 1,
     });
+    const task = { modelDir: choice.dir, threads: this.#options.threads };
+    try {
+      const others = Array.from({ length: this.#options.workers - 1 }, () => pool.run(task, { name: 'warmUp' }) as Promise<DeployedModel>);
+      const first = options.golden
+        ? (pool.run(task, { name: 'verify' }) as Promise<{ model: DeployedModel; golden: GoldenReport }>)
+        : (pool.run(task, { name: 'warmUp' }) as Promise<DeployedModel>).then((model) => ({ model, golden: { present: false, passed: true, tolerance: 0, cases: [] } }));
+      const [{ model, golden }] = await Promise.all([first, ...others]);
+      if (!golden.passed) {
+        const failed = golden.cases.filter((c) => !c.ok);
+        const detail = failed
+          .slice(0, 3)
+          .map((c) => (c.error ? `${c.input}: ${c.error.code}` : `${c.input}: differs by ${c.maxAbsDiff ?? '?'} (tolerance ${golden.tolerance})`))
+          .join('; ');
+        throw new CxrError('CXR_MODEL_GOLDEN_MISMATCH', `${failed.length} of ${golden.cases.length} golden cases failed: ${detail}`);
+      }
+      const prepared: PreparedModel = { model, golden };
+      this.#prepared.set(prepared, { pool, choice, thresholds: choice.thresholds, model, inFlight: new Set(), studies: new Set(), failedStudies: new Set() });
+      return prepared;
+    } catch (err) {
+      await pool.destroy().catch(() => undefined);
+      throw err;
+    }
   }
 
-  /** Loads the model in every worker; resolves with its identity. Fails if the model cannot be loaded. */
-  async start(): Promise<DeployedModel> {
-    const warm = Array.from({ length: this.#options.workers }, () =>
-      this.#pool.run({ modelDir: this.#options.modelDir, threads: this.#options.threads }, { name: 'warmUp' }) as Promise<DeployedModel>,
-    );
-    const [identity] = await Promise.all(warm);
-    this.#model = identity;
+  /**
+   * Makes a prepared model the one new instances go to, at once; instances already queued on the previous model
+   * finish there, then its workers close. Resolves when the previous model is closed.
+   */
+  async activate(prepared: PreparedModel): Promise<void> {
+    const slot = this.#prepared.get(prepared);
+    if (!slot) throw new Error('not a prepared model of this processor');
+    this.#prepared.delete(prepared);
+    const previous = this.#active;
+    this.#slots.add(slot);
+    this.#active = slot;
+    if (previous) await this.#retire(previous);
+  }
+
+  /** Closes a prepared model that will not serve. */
+  async discard(prepared: PreparedModel): Promise<void> {
+    const slot = this.#prepared.get(prepared);
+    this.#prepared.delete(prepared);
+    await slot?.pool.destroy();
+  }
+
+  /** Takes up what was received but not processed before a restart; call once a model is active. */
+  resumePending(): void {
     const pending = this.#deps.db.pending();
     if (pending.length > 0) this.#deps.log.info({ count: pending.length }, 'resuming unfinished instances');
     for (const record of pending) this.enqueue(record);
-    return identity as DeployedModel;
   }
 
   get model(): DeployedModel | undefined {
-    return this.#model;
+    return this.#active?.model;
+  }
+
+  get thresholds(): ThresholdOverrides {
+    return this.#active?.thresholds ?? {};
+  }
+
+  /** New per-site thresholds for the model serving now: they apply to instances queued from now on. */
+  setThresholds(thresholds: ThresholdOverrides): void {
+    if (this.#active) this.#active.thresholds = thresholds;
+  }
+
+  counts(): ModelCounts {
+    return { studies: this.#active?.studies.size ?? 0, failed: this.#active?.failedStudies.size ?? 0 };
   }
 
   /** True while an instance is being processed (its result may already show; its images are coming). */
@@ -78,7 +169,9 @@ export class InferenceProcessor {
   }
 
   enqueue(record: InstanceRecord): void {
-    if (this.#stopping || this.#queued.has(record.id)) return;
+    const slot = this.#active;
+    // Before a model serves, a received instance stays `received` in the spool: resumePending() takes it.
+    if (this.#stopping || !slot || this.#queued.has(record.id)) return;
     this.#queued.add(record.id);
     // The result is shown as soon as the model has run; the preview and heatmap follow a moment later.
     const { port1, port2 } = new MessageChannel();
@@ -87,17 +180,18 @@ export class InferenceProcessor {
       instanceId: record.id,
       file: this.#deps.spool.absolute(record.file),
       derivedDir: path.join(this.#deps.spool.dirs.derived, String(record.id)),
-      modelDir: this.#options.modelDir,
+      modelDir: slot.choice.dir,
       threads: this.#options.threads,
+      thresholds: slot.thresholds,
       early: port2,
     };
     // A codec that never returns must not hold the queue: the task is aborted and its worker thread replaced.
     const signal = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
-    const job = (this.#pool.run(task, { transferList: [port2], signal }) as Promise<InferenceOutcome>)
-      .then((outcome) => this.#record(record.id, outcome))
+    const job = (slot.pool.run(task, { transferList: [port2], signal }) as Promise<InferenceOutcome>)
+      .then((outcome) => this.#record(slot, record, outcome))
       .catch((err: unknown) => {
         if (signal.aborted && !this.#stopping) {
-          this.#record(record.id, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${this.#options.timeoutMs ?? 120_000} ms` }, preview: null });
+          this.#record(slot, record, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${this.#options.timeoutMs ?? 120_000} ms` }, preview: null });
           return;
         }
         // The worker itself died or the pool closed: leave the row `received`, a restart retries it.
@@ -106,9 +200,9 @@ export class InferenceProcessor {
       .finally(() => {
         port1.close();
         this.#queued.delete(record.id);
-        this.#inFlight.delete(job);
+        slot.inFlight.delete(job);
       });
-    this.#inFlight.add(job);
+    slot.inFlight.add(job);
   }
 
   #recordEarly(id: number, result: TriageResult): void {
@@ -119,30 +213,42 @@ export class InferenceProcessor {
     if (record) this.#deps.onChange(record, 'result');
   }
 
-  #record(id: number, outcome: InferenceOutcome): void {
+  #record(slot: Slot, record: InstanceRecord, outcome: InferenceOutcome): void {
     const { db, log } = this.#deps;
+    const id = record.id;
+    slot.studies.add(record.studyInstanceUid);
     if (outcome.ok) {
       db.markInferred(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel });
       log.info(
-        { instanceId: id, applicable: outcome.result.applicable, priority: outcome.result.priority, ms: outcome.result.timingsMs.total },
+        { instanceId: id, applicable: outcome.result.applicable, priority: outcome.result.priority, ms: outcome.result.timingsMs.total, model: `${slot.model.name}@${slot.model.version}` },
         'inferred',
       );
     } else {
+      slot.failedStudies.add(record.studyInstanceUid);
       db.markFailed(id, outcome.error, { preview: this.#relative(outcome.preview) });
       log.warn({ instanceId: id, code: outcome.error.code }, 'inference failed');
     }
-    const record = db.get(id);
-    if (record) this.#deps.onChange(record, 'done');
+    const updated = db.get(id);
+    if (updated) this.#deps.onChange(updated, 'done');
   }
 
   #relative(file: string | null): string | null {
     return file ? path.relative(path.dirname(this.#deps.spool.dirs.derived), file) : null;
   }
 
-  /** Finishes the work in flight (up to `graceMs`), then stops the workers. */
+  async #retire(slot: Slot, graceMs = Number.POSITIVE_INFINITY): Promise<void> {
+    const settled = Promise.allSettled([...slot.inFlight]);
+    await (Number.isFinite(graceMs) ? Promise.race([settled, new Promise((r) => setTimeout(r, graceMs).unref())]) : settled);
+    // A swap and a stop may both retire the same model: its workers close once.
+    slot.closed ??= slot.pool.destroy().catch((err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'closing a model pool failed'));
+    await slot.closed;
+    this.#slots.delete(slot);
+  }
+
+  /** Finishes the work in flight (up to `graceMs`), then stops the workers of every model. */
   async stop(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
-    await Promise.race([Promise.allSettled([...this.#inFlight]), new Promise((r) => setTimeout(r, graceMs).unref())]);
-    await this.#pool.destroy();
+    await Promise.all([...this.#slots].map((slot) => this.#retire(slot, graceMs)));
+    this.#active = undefined;
   }
 }

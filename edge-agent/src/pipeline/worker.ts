@@ -12,7 +12,10 @@ import {
   pickHeatmapLabel,
   renderHeatmap,
   renderPreview,
+  runGoldenCases,
+  type GoldenReport,
   type LoadedModel,
+  type ThresholdOverrides,
   type TriageResult,
 } from '@cxr/inference';
 
@@ -24,6 +27,8 @@ export interface InferenceTask {
   readonly derivedDir: string;
   readonly modelDir: string;
   readonly threads: number;
+  /** Per-site thresholds of the deployment this model runs under; labels not named keep the manifest's. */
+  readonly thresholds?: ThresholdOverrides;
   /** Gets the result as soon as the model has run, before the preview and heatmap are drawn. */
   readonly early?: MessagePort;
 }
@@ -66,6 +71,16 @@ export async function warmUp(task: Pick<InferenceTask, 'modelDir' | 'threads'>):
   return { ...identity, description: manifest.description ?? null, applicability: manifest.applicability };
 }
 
+/**
+ * Loads the model and runs its golden cases here, in the worker that will serve it: what is checked is the very
+ * session that then reads the radiographs.
+ */
+export async function verify(task: Pick<InferenceTask, 'modelDir' | 'threads'>): Promise<{ model: DeployedModel; golden: GoldenReport }> {
+  const model = await warmUp(task);
+  const golden = await runGoldenCases(await modelFor(task));
+  return { model, golden };
+}
+
 export default async function infer(task: InferenceTask): Promise<InferenceOutcome> {
   await mkdir(task.derivedDir, { recursive: true });
   let preview: string | null = null;
@@ -73,7 +88,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
     const model = await modelFor(task);
     const bytes = await readFile(task.file);
     // Decoded even when the model does not apply: the radiographer still sees the image.
-    const analysis = await analyzeBytes(bytes, model, { decodeAlways: true, decode: { j2kThreads: task.threads } });
+    const analysis = await analyzeBytes(bytes, model, { decodeAlways: true, decode: { j2kThreads: task.threads }, ...(task.thresholds ? { thresholds: task.thresholds } : {}) });
     task.early?.postMessage(analysis.result);
     if (analysis.source) {
       const rendered = await renderPreview(analysis.source);

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
-import type { DeployedModel } from '../pipeline/worker.js';
+import type { RunningModel } from '../sync/model-sync.js';
 import type { LinkStatus } from '../outbox/sender.js';
 import type { ConsultRecord, InstanceRecord, OutboxDb, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
@@ -15,7 +15,7 @@ export interface EdgeAppDeps {
   readonly spool: Spool;
   readonly log: Logger;
   /** What the health route reports; read on every request. */
-  readonly status: () => { ready: boolean; model: DeployedModel | undefined; aeTitle: string; dicomPort: number; queue: number };
+  readonly status: () => { ready: boolean; model: RunningModel | undefined; aeTitle: string; dicomPort: number; queue: number };
   /** True while an instance's images are still being drawn. */
   readonly isProcessing: (instanceId: number) => boolean;
   readonly outbox: OutboxDb;
@@ -25,6 +25,8 @@ export interface EdgeAppDeps {
   readonly requestConsult: (studyInstanceUid: string, note: string | null) => ConsultRecord | undefined;
   /** Subscribes to instance changes for the live page; returns the unsubscribe function. */
   readonly subscribe: (listener: (record: InstanceRecord) => void) => () => void;
+  /** Subscribes to changes of the model serving or of its update from the registry. */
+  readonly subscribeModel?: (listener: () => void) => () => void;
 }
 
 /** The page's static files: `public/` beside `src/` and `dist/`. */
@@ -97,11 +99,14 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     const unsubscribe = deps.subscribe((record) => {
       raw.write(`event: instance\ndata: ${JSON.stringify({ id: record.id, studyInstanceUid: record.studyInstanceUid, status: record.status })}\n\n`);
     });
+    // The page reads /api/health again: a swapped model shows at once.
+    const unsubscribeModel = deps.subscribeModel?.(() => raw.write('event: model\ndata: {}\n\n'));
     const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
     request.raw.on('close', () => {
       eventStreams.delete(raw);
       clearInterval(heartbeat);
       unsubscribe();
+      unsubscribeModel?.();
     });
   });
 
