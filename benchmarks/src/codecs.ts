@@ -4,10 +4,8 @@
  *
  *   npm run codecs -w benchmarks -- [--runs 5]
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
   TransferSyntax,
@@ -20,16 +18,12 @@ import {
   type DecodedFrame,
   type ImageInfo,
 } from '@cxr/inference';
+import { machineDescription, resultsDir, sharedDicomFiles } from './corpus.js';
 import { fmt, median } from './stats.js';
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '5' } } });
 const runs = Number(args.runs);
-const here = path.dirname(fileURLToPath(import.meta.url));
-const shared = path.resolve(here, '../../../shared');
-const files = [
-  ...readdirSync(path.join(shared, 'dicom')).filter((f) => f.endsWith('.dcm')).map((f) => path.join(shared, 'dicom', f)),
-  ...readdirSync(path.join(shared, 'dicom', 'derived')).map((f) => path.join(shared, 'dicom', 'derived', f)),
-].sort();
+const files = sharedDicomFiles();
 
 type Decoder = { name: string; decode: (codestream: Uint8Array, info: ImageInfo) => Promise<DecodedFrame | unknown> };
 const native = loadNativeOpenJpeg();
@@ -84,8 +78,8 @@ for (const file of files) {
   for (const t of timings) rows.push({ file: path.basename(file), decoder: t.decoder, ms: t.ms, ratio: t.ms / best });
 }
 
-const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
-writeFileSync(path.join(here, '..', 'results', 'codecs.json'), JSON.stringify({ date: new Date().toISOString(), machine, runs, rows }, null, 1));
+const machine = machineDescription();
+writeFileSync(path.join(resultsDir, 'codecs.json'), JSON.stringify({ date: new Date().toISOString(), machine, runs, rows }, null, 1));
 console.log(`\n#### Decoders side by side (median of ${runs}; ${machine})\n`);
 console.log('| file | decoder | ms | x fastest |');
 console.log('|---|---|---:|---:|');
