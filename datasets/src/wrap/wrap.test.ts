@@ -252,3 +252,21 @@ describe('wrap', () => {
     }
   });
 });
+
+describe('bit mapping', () => {
+  it('is one to one and reversible whenever the target has at least the source bits', () => {
+    for (const [from, to] of [[8, 8], [8, 10], [8, 12], [8, 15], [8, 16], [16, 16]] as const) {
+      const seen = new Set<number>();
+      const sourceMax = 2 ** from - 1;
+      for (let v = 0; v <= sourceMax; v++) {
+        const stored = scaleValue(v, from, to);
+        expect(stored).toBeLessThanOrEqual(2 ** to - 1);
+        seen.add(stored);
+        expect(Math.round((stored * sourceMax) / (2 ** to - 1))).toBe(v);
+      }
+      expect(seen.size).toBe(sourceMax + 1);
+      expect(scaleValue(sourceMax, from, to)).toBe(2 ** to - 1);
+    }
+    for (let v = 0; v < 256; v++) expect(scaleValue(v, 8, 16)).toBe(v * 257);
+  });
+});
