@@ -4,11 +4,12 @@ import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import { registerModelRegistry, type RegistryOptions } from '@cxr/model-registry';
 import { Type } from '@sinclair/typebox';
 import type { AccountStore } from './accounts/accounts.js';
 import type { SessionStore } from './accounts/sessions.js';
 import { GatewayError } from './errors.js';
-import { registerAuth, requireUser } from './plugins/auth.js';
+import { registerAuth, requireStation, requireUser } from './plugins/auth.js';
 import { AuditTrail } from './audit.js';
 import { registerConsults } from './plugins/consults.js';
 import { registerIngest } from './plugins/ingest.js';
@@ -39,6 +40,8 @@ export interface GatewayOptions {
    * every station must (mTLS: its certificate's common name is its station id); browsers need none.
    */
   readonly https?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
+  /** the model registry's settings (model-registry/src/plugin.ts) */
+  readonly registry?: RegistryOptions;
 }
 
 /** The gateway's HTTP app, apart from any listening socket: tests use inject() or listen({ port: 0 }). */
@@ -86,6 +89,23 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
   });
   registerUploads(app, { store: deps.store, audit }, { maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024, ...(options.maxChunkBytes ? { maxChunkBytes: options.maxChunkBytes } : {}) });
   registerConsults(app, { store: deps.store, queue: deps.queue, audit });
+  // The model registry: its API, the stations' model sync and the ML engineer's page at /ml/.
+  await registerModelRegistry(
+    app,
+    {
+      store: deps.store,
+      redis: deps.redis,
+      audit,
+      log: deps.log.child({ component: 'registry' }),
+      principal: (request) => request.principal,
+      requireUser,
+      requireStation,
+      httpError: (code, detail) => new GatewayError(code, detail),
+      listStations: async () => (await deps.accounts.stations()).map((s) => s.stationId),
+      stationExists: async (stationId) => (await deps.accounts.station(stationId)) !== undefined,
+    },
+    options.registry,
+  );
 
   app.get('/api/health', async (_request, reply) => {
     const checks = { redis: false, store: false };

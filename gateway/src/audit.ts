@@ -10,7 +10,11 @@ export type AuditAction =
   | 'consult.view'
   | 'consult.claim'
   | 'consult.release'
-  | 'consult.report';
+  | 'consult.report'
+  | 'registry.push'
+  | 'registry.deploy'
+  | 'registry.rollback'
+  | 'registry.cohort';
 
 export interface AuditEvent {
   readonly at: string;

@@ -5,6 +5,7 @@ import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
 import { rebuildQueueFromStore } from '../queue/rebuild.js';
+import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 function port(value: string): number {
   const n = Number(value);
@@ -115,6 +116,21 @@ export async function main(argv: readonly string[]): Promise<number> {
       } catch (err) {
         process.stderr.write(`cxr-gateway: ${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}\n`);
         exitCode = 1;
+      } finally {
+        await context.close();
+      }
+    });
+  admin
+    .command('registry-key')
+    .description("Print the model registry's public key on the last line (the edge's --registry-key), creating the key pair if there is none.")
+    .requiredOption('--store <url>', storeHelp, process.env.CXR_STORE)
+    .requiredOption('--redis <url>', 'redis://HOST:PORT', process.env.CXR_REDIS_URL)
+    .action(async (opts: { store: string; redis: string }) => {
+      const log = createLogger({ level: 'warn', destination: process.stderr as never });
+      const context = await openContext({ store: opts.store, redis: opts.redis, log });
+      try {
+        const key = await getOrCreateSigningKey(context.store);
+        process.stdout.write(`the model registry's public key (Ed25519, for the edge's --registry-key):\n${key.publicKey}\n`);
       } finally {
         await context.close();
       }
