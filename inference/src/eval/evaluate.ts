@@ -29,6 +29,8 @@ export interface ScoreReport {
   readonly ppv: number | null;
   readonly npv: number | null;
   readonly operatingPoint: DecisionRule;
+  /** How many different score values the images got: 1 means a constant model (AUC 0.5 and a DeLong CI of width 0). */
+  readonly distinctScores: number;
 }
 
 export interface EvaluationContext {
@@ -73,6 +75,7 @@ export function evaluateScore(spec: ScoreSpec, set: ScoredSet, context: Evaluati
     ppv: roundOrNull(point.ppv),
     npv: roundOrNull(point.npv),
     operatingPoint: rule,
+    distinctScores: new Set(scores).size,
   };
   return { report, roc: rocCurve(scores, truth), scores };
 }

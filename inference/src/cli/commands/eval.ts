@@ -76,7 +76,7 @@ async function writeReport(dir: string, evaluation: Evaluation, report: Record<s
     title: `ROC: ${summary.model.name}@${summary.model.version}`,
     subtitle: `${summary.labelsFile}: ${evaluation.reports[0]?.n ?? 0} images scored, ${summary.failed.length} unreadable, ${summary.notApplicable.length} not applicable`,
     curves: evaluation.reports.map((r, k) => ({
-      name: r.codes.length > 1 || r.truth !== r.score ? `${r.truth} = ${r.score}` : r.score,
+      name: scoreName(r),
       roc: evaluation.rocs[k] ?? { fpr: [], tpr: [], thresholds: [] },
       auc: r.auc,
       auc95: r.auc95,
@@ -95,7 +95,7 @@ const ci = (v: [number, number] | null): string => (v === null ? '' : ` (95% CI 
 function writeHuman(io: CliIo, { summary, reports }: Evaluation, out: string | undefined): void {
   writeLine(io.stdout, runLine(summary, reports[0]?.n ?? 0));
   for (const r of reports) {
-    writeLine(io.stdout, `${r.truth} = ${r.score}: n ${r.n} (${r.positives} positive, ${r.negatives} negative)`);
+    writeLine(io.stdout, `${scoreName(r)}: n ${r.n} (${r.positives} positive, ${r.negatives} negative)`);
     writeLine(io.stdout, `  AUC ${r.auc === null ? '-' : r.auc.toFixed(4)}${r.auc95 ? ` (95% CI ${r.auc95[0].toFixed(4)}-${r.auc95[1].toFixed(4)}, DeLong)` : ''}`);
     writeLine(io.stdout, `  at ${ruleText(r)}:`);
     writeLine(io.stdout, `    sensitivity ${f3(r.sensitivity)}${ci(r.sensitivity95)}, specificity ${f3(r.specificity)}${ci(r.specificity95)} (Wilson)`);
@@ -114,6 +114,11 @@ function runLine(summary: RunSummary, n: number): string {
     `${model.name}@${model.version} on ${summary.labelsFile}: ${n} images scored${unverified}${forced}, ` +
     `${summary.failed.length} unreadable, ${summary.notApplicable.length} not applicable, in ${(summary.elapsedMs / 1000).toFixed(1)} s`
   );
+}
+
+/** "pneumonia = bacterial_pneumonia+viral_pneumonia", or just the code when the column is named after it. */
+function scoreName(r: ScoreReport): string {
+  return r.truth.toLowerCase() === r.score ? r.score : `${r.truth} = ${r.score}`;
 }
 
 function ruleText(r: ScoreReport): string {
