@@ -152,6 +152,17 @@ describe('cxr eval on a set with unreadable and not-applicable images', () => {
     }
   });
 
+  it('shows a progress bar on a terminal, on stderr', async () => {
+    // util-linux's script gives the command a terminal; stdout goes to a file so only stderr reaches the terminal.
+    const json = path.join(tmp, 'tty.json');
+    const command = [process.execPath, bin, 'eval', '--model', squeezenet, '--labels', csv, '--json'].map((a) => `'${a}'`).join(' ');
+    const { stdout: terminal } = await run('script', ['-qec', `${command} > '${json}'`, '/dev/null']);
+    expect(terminal).toContain('cxr eval [');
+    expect(terminal).toContain('9/9 images');
+    expect(terminal).toContain('2 failed');
+    expect(JSON.parse(readFileSync(json, 'utf8'))).toMatchObject({ n: 6 });
+  });
+
   it('scores not-applicable images with --include-not-applicable', async () => {
     const { stdout } = await cxr('eval', '--model', squeezenet, '--labels', csv, '--json', '--include-not-applicable');
     expect(JSON.parse(stdout)).toMatchObject({ n: 7, notApplicable: [], forced: 1 });
