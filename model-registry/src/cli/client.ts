@@ -79,8 +79,9 @@ export class GatewayClient {
 
   static #failure(status: number, json: unknown): GatewayCallError {
     const error = (json as { error?: { code?: string; message?: string } } | null)?.error;
+    const byStatus: Record<number, string> = { 401: 'CXR_AUTH_INVALID', 403: 'CXR_FORBIDDEN', 404: 'CXR_NOT_FOUND', 413: 'CXR_PAYLOAD_TOO_LARGE', 503: 'CXR_UNAVAILABLE' };
     const hint = status === 401 ? ' (sign in again: cxr-registry login)' : status === 403 ? ' (the account needs the mlops or admin role)' : '';
-    return new GatewayCallError(status, error?.code ?? `HTTP_${status}`, `${error?.message ?? `HTTP ${status}`}${hint}`, json);
+    return new GatewayCallError(status, error?.code ?? byStatus[status] ?? 'CXR_INTERNAL', `${error?.message ?? `HTTP ${status}`}${hint}`, json);
   }
 
   /** True when the gateway already has this blob. */

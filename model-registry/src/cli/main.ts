@@ -3,7 +3,6 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { readLabelledSet } from '@cxr/inference';
 import type { FleetRow } from '../fleet/status.js';
 import type { DeploymentRecord } from '../rollout/rollout.js';
 import type { PushError } from '../validate/validate.js';
@@ -100,6 +99,8 @@ async function push(dir: string, opts: Connection & { labels?: string; imageColu
   if (files.length === 0) throw new GatewayCallError(0, 'CXR_MANIFEST_INVALID', `${dir} has no files`, null);
   let labelled: { csv: string; files: LocalFile[] } | undefined;
   if (opts.labels) {
+    // Loaded only here: the inference library (and its runtimes) would slow every other command's start.
+    const { readLabelledSet } = await import('@cxr/inference');
     const set = await readLabelledSet(opts.labels, opts.imageColumn);
     const folder = path.dirname(path.resolve(opts.labels));
     const outside = set.rows.map((r) => path.relative(folder, r.file)).filter((rel) => rel.startsWith('..') || path.isAbsolute(rel));
@@ -178,7 +179,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         result = await push(dir, opts);
       } catch (err) {
         const e = err instanceof GatewayCallError ? err : null;
-        const code = e?.code ?? (err as { code?: string }).code ?? 'CXR_INTERNAL';
+        const nodeCode = (err as { code?: string }).code;
+        const code = e?.code ?? (nodeCode === 'ENOENT' ? 'CXR_FILE_NOT_FOUND' : nodeCode) ?? 'CXR_INTERNAL';
         const local = await localName(dir);
         const error: PushError = { check: 'files', code: code.startsWith('CXR_') ? code : 'CXR_IO', message: (err as Error).message };
         result = { accepted: false, ...local, errors: [error], warnings: [], validation: null, existing: false, files: [] };

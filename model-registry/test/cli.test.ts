@@ -1,0 +1,142 @@
+/**
+ * `cxr-registry` and `cxr-gateway admin registry-key` as an ML engineer runs them: the built bins against a real
+ * `cxr-gateway serve` process (real redis-server, folder store, accounts made with `cxr-gateway admin`).
+ */
+import { execFile } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildGateway, gatewayCli, startGateway, type RunningGateway } from '../../gateway/test/support/gateway.js';
+import { canaryBucket } from '../src/rollout/rollout.js';
+import { SQUEEZENET, makeModelFolder, repoRoot } from './support/models.js';
+
+const bin = path.join(repoRoot, 'model-registry', 'bin', 'cxr-registry.js');
+const HUNG = { username: 'kt.hung', password: 'mat-khau-dai-3', role: 'mlops' } as const;
+const LAN = { username: 'bs.lan', password: 'mat-khau-dai-1', role: 'radiologist' } as const;
+
+interface Run {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+function registry(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+let gateway: RunningGateway;
+let token = '';
+let conn: string[] = [];
+const folders: string[] = [];
+const lastLine = (text: string): string => text.trim().split('\n').at(-1)?.trim() ?? '';
+
+beforeAll(async () => {
+  await buildGateway();
+  gateway = await startGateway({ stations: ['tram-1', 'tram-2', 'tram-3'], users: [HUNG, LAN] });
+  for (const spec of [{}, { manifest: (m: { version: string }) => void (m.version = '1.1.0') }, { manifest: (m: { version: string }) => void (m.version = '1.2.0'), golden: (p: number[]) => p.map((x) => x + 0.2) }]) {
+    folders.push(await makeModelFolder(SQUEEZENET, spec));
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await gateway?.stop();
+  for (const dir of folders) await rm(dir, { recursive: true, force: true });
+});
+
+describe('cxr-registry', () => {
+  it('signs in an mlops account made with cxr-gateway admin add-user --role mlops', async () => {
+    const run = await registry(['login', '--gateway', gateway.baseUrl, '--username', HUNG.username, '--password', HUNG.password]);
+    expect(run.code).toBe(0);
+    token = lastLine(run.stdout);
+    expect(token).toMatch(/^cxrsess_/u);
+    conn = ['--gateway', gateway.baseUrl, '--token', token];
+  });
+
+  it('pushes a model folder: JSON with accepted, name, version, errors and validation; exit 0', async () => {
+    const run = await registry(['push', folders[0] ?? '', ...conn]);
+    expect(run.stderr).toContain('uploading model.onnx');
+    expect(run.code).toBe(0);
+    const result = JSON.parse(run.stdout) as { accepted: boolean; name: string; version: string; errors: unknown[]; validation: Record<string, { status: string }> };
+    expect(result).toMatchObject({ accepted: true, name: SQUEEZENET, version: '1.0.0', errors: [] });
+    expect(result.validation.golden?.status).toBe('passed');
+    // Pushed again: nothing uploaded (the gateway has every file), accepted as it was.
+    const again = await registry(['push', folders[0] ?? '', ...conn]);
+    expect(again.code).toBe(0);
+    expect(again.stderr).not.toContain('uploading');
+    expect(JSON.parse(again.stdout)).toMatchObject({ accepted: true, existing: true });
+    expect((await registry(['push', folders[1] ?? '', ...conn])).code).toBe(0);
+  });
+
+  it('exits non-zero with the reasons when a push is refused, or when the account may not push', async () => {
+    const run = await registry(['push', folders[2] ?? '', ...conn]);
+    expect(run.code).toBe(1);
+    const result = JSON.parse(run.stdout) as { accepted: boolean; name: string; version: string; errors: { code: string }[] };
+    expect(result).toMatchObject({ accepted: false, name: SQUEEZENET, version: '1.2.0' });
+    expect(result.errors.map((e) => e.code)).toEqual(['CXR_MODEL_GOLDEN_MISMATCH', 'CXR_MODEL_GOLDEN_MISMATCH']);
+    expect(run.stderr).toContain('refused: CXR_MODEL_GOLDEN_MISMATCH');
+
+    const lan = lastLine((await registry(['login', '--gateway', gateway.baseUrl, '--username', LAN.username, '--password', LAN.password])).stdout);
+    const refused = await registry(['push', folders[1] ?? '', '--gateway', gateway.baseUrl, '--token', lan]);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.stdout)).toMatchObject({ accepted: false, name: SQUEEZENET, version: '1.1.0', errors: [{ code: 'CXR_FORBIDDEN' }] });
+    const missing = await registry(['push', path.join(tmpdir(), 'no-such-model-folder'), ...conn]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stdout)).toMatchObject({ accepted: false, errors: [{ code: 'CXR_FILE_NOT_FOUND' }] });
+  });
+
+  it('puts stations in a cohort, deploys to it, to a canary percent and to one station with thresholds, and shows the fleet', async () => {
+    const cohort = await registry(['cohort', 'add', 'pilot', 'tram-1', 'tram-2', ...conn]);
+    expect(cohort.code).toBe(0);
+    expect(cohort.stdout).toBe('station tram-1 is in cohort pilot\nstation tram-2 is in cohort pilot\n');
+    const stable = await registry(['deploy', `${SQUEEZENET}@1.0.0`, '--cohort', 'pilot', ...conn]);
+    expect(stable.code).toBe(0);
+    expect(stable.stdout).toMatch(new RegExp(`^deployed ${SQUEEZENET}@1\\.0\\.0 to cohort pilot; deployment \\S+\\n$`, 'u'));
+    const canary = await registry(['deploy', `${SQUEEZENET}@1.1.0`, '--cohort', 'pilot', '--percent', '50', ...conn]);
+    expect(canary.stdout).toContain('to cohort pilot (50%)');
+    const thresholds = path.join(tmpdir(), `cxr-thresholds-${process.pid}.json`);
+    await writeFile(thresholds, JSON.stringify({ bacterial_pneumonia: 0.4 }));
+    const one = await registry(['deploy', `${SQUEEZENET}@1.1.0`, '--station', 'tram-3', '--thresholds', thresholds, '--json', ...conn]);
+    expect(one.code).toBe(0);
+    expect(JSON.parse(one.stdout)).toMatchObject({ target: { station: 'tram-3' }, thresholds: { bacterial_pneumonia: 0.4 } });
+    await writeFile(thresholds, JSON.stringify({ thresholds: { pneumothorax: 0.4 } }));
+    const bad = await registry(['deploy', `${SQUEEZENET}@1.1.0`, '--station', 'tram-3', '--thresholds', thresholds, ...conn]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/CXR_VALIDATION: .*"pneumothorax" is not a label/u);
+    await rm(thresholds);
+    expect((await registry(['deploy', `${SQUEEZENET}@1.1.0`, ...conn])).code).toBe(2);
+
+    const status = await registry(['status', '--json', ...conn]);
+    expect(status.code).toBe(0);
+    const rows = JSON.parse(status.stdout) as { stationId: string; cohort: string | null; desired: { version: string } | null; running: unknown; lastSeen: string | null }[];
+    expect(rows.map((r) => r.stationId)).toEqual(['tram-1', 'tram-2', 'tram-3']);
+    for (const id of ['tram-1', 'tram-2']) {
+      expect(rows.find((r) => r.stationId === id)).toMatchObject({ cohort: 'pilot', desired: { version: canaryBucket('pilot', id) < 50 ? '1.1.0' : '1.0.0' }, running: null, lastSeen: null });
+    }
+    expect(rows.find((r) => r.stationId === 'tram-3')).toMatchObject({ cohort: null, desired: { version: '1.1.0', source: 'station' } });
+    const table = await registry(['status', ...conn]);
+    expect(table.stdout.split('\n')[0]).toMatch(/^STATION\s+COHORT\s+DESIRED\s+RUNNING\s+STATE\s+SYNC\s+LAST SEEN/u);
+    expect(table.stdout).toMatch(/tram-3\s+-\s+squeezenet-pneumonia-peds@1\.1\.0 \(station\)\s+-\s+-\s+never-seen\s+never/u);
+  });
+
+  it('rolls a cohort back in one command', async () => {
+    const run = await registry(['rollback', '--cohort', 'pilot', ...conn]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(new RegExp(`^rolled cohort pilot back from ${SQUEEZENET}@1\\.1\\.0 to ${SQUEEZENET}@1\\.0\\.0; deployment \\S+\\n$`, 'u'));
+    const rows = JSON.parse((await registry(['status', '--json', ...conn])).stdout) as { stationId: string; desired: { version: string; rollback: boolean } | null }[];
+    for (const id of ['tram-1', 'tram-2']) expect(rows.find((r) => r.stationId === id)?.desired).toMatchObject({ version: '1.0.0', rollback: true });
+    const again = await registry(['rollback', '--cohort', 'pilot', ...conn]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/CXR_CONFLICT: .*no earlier version/u);
+  });
+
+  it('prints the same public key from cxr-gateway admin registry-key and from the gateway', async () => {
+    const fromAdmin = lastLine(await gatewayCli(['admin', 'registry-key', '--store', gateway.storeDir, '--redis', gateway.redis.url]));
+    expect(fromAdmin).toMatch(/^[A-Za-z0-9_-]{43}$/u);
+    expect(lastLine((await registry(['public-key', ...conn])).stdout)).toBe(fromAdmin);
+  });
+});
