@@ -69,10 +69,12 @@ function buildModel(): tfl.LayersModel {
   // He-uniform kernels from the seeded stream; zero biases except the last, which centres the logits.
   const random = prng(SEED);
   const weights = model.weights.map((w) => {
-    const size = w.shape.reduce((a, b) => a * b, 1);
+    // A weight's shape is always known; the type allows null for symbolic batch dimensions.
+    const shape = w.shape.map((d) => d ?? 1);
+    const size = shape.reduce((a, b) => a * b, 1);
     const values = new Float32Array(size);
-    if (w.shape.length === 4) {
-      const [kh = 1, kw = 1, inChannels = 1] = w.shape;
+    if (shape.length === 4) {
+      const [kh = 1, kw = 1, inChannels = 1] = shape;
       // The class map's kernel is scaled up so that images differ in their outputs by more than a rounding step.
       const gain = w.originalName.startsWith('class_map/') ? 4 : 1;
       const limit = gain * Math.sqrt(6 / (kh * kw * inChannels));
@@ -80,7 +82,7 @@ function buildModel(): tfl.LayersModel {
     } else if (w.originalName.startsWith('class_map/')) {
       values.set([-0.5, 0.63, 1.2]);
     }
-    return tf.tensor(values, w.shape, 'float32');
+    return tf.tensor(values, shape, 'float32');
   });
   model.setWeights(weights);
   tf.dispose(weights);
