@@ -1286,11 +1286,11 @@ function renderHeader() {
       ' ',
       h('span', { class: 'model-version' }, `${t('version')} ${model.version}`),
       // An update from the registry in progress or refused: the model above keeps serving meanwhile.
-      model.state === 'downloading' || model.state === 'verifying'
-        ? h('span', { class: 'model-update', 'data-state': model.state }, ` · ${t('modelUpdating')}`)
+      ...(model.state === 'downloading' || model.state === 'verifying'
+        ? [h('span', { class: 'model-update', 'data-state': model.state }, ` · ${t('modelUpdating')}`)]
         : model.state === 'failed'
-          ? h('span', { class: 'model-update', 'data-state': 'failed', title: model.error ? `${model.error.code}: ${model.error.name}@${model.error.version}` : '' }, ` · ${t('modelUpdateFailed')}`)
-          : null,
+          ? [h('span', { class: 'model-update', 'data-state': 'failed', title: model.error ? `${model.error.code}: ${model.error.name}@${model.error.version}` : '' }, ` · ${t('modelUpdateFailed')}`)]
+          : []),
     );
     info.title = `sha256 ${model.sha256}${model.source === 'registry' ? ` · ${t('modelFromRegistry')}` : ''}`;
   } else info.replaceChildren(state.health ? t('modelLoading') : '');

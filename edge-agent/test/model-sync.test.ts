@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, statSyn
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   analyzeBytes,
@@ -21,6 +22,8 @@ import {
   type SignedEnvelope,
 } from '@cxr/inference';
 import { dicomDir, removeDir, repoRoot, sharedDir, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
+import { launchChromium } from './support/browser.js';
+import { startHospital, type Hospital } from './support/hospital.js';
 
 const run = promisify(execFile);
 const squeezenet = path.join(sharedDir, 'models', 'squeezenet-pneumonia-peds');
@@ -64,6 +67,18 @@ interface Study {
 }
 
 // ------------------------------------------------------------------------------------------------ model versions
+
+let goldenOnce: Promise<number[]> | undefined;
+/** squeezenet's probabilities for the golden image, through the whole pipeline */
+function goldenProbabilities(): Promise<number[]> {
+  goldenOnce ??= (async () => {
+    const model = await loadModel(squeezenet, { intraOpThreads: 1 });
+    const probabilities = (await analyzeBytes(readFileSync(chest), model, { force: true })).result.probabilities ?? [];
+    await model.close();
+    return probabilities;
+  })();
+  return goldenOnce;
+}
 
 /** A copy of the squeezenet folder as version `version`, with a golden case made from its own output (shifted to fail). */
 function makeVersion(root: string, version: string, probabilities: readonly number[], goldenShift = 0): string {
@@ -272,6 +287,10 @@ describe('model updates from the registry', () => {
   };
 
   let v100: SignedEnvelope;
+  let browser: Browser;
+  /** the radiographer's page, open from the start and never reloaded */
+  let page: Page;
+  const header = async (): Promise<string> => ((await page.locator('#model-info').textContent()) ?? '').replace(/\s+/gu, ' ').trim();
   /** what the agent process wrote before the restart */
   let earlierOutput = '';
 
@@ -279,9 +298,7 @@ describe('model updates from the registry', () => {
     root = tempDir('cxr-model-sync-');
     registry = generateRegistryKeyPair();
     other = generateRegistryKeyPair();
-    const model = await loadModel(squeezenet, { intraOpThreads: 1 });
-    golden = (await analyzeBytes(readFileSync(chest), model, { force: true })).result.probabilities ?? [];
-    await model.close();
+    golden = await goldenProbabilities();
     gateway = new GatewayDouble(registry.publicKey);
     await gateway.listen();
     v100 = publish('1.0.0', makeVersion(root, '1.0.0', golden));
@@ -289,9 +306,13 @@ describe('model updates from the registry', () => {
       args: ['--gateway', gateway.url, '--station-id', STATION, '--station-token', TOKEN, '--model-poll-ms', '400', '--consult-priorities', '', '--log-level', 'info'],
       env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
     });
+    browser = await launchChromium();
+    page = await (await browser.newContext({ locale: 'vi-VN' })).newPage();
+    await page.goto(`http://127.0.0.1:${agent.httpPort}/`);
   }, 120_000);
 
   afterAll(async () => {
+    await browser?.close();
     await agent?.stop();
     await gateway?.close();
     removeDir(agent.dataDir);
@@ -309,6 +330,7 @@ describe('model updates from the registry', () => {
   });
 
   it('runs its own --model until a deployment arrives, and reports it', async () => {
+    await expect.poll(header).toBe('Mô hình: densenet121-cxr18-random phiên bản 0.1.0');
     expect((await health()).model).toMatchObject({ name: 'densenet121-cxr18-random', version: '0.1.0', source: 'local', state: 'ok' });
     const report = await waitFor('a status report', async () => gateway.statuses.at(-1));
     expect(report).toMatchObject({ running: { name: 'densenet121-cxr18-random', version: '0.1.0' }, lastGood: null, state: 'ok', counts: { studies: 0, failed: 0 } });
@@ -320,6 +342,8 @@ describe('model updates from the registry', () => {
     const h = await running('1.0.0');
     expect(h.model).toMatchObject({ name: NAME, source: 'registry', thresholds });
     expect(h.model.lastGood).toBeUndefined();
+    // The open page follows the swap by itself (no reload).
+    await expect.poll(header, { timeout: 10_000 }).toBe('Mô hình: squeezenet-pneumonia-peds phiên bản 1.0.0');
     // The key was pinned on first use, in the data folder.
     const state = JSON.parse(readFileSync(path.join(agent.dataDir, 'models', 'state.json'), 'utf8')) as { pinnedKey: string; current: { version: string } };
     expect(state).toMatchObject({ pinnedKey: registry.publicKey, current: { version: '1.0.0' } });
@@ -412,6 +436,9 @@ describe('model updates from the registry', () => {
     expect(report.error).toMatchObject({ code: 'CXR_MODEL_GOLDEN_MISMATCH', message: expect.stringMatching(/golden\/chest\.dcm: differs by 0\.(19|2)/u) });
     const h = await health();
     expect(h.model).toMatchObject({ version: '1.0.0', state: 'failed' });
+    await expect.poll(header, { timeout: 10_000 }).toBe('Mô hình: squeezenet-pneumonia-peds phiên bản 1.0.0 · không cập nhật được mô hình mới, vẫn dùng phiên bản này');
+    await page.click('button[data-lang="en"]');
+    await expect.poll(header).toBe('Model: squeezenet-pneumonia-peds version 1.0.0 · the new model could not be installed, this version stays');
     // Still serving: a study gets its result from 1.0.0.
     const [file] = await makeStudies(1);
     expect((await storescu(agent.dicomPort, [file ?? ''])).code).toBe(0);
@@ -490,5 +517,82 @@ describe('model updates from the registry', () => {
     expect(output).toMatch(/"msg":"inferred"/u);
     expect(output).not.toContain('TRAN^THI');
     expect(output).not.toContain(PATIENT_ID);
+  });
+});
+
+describe('model updates end to end: cxr-registry, the real gateway and its registry, the edge', () => {
+  const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
+  const registryBin = path.join(repoRoot, 'model-registry', 'bin', 'cxr-registry.js');
+  let hospital: Hospital;
+  let root: string;
+  let agent: AgentProcess;
+  let token: string;
+  let registryKey: string;
+
+  const registry = async (...args: string[]): Promise<string> => (await run(process.execPath, [registryBin, ...args, '--gateway', hospital.url, '--token', token])).stdout;
+  const health = async (): Promise<Health> => agent.api<Health>('/api/health');
+  const running = async (version: string): Promise<Health> =>
+    waitFor(`the station to run ${version}`, async () => {
+      const h = await health();
+      return h.model.version === version && h.model.state === 'ok' ? h : undefined;
+    }, 90_000);
+
+  beforeAll(async () => {
+    root = tempDir('cxr-model-sync-e2e-');
+    hospital = await startHospital();
+    const admin = async (...args: string[]): Promise<string> => (await run(process.execPath, [gatewayBin, 'admin', ...args, '--store', hospital.store, '--redis', hospital.redis.url])).stdout;
+    registryKey = (await admin('registry-key')).trim().split('\n').at(-1) ?? '';
+    await admin('add-user', 'ml.an', '--role', 'mlops', '--password', 'mat-khau-ml-dai-1');
+    const login = await run(process.execPath, [registryBin, 'login', '--gateway', hospital.url, '--username', 'ml.an', '--password', 'mat-khau-ml-dai-1']);
+    token = login.stdout.trim().split('\n').at(-1) ?? '';
+    const station = await hospital.addStation('tram-e2e');
+    const golden = await goldenProbabilities();
+    for (const version of ['1.0.0', '1.1.0']) {
+      const pushed = JSON.parse(await registry('push', makeVersion(root, version, golden))) as { accepted: boolean; errors: unknown[] };
+      expect(pushed, `push ${version}`).toMatchObject({ accepted: true, errors: [] });
+    }
+    agent = await startAgent({
+      args: ['--gateway', hospital.url, '--station-id', station.stationId, '--station-token', station.token, '--registry-key', registryKey, '--model-poll-ms', '400', '--consult-priorities', ''],
+      env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
+    });
+  }, 180_000);
+
+  afterAll(async () => {
+    await agent?.stop();
+    await hospital?.close();
+    removeDir(agent.dataDir);
+    removeDir(root);
+  });
+
+  it('takes a deployment with per-site thresholds, and the fleet status shows the station running it', async () => {
+    const thresholdsFile = path.join(root, 'thresholds.json');
+    writeFileSync(thresholdsFile, JSON.stringify({ bacterial_pneumonia: 0.15 }));
+    await registry('deploy', `${NAME}@1.0.0`, '--station', 'tram-e2e', '--thresholds', thresholdsFile);
+    const h = await running('1.0.0');
+    expect(h.model).toMatchObject({ name: NAME, source: 'registry', thresholds: { bacterial_pneumonia: 0.15 } });
+    // The given key: nothing pinned from the gateway.
+    expect(JSON.parse(readFileSync(path.join(agent.dataDir, 'models', 'state.json'), 'utf8'))).toMatchObject({ pinnedKey: null });
+
+    expect((await storescu(agent.dicomPort, [chest])).code).toBe(0);
+    const done = await waitFor('the result', async () => (await agent.api<Study[]>('/api/studies')).flatMap((s) => s.instances).find((i) => i.status !== 'received'));
+    expect(done.result?.model).toMatchObject({ name: NAME, version: '1.0.0' });
+    expect(done.result?.findings.find((f) => f.code === 'bacterial_pneumonia')?.threshold).toBe(0.15);
+
+    const row = await waitFor('the station in the fleet status', async () => {
+      const rows = JSON.parse(await registry('status', '--json')) as { stationId: string; running: { version: string } | null; state: string; sync: string; lastSeen: string | null; counts: { studies: number } | null }[];
+      const mine = rows.find((r) => r.stationId === 'tram-e2e');
+      return mine?.running?.version === '1.0.0' && mine.counts?.studies === 1 ? mine : undefined;
+    });
+    expect(row).toMatchObject({ state: 'ok', sync: 'in-sync', lastSeen: expect.any(String) });
+  });
+
+  it('moves to a newer version, then back with a signed rollback in one command', async () => {
+    await registry('deploy', `${NAME}@1.1.0`, '--station', 'tram-e2e');
+    expect((await running('1.1.0')).model.lastGood).toEqual({ name: NAME, version: '1.0.0' });
+    const said = await registry('rollback', '--station', 'tram-e2e');
+    expect(said).toMatch(/back from .*1\.1\.0 to squeezenet-pneumonia-peds@1\.0\.0/u);
+    const h = await running('1.0.0');
+    expect(h.model).toMatchObject({ source: 'registry', lastGood: { version: '1.1.0' } });
+    expect(agent.output()).toMatch(/"rollback":true[^\n]*"msg":"model swapped"/u);
   });
 });

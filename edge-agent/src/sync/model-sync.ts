@@ -102,6 +102,8 @@ export class ModelSync {
   #wasUp = false;
   #failures = 0;
   #noRegistryLogged = false;
+  /** models/state.json was there but unreadable: its pinned key is lost, and trust on first use is not first use */
+  #stateLost = false;
 
   constructor(deps: ModelSyncDeps, options: ModelSyncOptions) {
     this.#deps = deps;
@@ -120,6 +122,7 @@ export class ModelSync {
     try {
       this.#state = await this.#file.read();
     } catch (err) {
+      this.#stateLost = true;
       log.error({ err: (err as Error).message }, 'model sync state unreadable: starting from the --model folder');
     }
     const key = this.#options.registryKey ?? this.#state.pinnedKey;
@@ -285,7 +288,7 @@ export class ModelSync {
     await this.#enter('downloading');
     for (const file of release.files) {
       const outcome = await downloadFile(releasePath(folder, file), file, {
-        fetchFrom: (offset, s) => client.file(release.name, release.version, file.path, offset, s),
+        fetchFrom: (offset, s) => client.file(release.name, release.version, file.path, file.sha256, offset, s),
         signal,
         stallMs: this.#options.stallMs ?? 60_000,
       });
@@ -333,6 +336,7 @@ export class ModelSync {
   async #trustedKey(client: RegistryClient, signal: AbortSignal): Promise<string> {
     const configured = this.#options.registryKey ?? this.#state.pinnedKey;
     if (configured) return configured;
+    if (this.#stateLost) throw new CxrError('CXR_SIGNATURE_INVALID', 'the pinned registry key was lost with models/state.json: give the key with --registry-key');
     const key = await client.publicKey(signal);
     publicKeyFromString(key);
     this.#state = { ...this.#state, pinnedKey: key };
@@ -384,7 +388,7 @@ export class ModelSync {
       running: running ? { name: running.model.name, version: running.model.version, sha256: running.model.sha256 } : null,
       lastGood: lastGood ? { name: lastGood.name, version: lastGood.version } : null,
       state: this.#syncState,
-      ...(this.#error ? { error: this.#error } : {}),
+      ...(this.#error ? { error: { ...this.#error, message: this.#error.message.slice(0, 1000) } } : {}),
       counts: this.#deps.processor.counts(),
       at: new Date().toISOString(),
     };

@@ -73,11 +73,14 @@ export class RegistryClient {
     return { deployment: body.deployment ?? null, release: body.release ?? null };
   }
 
-  /** One file of a release, from `offset` on (a Range request when offset > 0). The body is the caller's to read. */
-  async file(name: string, version: string, file: string, offset: number, signal?: AbortSignal): Promise<Response> {
+  /**
+   * One file of a release, from `offset` on (a Range request when offset > 0; If-Range with the signed digest, so a
+   * server holding other bytes answers the whole file instead). The body is the caller's to read.
+   */
+  async file(name: string, version: string, file: string, sha256: string, offset: number, signal?: AbortSignal): Promise<Response> {
     const route = `${this.#station}/model/files/${encodeURIComponent(name)}/${encodeURIComponent(version)}/${file.split('/').map(encodeURIComponent).join('/')}`;
     // Only the wait for the answer is timed here: the body may take long on a slow link (the caller times stalls).
-    return this.request(route, offset > 0 ? { range: `bytes=${offset}-` } : {}, signal, [416], 'GET', undefined, 'headers');
+    return this.request(route, offset > 0 ? { range: `bytes=${offset}-`, 'if-range': `"${sha256}"` } : {}, signal, [416], 'GET', undefined, 'headers');
   }
 
   async report(status: ModelStatusReport, signal?: AbortSignal): Promise<void> {
