@@ -6,10 +6,12 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
-# Debian packages: dcmtk (the X-ray unit in tests), redis-server (queue), chromium (page tests),
+# Debian packages: dcmtk (the X-ray unit in tests, and the encoders of cxr-datasets), dicom3tools (dciodvfy checks
+# the files cxr-datasets makes), redis-server (queue), chromium (page tests),
 # libopenjp2-7-dev (native JPEG 2000 decoder), build tools for the addon.
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || need+=(libopenjp2-7-dev)

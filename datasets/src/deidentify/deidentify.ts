@@ -176,8 +176,9 @@ class Cleaner {
       if (!element) continue;
       const group = tag >>> 16;
       const path = prefix + keywordOf(tag);
-      // Group lengths would be wrong after any change; they are retired anyway.
-      if ((tag & 0xffff) === 0) continue;
+      // Group lengths would be wrong after any change (they are retired anyway); command (0000) and File Meta
+      // (0002) elements do not belong in a dataset, and the File Meta is written anew.
+      if ((tag & 0xffff) === 0 || group === 0x0000 || group === 0x0002) continue;
       if (group % 2 === 1) {
         this.#note('privateRemoved', `${prefix}(${group.toString(16).padStart(4, '0').toUpperCase()},xxxx)`);
         continue;
