@@ -298,6 +298,7 @@ export class ModelSync {
     await this.#enter('verifying');
     await verifyFolder(folder, release);
     const prepared = await processor.prepare({ dir: folder, thresholds: deployment.thresholds }, { golden: true });
+    if (!prepared.golden.present) log.warn({ model: target }, 'the release has no golden cases: nothing to check on this PC before the swap');
     if (this.#stopped) {
       await processor.discard(prepared);
       return;
