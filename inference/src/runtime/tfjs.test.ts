@@ -196,6 +196,14 @@ describe('TF.js runtime (tfjs + WebAssembly backend)', () => {
     const err = await failure(loadModel(dir));
     expect(err.code).toBe('CXR_MODEL_LOAD_FAILED');
     expect(err.message).toContain('no modelTopology');
+
+    const badShards = tinyCopy((d) => {
+      editJson<{ weightsManifest: unknown }>(path.join(d, 'model.json'), (j) => (j.weightsManifest = [{ paths: 'group1-shard1of2.bin' }]));
+      editJson<ModelManifest>(path.join(d, 'manifest.json'), (m) => (m.sha256 = sha256Hex(readFileSync(path.join(d, 'model.json')))));
+    });
+    const shardsErr = await failure(loadModel(badShards));
+    expect(shardsErr.code).toBe('CXR_MODEL_LOAD_FAILED');
+    expect(shardsErr.message).toContain('a weightsManifest entry needs "paths"');
   });
 
   it('frees every tensor: the count is the same after each run, and back to where it was after close', async () => {

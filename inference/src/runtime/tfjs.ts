@@ -177,6 +177,9 @@ function modelArtifacts(modelJsonBytes: Uint8Array, manifest: ModelManifest, ver
   const unverified: string[] = [];
   const weightSpecs: tf.io.WeightsManifestEntry[] = [];
   for (const group of groups) {
+    if (!Array.isArray(group?.paths) || !Array.isArray(group.weights) || !group.paths.every((p) => typeof p === 'string')) {
+      throw new CxrError('CXR_MODEL_LOAD_FAILED', `${manifest.file}: a weightsManifest entry needs "paths" (file names) and "weights" lists`);
+    }
     for (const shardPath of group.paths) {
       if (/^[a-z][a-z0-9+.-]*:/iu.test(shardPath) || !staysInside(shardPath)) {
         throw new CxrError('CXR_MODEL_LOAD_FAILED', `${manifest.file}: weight shard "${shardPath}" is not a file inside the model folder`);
