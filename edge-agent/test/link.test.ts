@@ -10,6 +10,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../gateway/src/test-support/redis-server.js';
 import { makeTestPki, type TestPki } from '../../gateway/src/test-support/test-pki.js';
+import { createFsObjectStore } from '../../gateway/src/store/index.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
 import { endProcess, freePort } from './support/hospital.js';
 
@@ -95,8 +96,11 @@ describe('mTLS between station and gateway', () => {
     });
     await waitFor('the link to be online', async () => ((await edge?.api<{ state: string }>('/api/link'))?.state === 'online' ? true : undefined), 20_000);
     expect((await storescu(edge.dicomPort, [path.join(dicomDir, 'dx_chest_nih_secondary_capture.dcm')])).code).toBe(0);
-    await waitFor('the outbox to empty', async () => ((await edge?.api<{ pending: number }>('/api/link'))?.pending === 0 ? true : undefined), 60_000);
-    expect(storedFiles(store, `${path.sep}studies${path.sep}tram-1${path.sep}`).filter((f) => f.endsWith('instance.dcm'))).toHaveLength(1);
+    const delivered = await waitFor('the DICOM file at the gateway', async () => {
+      const files = storedFiles(store, `${path.sep}studies${path.sep}tram-1${path.sep}`).filter((f) => f.includes(`${path.sep}instance.dcm`));
+      return files.length > 0 ? files : undefined;
+    });
+    expect(delivered).toHaveLength(1);
   });
 });
 
@@ -141,10 +145,18 @@ describe('a big DICOM upload cut mid-file', () => {
     expect(storedFiles(store, 'instance.dcm')).toHaveLength(0);
 
     gateway = await startGateway(serve);
-    await waitFor('the outbox to empty', async () => ((await edge?.api<{ pending: number }>('/api/link'))?.pending === 0 ? true : undefined), 90_000);
-    const [instance, ...others] = storedFiles(store, 'instance.dcm');
+    await waitFor('the file at the gateway', async () => (storedFiles(store, 'instance.dcm').length > 0 ? true : undefined), 90_000);
+    // The gateway answers the join once the chunks are gone too: then the station's outbox is empty.
+    await waitFor('the outbox to empty', async () => ((await edge?.api<{ pending: number }>('/api/link'))?.pending === 0 ? true : undefined), 30_000);
+    const [instance = '', ...others] = storedFiles(store, 'instance.dcm');
     expect(others).toHaveLength(0);
-    expect(readFileSync(instance ?? '').length).toBe(readFileSync(file).length);
+    // The very bytes the station spooled (named by their content hash, as the gateway's key is).
+    const contentSha = path.basename(path.dirname(instance));
+    const objects = await createFsObjectStore({ root: store });
+    const key = path.relative(path.join(store, 'objects'), instance).replace(/~obj$/u, '').split(path.sep).join('/');
+    const atGateway = Buffer.from(await objects.getBytes(key));
+    await objects.close();
+    expect(atGateway.equals(readFileSync(path.join(edge.dataDir, 'objects', contentSha.slice(0, 2), `${contentSha}.dcm`)))).toBe(true);
     expect(storedFiles(store, `${path.sep}uploads${path.sep}`)).toHaveLength(0);
     const resumed = /"offset":(\d+),"size":(\d+),"msg":"resuming a DICOM upload"/u.exec(edge.output());
     expect(Number(resumed?.[1])).toBeGreaterThanOrEqual(stored * 64 * 1024 - 64 * 1024);
