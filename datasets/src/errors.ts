@@ -1,15 +1,9 @@
-import { errorLine as inferenceErrorLine, toCxrError } from '@cxr/inference';
+import { CxrError, errorLine as inferenceErrorLine, toCxrError } from '@cxr/inference';
 
-/**
- * An encoder (DCMTK or the JPEG 2000 codec) failed or is missing. Its code is not in the shared registry of
- * `@cxr/inference` yet (that package is another team's); until it is, it is defined here, with the same shape.
- */
-export class EncodeError extends Error {
-  readonly code = 'CXR_ENCODE_FAILED';
-  readonly transient = false;
-
+/** An encoder (DCMTK or the JPEG 2000 codec) failed or is missing: `CXR_ENCODE_FAILED` of the shared registry. */
+export class EncodeError extends CxrError {
   constructor(detail: string, options?: { cause?: unknown }) {
-    super(`The image could not be encoded: ${detail}`, options);
+    super('CXR_ENCODE_FAILED', detail, options);
     this.name = 'EncodeError';
   }
 }

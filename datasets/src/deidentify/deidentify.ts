@@ -18,7 +18,7 @@
  * identifying text is not checked: images that may have it are flagged for review.
  */
 import { createHmac } from 'node:crypto';
-import { CxrError, SopClass, parseDicom, type DicomDataset, type ParsedDicom } from '@cxr/inference';
+import { CxrError, SopClass, parseDicom, type DicomDataset, type DicomElement, type ParsedDicom } from '@cxr/inference';
 import { keywordOf, standardVr } from '../dicom/dictionary.js';
 import { UidMapper } from '../dicom/uid.js';
 import { encodePart10, sequence, text, type DataElement } from '../dicom/writer.js';
@@ -47,9 +47,6 @@ export interface DeidentifyResult {
   readonly needsReview: boolean;
   readonly reviewReasons: readonly string[];
 }
-
-/** One parsed element (`@cxr/inference` does not export its DicomElement type by name). */
-type DicomElement = NonNullable<ReturnType<DicomDataset['element']>>;
 
 const Tags = {
   SopClassUid: 0x00080016,
