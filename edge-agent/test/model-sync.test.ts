@@ -213,7 +213,10 @@ class GatewayDouble {
     }
     const bytes = Buffer.from(readFileSync(path.join(dir, file)));
     const sha256 = createHash('sha256').update(bytes).digest('hex');
-    if (this.tamper?.version === version && this.tamper.path === file) bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    if (this.tamper?.version === version && this.tamper.path === file) {
+      const middle = Math.floor(bytes.length / 2);
+      bytes.writeUInt8((bytes.readUInt8(middle) ^ 0xff) & 0xff, middle);
+    }
     const start = range ? Number(/^bytes=(\d+)-$/u.exec(range)?.[1] ?? 0) : 0;
     const body = bytes.subarray(start);
     res.writeHead(range ? 206 : 200, {
