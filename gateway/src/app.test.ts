@@ -195,6 +195,29 @@ describe('gateway', () => {
     expect(snooping.statusCode).toBe(404);
   });
 
+  it('pages the worklist with ?limit= and ?offset=, in queue order, and refuses a bad page', async () => {
+    for (const [uid, priority] of [['1.2.840.7.1', 'routine'], ['1.2.840.7.2', 'stat'], ['1.2.840.7.3', 'urgent']] as const) {
+      const res = await app.inject({ method: 'POST', url: '/api/v1/stations/tram-a/consults', headers: auth(tokenA), payload: { studyInstanceUid: uid, priority, reason: 'policy' } });
+      expect(res.statusCode).toBe(201);
+    }
+    const get = async (query: string) => app.inject({ method: 'GET', url: `/api/v1/worklist${query}`, headers: auth(radiologist) });
+    const whole = (await get('')).json() as { consultId: string; studyInstanceUid: string }[];
+    expect(whole.length).toBeGreaterThanOrEqual(3);
+    expect(whole.map((c) => c.studyInstanceUid).filter((u) => u.startsWith('1.2.840.7.'))).toEqual(['1.2.840.7.2', '1.2.840.7.3', '1.2.840.7.1']);
+    const pages: { consultId: string }[] = [];
+    for (let offset = 0; offset < whole.length + 2; offset += 2) {
+      const page = await get(`?limit=2&offset=${offset}`);
+      expect(page.statusCode).toBe(200);
+      pages.push(...(page.json() as { consultId: string }[]));
+    }
+    expect(pages).toEqual(whole);
+    for (const bad of ['?limit=0', '?limit=1001', '?offset=-1', '?limit=many']) {
+      const res = await get(bad);
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({ error: { code: 'CXR_VALIDATION' } });
+    }
+  });
+
   it('lets an admin, and only an admin, read the append-only audit trail', async () => {
     const day = new Date().toISOString().slice(0, 10);
     expect((await app.inject({ method: 'GET', url: `/api/v1/audit?date=${day}`, headers: auth(radiologist) })).statusCode).toBe(403);

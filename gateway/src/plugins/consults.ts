@@ -33,8 +33,12 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
   const reader = requireUser('radiologist', 'admin');
   const actor = (request: { principal?: { kind: string; username?: string } }): string => (request.principal as { username: string }).username;
 
-  app.get('/api/v1/worklist', { preValidation: reader }, async () => {
-    const items = await deps.queue.worklist(500);
+  const WorklistQuery = Type.Object(
+    { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 500 }), offset: Type.Integer({ minimum: 0, default: 0 }) },
+    { additionalProperties: false },
+  );
+  app.get<{ Querystring: { limit: number; offset: number } }>('/api/v1/worklist', { preValidation: reader, schema: { querystring: WorklistQuery } }, async (request) => {
+    const items = await deps.queue.worklist(request.query.limit, request.query.offset);
     return items.map(({ consultId, stationId, studyInstanceUid, priority, receivedAt, status, claimedBy }) => ({
       consultId,
       stationId,

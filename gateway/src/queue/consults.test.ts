@@ -92,4 +92,24 @@ describe('consult queue', () => {
     expect(await q.worklist()).toEqual([]);
     await expect(q.claim(c.consultId, 'bs.lan')).rejects.toMatchObject({ code: 'CXR_NOT_FOUND' });
   });
+
+  it('fills in bulk exactly as one by one, and pages the worklist with limit and offset', async () => {
+    const q = await queue();
+    const items = [consult('routine'), consult('stat'), consult('urgent'), consult('routine'), consult('stat'), consult('urgent'), consult('urgent')];
+    await q.enqueueMany(items.slice(0, 5));
+    await q.enqueue(items[1] as ConsultJob); // a replay adds nothing
+    await q.enqueueMany([items[5] as ConsultJob, items[6] as ConsultJob, items[0] as ConsultJob]);
+    expect(await q.count()).toBe(7);
+    const expected = [items[1], items[4], items[2], items[5], items[6], items[0], items[3]].map((i) => i?.consultId);
+    const whole = await q.worklist();
+    expect(whole.map((i) => i.consultId)).toEqual(expected);
+    expect(whole[0]).toEqual({ ...items[1], status: 'queued', claimedBy: null });
+    await q.claim(items[5]?.consultId ?? '', 'bs.lan');
+    const pages = [await q.worklist(3, 0), await q.worklist(3, 3), await q.worklist(3, 6), await q.worklist(3, 9)];
+    expect(pages.map((p) => p.length)).toEqual([3, 3, 1, 0]);
+    expect(pages.flat().map((i) => i.consultId)).toEqual(expected);
+    expect(pages[1]?.[0]).toMatchObject({ consultId: items[5]?.consultId, status: 'claimed', claimedBy: 'bs.lan' });
+    await q.remove(items[4]?.consultId ?? '');
+    expect((await q.worklist(2)).map((i) => i.consultId)).toEqual([items[1], items[2]].map((i) => i?.consultId));
+  });
 });

@@ -21,6 +21,8 @@ export interface WorklistItem extends ConsultJob {
 /** BullMQ priorities: lower runs first; within one priority, arrival order. */
 const rank: Record<Priority, number> = { stat: 1, urgent: 2, routine: 3 };
 
+const jobOptions = (consult: ConsultJob) => ({ jobId: consult.consultId, priority: rank[consult.priority], removeOnComplete: true, removeOnFail: true });
+
 // Deletes a claim only when it is still the caller's (compare and delete, atomically).
 const releaseScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
@@ -48,20 +50,42 @@ export class ConsultQueue {
 
   /** Idempotent: the consult id is the job id, so a replayed request adds nothing. */
   async enqueue(consult: ConsultJob): Promise<void> {
-    await this.#queue.add('consult', consult, { jobId: consult.consultId, priority: rank[consult.priority], removeOnComplete: true, removeOnFail: true });
+    await this.#queue.add('consult', consult, jobOptions(consult));
+  }
+
+  /** As enqueue() for each, in one transaction (BullMQ's addBulk): for filling a queue fast. */
+  async enqueueMany(consults: readonly ConsultJob[]): Promise<void> {
+    await this.#queue.addBulk(consults.map((consult) => ({ name: 'consult', data: consult, opts: jobOptions(consult) })));
   }
 
   async has(consultId: string): Promise<boolean> {
     return (await this.#queue.getJob(consultId)) !== undefined;
   }
 
-  /** Open consults in queue order, each with who holds it, if anyone. */
-  async worklist(limit = 200): Promise<WorklistItem[]> {
-    const jobs = await this.#queue.getJobs(['prioritized', 'waiting'], 0, Math.max(0, limit - 1), true);
-    const data = jobs.map((j) => j.data as ConsultJob).filter((d) => d !== undefined);
-    if (data.length === 0) return [];
-    const claims = await this.#redis.mget(data.map((d) => this.#claimKey(d.consultId)));
-    return data.map((d, i) => ({ ...d, status: claims[i] ? 'claimed' : 'queued', claimedBy: claims[i] ?? null }));
+  /**
+   * Open consults in queue order, each with who holds it, if anyone: `limit` of them from `offset`. Every consult
+   * has a priority, so all are in BullMQ's prioritized set and the offset is exact.
+   */
+  async worklist(limit = 200, offset = 0): Promise<WorklistItem[]> {
+    if (limit < 1) return [];
+    const ids = (await this.#queue.getRanges(['prioritized', 'waiting'], offset, offset + limit - 1, true)).slice(0, limit);
+    if (ids.length === 0) return [];
+    // Only each job's data and its claim, in one round trip: BullMQ's getJobs() reads every job hash twice and
+    // builds a Job per id, most of the time of a 500-item page (benchmarks/README.md, "Gateway under load").
+    const pipeline = this.#redis.pipeline();
+    for (const id of ids) pipeline.hget(this.#queue.toKey(id), 'data');
+    pipeline.mget(ids.map((id) => this.#claimKey(id)));
+    const replies = (await pipeline.exec()) ?? [];
+    const claims = (replies[ids.length]?.[1] ?? []) as (string | null)[];
+    const items: WorklistItem[] = [];
+    ids.forEach((_id, i) => {
+      const data = replies[i]?.[1];
+      // A job removed between the two reads (reported meanwhile) has no data left: it is no longer open.
+      if (typeof data !== 'string') return;
+      const claimedBy = claims[i] ?? null;
+      items.push({ ...(JSON.parse(data) as ConsultJob), status: claimedBy ? 'claimed' : 'queued', claimedBy });
+    });
+    return items;
   }
 
   async count(): Promise<number> {
