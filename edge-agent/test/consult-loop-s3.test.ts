@@ -2,14 +2,14 @@
  * The consult loop with the gateway's object store on S3 (a real S3-protocol server, s3rver, started here) and two
  * gateway processes: the station's studies, the report and the rebuild of the queue all go through S3.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../gateway/src/test-support/redis-server.js';
 import { S3RVER_KEYS, startS3rver, type TestS3 } from '../../gateway/src/test-support/s3rver.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, waitFor, type AgentProcess } from './harness/agent-process.js';
-import { endProcess, freePort } from './support/hospital.js';
+import { endProcess, freePort, spawnGateway } from './support/hospital.js';
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
@@ -28,21 +28,8 @@ describe('the consult loop on an S3 object store, with two gateway processes', (
   let edge: AgentProcess | undefined;
   let reportedConsult = '';
 
-  const startGateway = async (port: number): Promise<ChildProcess> => {
-    const child = spawn(process.execPath, [gatewayBin, 'serve', '--port', String(port), '--host', '127.0.0.1', '--store', store, '--redis', redis.url, '--log-level', 'warn'], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      child.stderr?.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('ready on')) resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`gateway exited ${code}: ${err}`)));
-    });
-    return child;
-  };
+  const startGateway = (port: number): Promise<ChildProcess> =>
+    spawnGateway(['--port', String(port), '--store', store, '--redis', redis.url, '--log-level', 'warn'], { env });
   const signIn = async (port: number, username: string, password: string): Promise<string> => {
     const res = await fetch(`http://127.0.0.1:${port}/api/v1/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, password }) });
     return ((await res.json()) as { token: string }).token;

@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../gateway/src/test-support/redis-server.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
+import { spawnGateway } from './support/hospital.js';
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
@@ -24,18 +25,8 @@ async function freePort(): Promise<number> {
 let gatewayLogs = '';
 
 /** A real gateway process, as the hospital runs it. */
-async function startGateway(port: number, store: string, redis: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [gatewayBin, 'serve', '--port', String(port), '--host', '127.0.0.1', '--store', store, '--redis', redis, '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => (gatewayLogs += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('ready on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited ${code}: ${err}`)));
-  });
-  return child;
+function startGateway(port: number, store: string, redis: string): Promise<ChildProcess> {
+  return spawnGateway(['--port', String(port), '--store', store, '--redis', redis, '--log-level', 'info'], { onStdout: (text) => (gatewayLogs += text) });
 }
 
 async function stopProcess(child: ChildProcess): Promise<void> {

@@ -2,7 +2,7 @@
  * The station's link to the hospital over real processes: mTLS (each station presents its own certificate), and a
  * big DICOM file whose upload is cut mid-file and resumes where the gateway stands.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -12,23 +12,12 @@ import { startRedis, type RedisServer } from '../../gateway/src/test-support/red
 import { makeTestPki, type TestPki } from '../../gateway/src/test-support/test-pki.js';
 import { createFsObjectStore } from '../../gateway/src/store/index.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
-import { endProcess, freePort } from './support/hospital.js';
+import { endProcess, freePort, spawnGateway } from './support/hospital.js';
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
 
-async function startGateway(args: string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [gatewayBin, 'serve', '--host', '127.0.0.1', '--log-level', 'warn', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      err += d.toString();
-      if (err.includes('ready on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`gateway exited ${code}: ${err}`)));
-  });
-  return child;
-}
+const startGateway = (args: string[]): Promise<ChildProcess> => spawnGateway(['--log-level', 'warn', ...args]);
 
 /** Every file under the folder store's objects whose path contains `part`. */
 function storedFiles(store: string, part: string): string[] {

@@ -34,6 +34,39 @@ export async function endProcess(child: ChildProcess, graceMs = 5_000): Promise<
   return signal;
 }
 
+/**
+ * A real `cxr-gateway serve` process with these arguments; resolves once it says it is ready. `onStdout` receives
+ * its log lines (JSON), for tests that read them.
+ */
+export async function spawnGateway(args: readonly string[], options: { env?: NodeJS.ProcessEnv; onStdout?: (text: string) => void } = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [gatewayBin, 'serve', '--host', '127.0.0.1', ...args], {
+    env: options.env ?? process.env,
+    stdio: ['ignore', options.onStdout ? 'pipe' : 'ignore', 'pipe'],
+  });
+  if (options.onStdout) child.stdout?.on('data', (d: Buffer) => options.onStdout?.(d.toString()));
+  const reap = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  child.once('exit', () => process.off('exit', reap));
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${err}`)), 30_000);
+    child.stderr?.on('data', (d: Buffer) => {
+      err += d.toString();
+      if (err.includes('ready on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`gateway exited ${code}: ${err}`));
+    });
+  });
+  return child;
+}
+
 export interface Hospital {
   readonly url: string;
   readonly port: number;
@@ -66,30 +99,7 @@ export async function startHospital(): Promise<Hospital> {
   const admin = async (...args: string[]): Promise<string> => (await run(process.execPath, [gatewayBin, 'admin', ...args, '--store', store, '--redis', redis.url])).stdout;
 
   const startGateway = async (): Promise<void> => {
-    const child = spawn(process.execPath, [gatewayBin, 'serve', '--port', String(port), '--host', '127.0.0.1', '--store', store, '--redis', redis.url, '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const reap = (): void => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    };
-    process.once('exit', reap);
-    child.once('exit', () => process.off('exit', reap));
-    await new Promise<void>((resolve, reject) => {
-      let err = '';
-      const timer = setTimeout(() => reject(new Error(`gateway did not start:\n${err}`)), 30_000);
-      child.stderr?.on('data', (d: Buffer) => {
-        err += d.toString();
-        if (err.includes('ready on')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`gateway exited ${code}: ${err}`));
-      });
-    });
-    gateway = child;
+    gateway = await spawnGateway(['--port', String(port), '--store', store, '--redis', redis.url, '--log-level', 'warn']);
   };
 
   await startGateway();
