@@ -432,6 +432,14 @@ describe('model updates from the registry', () => {
     expect(gateway.fileRequests.filter((r) => r.version === '1.0.0' && r.path === 'model.onnx')).toHaveLength(1);
   });
 
+  it('refuses a deployment issued before the one in force (an old signed document played back)', async () => {
+    const release = publish('1.5.0', makeVersion(root, '1.5.0', golden));
+    deploy(release, { ...deploymentOf('1.5.0'), issuedAt: new Date(Date.now() - 3_600_000).toISOString() });
+    const report = await refused('1.5.0');
+    expect(report.error).toMatchObject({ code: 'CXR_MODEL_ROLLBACK_REFUSED', message: expect.stringMatching(/before the one in force/u) });
+    expect((await health()).model.version).toBe('1.0.0');
+  });
+
   it('keeps its model when the new one fails its golden cases', async () => {
     const release = publish('1.3.0', makeVersion(root, '1.3.0', golden, 0.2));
     deploy(release, deploymentOf('1.3.0'));

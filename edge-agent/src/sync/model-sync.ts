@@ -266,6 +266,12 @@ export class ModelSync {
     }
     const target = `${deployment.name}@${deployment.version}`;
     const current = running.stored;
+    // A deployment issued before the one in force is an old signed document played back (of any model): refused,
+    // since a real change of mind (a rollback included) is always issued anew.
+    const inForce = current ? issuedAtOf(current.deployment) : undefined;
+    if (inForce !== undefined && Date.parse(deployment.issuedAt) < inForce) {
+      throw new CxrError('CXR_MODEL_ROLLBACK_REFUSED', `the deployment of ${target} was issued at ${deployment.issuedAt}, before the one in force`);
+    }
     if (current && current.name === deployment.name && current.version === deployment.version) {
       // The version runs already: only the deployment (its per-site thresholds) may be new.
       if (current.deploymentId !== deployment.deploymentId || JSON.stringify(current.thresholds) !== JSON.stringify(deployment.thresholds)) {
@@ -429,5 +435,16 @@ function claimedTarget(envelope: unknown): { name: string; version: string } {
     return { name: typeof payload.name === 'string' ? payload.name : 'unknown', version: typeof payload.version === 'string' ? payload.version : 'unknown' };
   } catch {
     return { name: 'unknown', version: 'unknown' };
+  }
+}
+
+/** When the stored (already verified) deployment was issued, in ms since the epoch. */
+function issuedAtOf(envelope: SignedEnvelope): number | undefined {
+  try {
+    const { issuedAt } = JSON.parse(envelope.payload) as { issuedAt?: unknown };
+    const at = typeof issuedAt === 'string' ? Date.parse(issuedAt) : Number.NaN;
+    return Number.isFinite(at) ? at : undefined;
+  } catch {
+    return undefined;
   }
 }
