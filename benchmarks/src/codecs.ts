@@ -11,7 +11,9 @@ import {
   TransferSyntax,
   decodeWithCharls,
   decodeWithDcmjs,
+  decodeWithNativeCharls,
   firstFrame,
+  loadNativeCharls,
   loadNativeOpenJpeg,
   parseDicom,
   readImageInfo,
@@ -27,6 +29,7 @@ const files = sharedDicomFiles();
 
 type Decoder = { name: string; decode: (codestream: Uint8Array, info: ImageInfo) => Promise<DecodedFrame | unknown> };
 const native = loadNativeOpenJpeg();
+const nativeCharls = loadNativeCharls();
 const decodersFor = (ts: string): Decoder[] => {
   switch (ts) {
     case TransferSyntax.RLELossless:
@@ -38,6 +41,7 @@ const decodersFor = (ts: string): Decoder[] => {
     case TransferSyntax.JPEGLSLossless:
     case TransferSyntax.JPEGLSNearLossless:
       return [
+        ...(nativeCharls ? [{ name: 'charls native', decode: (c: Uint8Array, i: ImageInfo) => decodeWithNativeCharls(nativeCharls, c, i) }] : []),
         { name: 'charls', decode: (c, i) => decodeWithCharls(c, i) },
         { name: 'dcmjs-codecs jpeg-ls', decode: (c, i) => decodeWithDcmjs('jpeg-ls', c, i) },
       ];
