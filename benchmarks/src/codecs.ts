@@ -41,7 +41,7 @@ const decodersFor = (ts: string): Decoder[] => {
     case TransferSyntax.JPEGLSLossless:
     case TransferSyntax.JPEGLSNearLossless:
       return [
-        ...(nativeCharls ? [{ name: 'charls native', decode: (c: Uint8Array, i: ImageInfo) => decodeWithNativeCharls(nativeCharls, c, i) }] : []),
+        ...(nativeCharls ? [{ name: `charls native (system CharLS ${nativeCharls.charlsVersion})`, decode: (c: Uint8Array, i: ImageInfo) => decodeWithNativeCharls(nativeCharls, c, i) }] : []),
         { name: 'charls', decode: (c, i) => decodeWithCharls(c, i) },
         { name: 'dcmjs-codecs jpeg-ls', decode: (c, i) => decodeWithDcmjs('jpeg-ls', c, i) },
       ];

@@ -132,8 +132,8 @@ export function loadNativeCharls(): NativeCharls | null {
 
 /**
  * The decoder `decodeFrame` uses for JPEG-LS: the native one only when CXR_NATIVE_JLS=1 and it loads, else null
- * (the WebAssembly CharLS). Debian's CharLS 2.4.1 through the addon decodes the shared files 1.2 to 2.5 times slower
- * than the WebAssembly build of CharLS 2.4.4 on these machines (`npm run codecs -w benchmarks`), so it is opt-in.
+ * (the WebAssembly CharLS). Debian's CharLS 2.4.1 through the addon needs 1.2 to 1.6 times the CPU time of the
+ * WebAssembly build of CharLS 2.4.4 on the shared files here (benchmarks/README.md), so it is opt-in.
  */
 export function nativeCharlsForDispatch(): NativeCharls | null {
   return process.env[NATIVE_JLS_PREFER_ENV] === '1' ? loadNativeCharls() : null;
