@@ -10,6 +10,7 @@ export const strings = {
     // sign in / out
     signInTitle: 'Đăng nhập',
     signInHint: 'Dành cho bác sĩ chẩn đoán hình ảnh của bệnh viện.',
+    toMlPage: 'Kỹ sư mô hình AI: trang quản lý mô hình',
     username: 'Tên đăng nhập',
     password: 'Mật khẩu',
     signIn: 'Đăng nhập',
@@ -162,6 +163,7 @@ export const strings = {
     langGroup: 'Language',
     signInTitle: 'Sign in',
     signInHint: "For the hospital's radiologists.",
+    toMlPage: 'AI model engineers: the model registry page',
     username: 'Username',
     password: 'Password',
     signIn: 'Sign in',

@@ -119,8 +119,8 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
     prefix: '/ml/',
     decorateReply: false,
     index: ['index.html'],
-    redirect: true,
   });
+  app.get('/ml', async (_request, reply) => reply.redirect('/ml/'));
 
   // ------------------------------------------------------------------------------------------------ anyone signed in
   app.get('/api/v1/registry/public-key', async (request) => {

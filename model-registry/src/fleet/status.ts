@@ -87,7 +87,7 @@ export interface FleetRow {
   readonly counts: { studies: number; failed: number } | null;
   readonly lastSeen: string | null;
   readonly lastReportAt: string | null;
-  /** running the desired version, still on its way, failing, nothing deployed, or never heard from */
+  /** failing (its last report says so), running the desired version, still on its way, nothing deployed, or never heard from */
   readonly sync: SyncState;
 }
 
@@ -109,8 +109,8 @@ export async function fleetStatus(store: RegistryObjectStore, stationIds: readon
     let sync: SyncState;
     if (!desired) sync = 'no-deployment';
     else if (!report) sync = seenAt ? 'pending' : 'never-seen';
-    else if (running?.name === desired.name && running.version === desired.version) sync = 'in-sync';
     else if (report.state === 'failed') sync = 'failed';
+    else if (running?.name === desired.name && running.version === desired.version) sync = 'in-sync';
     else sync = 'pending';
     rows.push({
       stationId,

@@ -1,0 +1,823 @@
+// The ML engineer's page: which model each station runs, the models with their validation reports, deployments by
+// cohort; deploy and roll back. Plain ES module, no framework, no build step, nothing from outside.
+import { LANGS, strings } from './i18n.js';
+
+// The language choice is shared with the radiologist's page (same origin, same key).
+const LANG_KEY = 'cxr-gw.lang';
+const SESSION_KEY = 'cxr-ml.session';
+const POLL_MS = 10_000;
+const FETCH_TIMEOUT_MS = 15_000;
+const ROLES = ['mlops', 'admin'];
+const VIEWS = ['fleet', 'models', 'deploy'];
+
+const $ = (selector) => document.querySelector(selector);
+
+const state = {
+  lang: initialLang(),
+  session: loadSession(),
+  view: 'fleet',
+  reachable: true,
+  /** GET /api/v1/registry/status rows, and when they were read */
+  fleet: null,
+  fleetAt: null,
+  /** GET /api/v1/registry/models */
+  models: null,
+  refused: [],
+  cohorts: null,
+  /** `name@version` shown on the models view, and its record */
+  selected: null,
+  record: null,
+  recordError: null,
+  /** the message under the tabs: { kind: 'ok' | 'error', text } */
+  action: null,
+  skewMs: 0,
+};
+
+// ---------------------------------------------------------------------------------------------- words and formats
+
+function initialLang() {
+  try {
+    const saved = localStorage.getItem(LANG_KEY);
+    if (LANGS.includes(saved)) return saved;
+  } catch {
+    // storage disabled: Vietnamese
+  }
+  return 'vi';
+}
+
+function t(key, params) {
+  const table = strings[state.lang] ?? strings.vi;
+  const text = table[key] ?? strings.vi[key] ?? key;
+  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? '')) : text;
+}
+
+function tn(key, n, params = {}) {
+  const table = strings[state.lang] ?? strings.vi;
+  return t(n === 1 && table[`${key}_1`] ? `${key}_1` : key, { n, ...params });
+}
+
+const pad = (n) => String(n).padStart(2, '0');
+const fmtDateTime = (d) => `${pad(d.getDate())}/${pad(d.getMonth() + 1)}/${d.getFullYear()} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const fmtTime = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const serverNow = () => Date.now() + state.skewMs;
+
+function fmtAge(iso) {
+  const minutes = Math.max(0, Math.floor((serverNow() - new Date(iso).getTime()) / 60_000));
+  if (minutes < 1) return t('justNow');
+  if (minutes < 60) return t('minutesAgo', { n: minutes });
+  if (minutes < 24 * 60) return t('hoursAgo', { h: Math.floor(minutes / 60), m: minutes % 60 });
+  return tn('daysAgo', Math.floor(minutes / (24 * 60)));
+}
+
+/** A decimal as people write it: comma in Vietnamese (0,35), point in English. */
+function fmtNumber(x, digits) {
+  const s = digits === undefined ? String(x) : x.toFixed(digits);
+  return state.lang === 'vi' ? s.replace('.', ',') : s;
+}
+
+function fmtBytes(n) {
+  if (n >= 1024 * 1024) return `${fmtNumber(n / 1024 / 1024, 1)} MB`;
+  if (n >= 1024) return `${fmtNumber(n / 1024, 1)} KB`;
+  return `${n} B`;
+}
+
+const modelId = (m) => `${m.name}@${m.version}`;
+
+/** Builds an element: h('div', { class: 'x', onclick: fn }, 'text', child). Text is always set as text. */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'dataset') Object.assign(el.dataset, value);
+    else if (key === 'value') el.value = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const chip = (kind, text) => h('span', { class: `chip chip-${kind}` }, text);
+
+// ---------------------------------------------------------------------------------------------- the server
+
+class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+async function api(path, { method = 'GET', body, auth = true } = {}) {
+  const token = auth ? state.session?.token : undefined;
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  } catch (err) {
+    setReachable(false);
+    throw new ApiError(0, err?.name === 'TimeoutError' ? 'TIMEOUT' : 'NETWORK', String(err?.message ?? err));
+  }
+  setReachable(res.status !== 502 && res.status !== 503 && res.status !== 504);
+  const date = res.headers.get('date');
+  if (date) state.skewMs = new Date(date).getTime() - Date.now();
+  if (!res.ok) {
+    let code;
+    let detail;
+    try {
+      const payload = await res.json();
+      code = payload?.error?.code;
+      detail = payload?.error?.message;
+    } catch {
+      // not JSON: the status says enough
+    }
+    if (res.status === 401 && token && token === state.session?.token) sessionLost();
+    throw new ApiError(res.status, code, detail);
+  }
+  return res.status === 204 ? null : res.json();
+}
+
+/** Plain words for a failed request, with what to do next. */
+function errorText(err) {
+  const status = err?.status ?? 0;
+  if (status === 0) return err?.code === 'TIMEOUT' ? t('errTimeout') : t('errNetwork');
+  if (status === 401) return t('sessionLost');
+  if (status === 403) return t('errForbidden');
+  if (status >= 500) return t('errServer', { status });
+  return t('errRefused', { detail: err?.detail || `HTTP ${status}` });
+}
+
+function setReachable(value) {
+  state.reachable = value;
+  $('#banner').hidden = value || !state.session;
+}
+
+// ---------------------------------------------------------------------------------------------- session
+
+function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
+    if (s?.token && s.username) return s;
+  } catch {
+    // no storage: sign in again
+  }
+  return null;
+}
+
+function saveSession(session) {
+  state.session = session;
+  try {
+    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    else sessionStorage.removeItem(SESSION_KEY);
+  } catch {
+    // kept in memory only
+  }
+}
+
+let signInMessage = null;
+let pollTimer = null;
+
+function renderSignInMessage() {
+  const box = $('#signin-msg');
+  box.hidden = !signInMessage;
+  box.className = `form-msg ${signInMessage?.kind ?? ''}`;
+  box.textContent = signInMessage ? t(signInMessage.key) : '';
+  $('#to-reader').hidden = signInMessage?.key !== 'signInRole';
+}
+
+function showSignIn(message, username) {
+  clearInterval(pollTimer);
+  pollTimer = null;
+  $('#work-screen').hidden = true;
+  $('#tabs').hidden = true;
+  $('#user-box').hidden = true;
+  $('#banner').hidden = true;
+  $('#signin-screen').hidden = false;
+  signInMessage = message ?? null;
+  renderSignInMessage();
+  if (username) $('#username').value = username;
+  $('#password').value = '';
+  ($('#username').value ? $('#password') : $('#username')).focus();
+}
+
+function sessionLost() {
+  const username = state.session?.username;
+  saveSession(null);
+  showSignIn({ kind: 'error', key: 'sessionLost' }, username);
+}
+
+function showWork() {
+  $('#signin-screen').hidden = true;
+  $('#work-screen').hidden = false;
+  $('#tabs').hidden = false;
+  $('#user-box').hidden = false;
+  renderUser();
+  showView(state.view);
+  void refresh();
+  clearInterval(pollTimer);
+  pollTimer = setInterval(() => void refresh(), POLL_MS);
+}
+
+function renderUser() {
+  const s = state.session;
+  if (!s) return;
+  $('#user-name').textContent = s.displayName && s.displayName !== s.username ? `${s.displayName} (${s.username})` : s.username;
+  $('#user-name').title = s.role === 'admin' ? t('roleAdmin') : t('roleMlops');
+}
+
+$('#signin-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const username = $('#username').value.trim();
+  const password = $('#password').value;
+  if (!username || !password) {
+    signInMessage = { kind: 'error', key: 'signInMissing' };
+    renderSignInMessage();
+    (username ? $('#password') : $('#username')).focus();
+    return;
+  }
+  const button = $('#signin-button');
+  signInMessage = null;
+  renderSignInMessage();
+  button.disabled = true;
+  button.textContent = t('signingIn');
+  try {
+    const session = await api('/api/v1/login', { method: 'POST', body: { username, password }, auth: false });
+    if (!ROLES.includes(session.role)) {
+      // Not a model engineer: do not keep a session that can do nothing here.
+      void fetch('/api/v1/logout', { method: 'POST', headers: { authorization: `Bearer ${session.token}` } }).catch(() => undefined);
+      signInMessage = { kind: 'error', key: 'signInRole' };
+      renderSignInMessage();
+      return;
+    }
+    $('#password').value = '';
+    saveSession(session);
+    showWork();
+  } catch (err) {
+    const status = err?.status ?? 0;
+    signInMessage = { kind: 'error', key: status === 401 || status === 400 ? 'signInFailed' : status === 0 ? (err.code === 'TIMEOUT' ? 'errTimeout' : 'errNetwork') : 'errServer' };
+    renderSignInMessage();
+    $('#password').select();
+  } finally {
+    button.disabled = false;
+    button.textContent = t('signIn');
+  }
+});
+
+$('#sign-out').addEventListener('click', () => {
+  const token = state.session?.token;
+  if (token) void fetch('/api/v1/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } }).catch(() => undefined);
+  saveSession(null);
+  showSignIn(null);
+});
+
+// ---------------------------------------------------------------------------------------------- views
+
+function readHash() {
+  const [view, rest] = decodeURIComponent(location.hash.slice(1)).split('/');
+  if (VIEWS.includes(view)) state.view = view;
+  if (view === 'models' && rest) state.selected = rest;
+}
+
+function writeHash() {
+  const hash = state.view === 'models' && state.selected ? `#models/${state.selected}` : `#${state.view}`;
+  if (location.hash !== hash) history.replaceState(null, '', hash);
+}
+
+function showView(view) {
+  state.view = view;
+  for (const v of VIEWS) {
+    $(`#view-${v}`).hidden = v !== view;
+    const tab = $(`#tab-${v}`);
+    tab.setAttribute('aria-selected', String(v === view));
+    tab.tabIndex = v === view ? 0 : -1;
+  }
+  writeHash();
+  render();
+}
+
+for (const tab of document.querySelectorAll('[data-view]')) tab.addEventListener('click', () => showView(tab.dataset.view));
+
+function setAction(kind, text) {
+  state.action = text ? { kind, text } : null;
+  const box = $('#action-msg');
+  box.hidden = !state.action;
+  box.className = `action-msg ${kind ?? ''}`;
+  box.textContent = text ?? '';
+}
+
+async function refresh() {
+  if (!state.session) return;
+  try {
+    const [status, models, refused, cohorts] = await Promise.all([
+      api('/api/v1/registry/status'),
+      api('/api/v1/registry/models'),
+      api('/api/v1/registry/refused?limit=5'),
+      api('/api/v1/registry/cohorts'),
+    ]);
+    state.fleet = status.stations;
+    state.fleetAt = status.at;
+    state.models = models;
+    state.refused = refused;
+    state.cohorts = cohorts;
+    if (state.selected && state.record?.name && modelId(state.record) !== state.selected) state.record = null;
+    if (state.view === 'models' && state.selected && !state.record) await loadRecord(state.selected);
+    render();
+  } catch (err) {
+    if (err?.status !== 401) render();
+  }
+}
+
+async function loadRecord(id) {
+  const at = id.lastIndexOf('@');
+  try {
+    state.record = await api(`/api/v1/registry/models/${encodeURIComponent(id.slice(0, at))}/versions/${encodeURIComponent(id.slice(at + 1))}`);
+    state.recordError = null;
+  } catch (err) {
+    state.record = null;
+    state.recordError = errorText(err);
+  }
+}
+
+function render() {
+  if (!state.session) return;
+  if (state.view === 'fleet') renderFleet();
+  if (state.view === 'models') renderModels();
+  if (state.view === 'deploy') renderCohorts();
+}
+
+// ---------------------------------------------------------------------------------------------- fleet
+
+const SYNC = { 'in-sync': ['ok', 'syncInSync'], pending: ['warn', 'syncPending'], failed: ['bad', 'syncFailed'], 'never-seen': ['muted', 'syncNever'], 'no-deployment': ['muted', 'syncNone'] };
+
+function renderFleet() {
+  const rows = $('#fleet-rows');
+  const fleet = state.fleet;
+  $('#fleet-updated').textContent = state.fleetAt ? t('updatedAt', { time: fmtTime(new Date(state.fleetAt)) }) : t('loading');
+  if (!fleet) return;
+  const count = (s) => fleet.filter((r) => r.sync === s).length;
+  $('#fleet-summary').textContent = t('summaryLine', { total: fleet.length, ok: count('in-sync'), pending: count('pending') + count('never-seen'), failed: count('failed') });
+  $('#fleet-empty').hidden = fleet.length > 0;
+  $('#fleet-empty').textContent = t('emptyFleet');
+  rows.replaceChildren(
+    ...fleet.map((r) => {
+      const [kind, key] = SYNC[r.sync] ?? ['muted', r.sync];
+      const stateNote = r.state === 'downloading' ? t('stateDownloading') : r.state === 'verifying' ? t('stateVerifying') : null;
+      return h(
+        'tr',
+        { dataset: { station: r.stationId, sync: r.sync }, class: `sync-${r.sync}` },
+        h('th', { scope: 'row', class: 'station' }, r.stationId),
+        h('td', { class: r.cohort ? '' : 'muted' }, r.cohort ?? t('noCohort')),
+        h('td', { class: 'desired' }, r.desired ? [h('span', { class: 'mono' }, modelId(r.desired)), r.desired.source === 'station' ? h('span', { class: 'note' }, t('fromStation')) : null, r.desired.rollback ? h('span', { class: 'note' }, t('rollbackMark')) : null] : h('span', { class: 'muted' }, t('none'))),
+        h('td', { class: 'running' }, r.running ? h('span', { class: 'mono' }, modelId(r.running)) : h('span', { class: 'muted' }, t('none'))),
+        h('td', { class: 'sync' }, chip(kind, t(key)), stateNote ? h('span', { class: 'note' }, stateNote) : null),
+        h('td', { class: 'seen', title: r.lastSeen ? fmtDateTime(new Date(r.lastSeen)) : '' }, r.lastSeen ? fmtAge(r.lastSeen) : h('span', { class: 'muted' }, t('never'))),
+        h('td', { class: 'counts' }, r.counts ? t('countsLine', { studies: r.counts.studies, failed: r.counts.failed }) : ''),
+        h('td', { class: 'error' }, r.lastError ? [h('span', { class: 'err-code' }, r.lastError.code), ' ', r.lastError.message] : ''),
+        h('td', { class: 'row-action' }, h('button', { type: 'button', class: 'secondary small', title: t('deployToStation', { id: r.stationId }), 'aria-label': t('deployToStation', { id: r.stationId }), onclick: () => openDeploy({ station: r.stationId }) }, t('deployNew'))),
+      );
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- models
+
+function renderModels() {
+  const list = $('#model-list');
+  const models = state.models ?? [];
+  $('#models-empty').hidden = state.models === null || models.length > 0;
+  $('#models-empty').textContent = t('emptyModels');
+  list.replaceChildren(
+    ...models.map((m) =>
+      h(
+        'li',
+        { class: 'model' },
+        h('h3', {}, m.name),
+        h(
+          'ul',
+          { class: 'versions' },
+          m.versions.map((v) => {
+            const id = `${m.name}@${v.version}`;
+            return h(
+              'li',
+              {},
+              h(
+                'button',
+                { type: 'button', class: 'version-row', 'aria-current': String(id === state.selected), dataset: { id }, onclick: () => selectVersion(id) },
+                h('span', { class: 'v' }, v.version),
+                h('span', { class: 'when' }, fmtDateTime(new Date(v.acceptedAt))),
+                chip(v.golden === 'passed' ? 'ok' : v.golden === 'failed' ? 'bad' : 'muted', `golden ${t(v.golden)}`),
+                v.latencyMs !== null ? h('span', { class: 'lat' }, `${fmtNumber(v.latencyMs, 0)} ms`) : null,
+              ),
+            );
+          }),
+        ),
+      ),
+    ),
+  );
+  const refused = $('#refused');
+  refused.replaceChildren(
+    ...(state.refused.length
+      ? [
+          h('h3', {}, t('refusedTitle')),
+          h(
+            'ul',
+            {},
+            state.refused.map((r) =>
+              h(
+                'li',
+                { class: 'refused-item' },
+                h('div', { class: 'refused-head' }, t('refusedLine', { model: r.name ? `${r.name}@${r.version}` : t('unnamed'), time: fmtDateTime(new Date(r.refusedAt)), who: r.pushedBy })),
+                h('ul', { class: 'reasons' }, r.errors.map((e) => h('li', {}, h('span', { class: 'err-code' }, e.code), ' ', e.message))),
+              ),
+            ),
+          ),
+        ]
+      : []),
+  );
+  renderRecord();
+}
+
+async function selectVersion(id) {
+  state.selected = id;
+  state.record = null;
+  state.recordError = null;
+  writeHash();
+  renderModels();
+  await loadRecord(id);
+  renderModels();
+}
+
+const CHECKS = [
+  ['manifest', 'checkManifest'],
+  ['sha256', 'checkSha256'],
+  ['runtime', 'checkRuntime'],
+  ['shapes', 'checkShapes'],
+  ['golden', 'checkGolden'],
+  ['latency', 'checkLatency'],
+  ['metrics', 'checkMetrics'],
+];
+
+/** The registry's reasons for a skipped check, in the page's words (unknown ones as the server wrote them). */
+const SKIP_REASONS = {
+  'no labelled set was given (--labels CSV)': 'skipNoLabels',
+  'the folder has no golden cases (golden/cases.json)': 'skipNoGolden',
+  'the model did not load': 'skipNotLoaded',
+  'the manifest is not valid': 'skipManifest',
+  'the model disagrees with its manifest': 'skipShapes',
+  'the model did not run': 'skipNotRun',
+  'a file the manifest names is missing': 'skipMissingFile',
+  'the manifest names no model file and digest': 'skipNoDigest',
+  'no golden cases: the edge cannot check this model on its own PC after download': 'warnNoGolden',
+  'a labelled set was sent but this registry computes no metrics yet': 'warnNoMetrics',
+};
+const serverWords = (text) => (SKIP_REASONS[text] ? t(SKIP_REASONS[text]) : text);
+
+function checkDetail(name, c) {
+  if (c.status === 'skipped') return serverWords(c.reason ?? '');
+  if (name === 'latency') return t('latencyLine', { median: fmtNumber(c.medianMs, 1), runs: c.runs, threads: c.threads });
+  if (name === 'golden') {
+    const diffs = c.cases.map((x) => x.maxAbsDiff ?? 1);
+    return [
+      t('goldenLine', { ok: c.cases.filter((x) => x.ok).length, n: c.cases.length, max: fmtNumber(Number(Math.max(...diffs).toPrecision(2))), tol: fmtNumber(c.cases[0]?.tolerance ?? 0) }),
+      h('ul', { class: 'cases' }, c.cases.map((x) => h('li', { class: x.ok ? '' : 'bad' }, h('span', { class: 'mono' }, x.input), ' — ', x.error ? `${x.error.code}: ${x.error.message}` : t('goldenCase', { diff: fmtNumber(Number((x.maxAbsDiff ?? 0).toPrecision(2))) })))),
+    ];
+  }
+  if (name === 'sha256') return h('ul', { class: 'cases' }, c.files.map((f) => h('li', { class: f.actual === f.expected ? '' : 'bad' }, h('span', { class: 'mono' }, f.path), ' ', h('span', { class: 'mono hash' }, f.actual ?? '—'))));
+  if (name === 'metrics') {
+    const scores = Array.isArray(c.scores) ? c.scores : [];
+    return h('ul', { class: 'cases' }, scores.map((s) => h('li', {}, h('span', { class: 'mono' }, s.score ?? s.truth), ' — ', s.auc === null || s.auc === undefined ? '—' : t('aucLine', { auc: fmtNumber(s.auc, 3), lo: fmtNumber(s.auc95?.[0] ?? 0, 3), hi: fmtNumber(s.auc95?.[1] ?? 0, 3) }))));
+  }
+  if (name === 'runtime') return c.runtime ?? '';
+  if (Array.isArray(c.problems) && c.problems.length) return h('ul', { class: 'cases' }, c.problems.map((p) => h('li', { class: 'bad' }, p)));
+  return '';
+}
+
+function renderRecord() {
+  const box = $('#version-detail');
+  const r = state.record;
+  if (!state.selected || (!r && !state.recordError)) {
+    box.replaceChildren(h('div', { class: 'placeholder' }, state.selected ? t('loading') : t('chooseVersion')));
+    return;
+  }
+  if (!r) {
+    box.replaceChildren(h('div', { class: 'placeholder placeholder-error' }, state.recordError));
+    return;
+  }
+  const v = r.validation;
+  const bytes = r.files.reduce((n, f) => n + f.size, 0);
+  box.replaceChildren(
+    h(
+      'div',
+      { class: 'panel detail-head' },
+      h('div', { class: 'dh-main' }, h('h2', {}, r.name, ' ', h('span', { class: 'dh-version' }, t('version', { v: r.version }))), h('p', { class: 'muted' }, t('acceptedBy', { time: fmtDateTime(new Date(r.acceptedAt)), who: r.pushedBy })), r.description ? h('p', { class: 'desc' }, r.description) : null),
+      h('dl', { class: 'facts' }, h('div', { class: 'fact' }, h('dt', {}, t('runtime')), h('dd', {}, r.runtime)), h('div', { class: 'fact' }, h('dt', {}, t('sizeLabel')), h('dd', {}, fmtBytes(bytes))), h('div', { class: 'fact' }, h('dt', {}, tn('labelsN', r.labels.length)))),
+      h('button', { type: 'button', class: 'primary', id: 'deploy-this', onclick: () => openDeploy({ model: modelId(r) }) }, t('deployThis')),
+    ),
+    h(
+      'section',
+      { class: 'panel report' },
+      h('h3', {}, t('report')),
+      h(
+        'ul',
+        { class: 'checks' },
+        CHECKS.map(([name, key]) => {
+          const c = v[name] ?? { status: 'skipped' };
+          const kind = c.status === 'passed' ? 'ok' : c.status === 'failed' ? 'bad' : 'muted';
+          return h('li', { class: `check check-${c.status}`, dataset: { check: name } }, h('div', { class: 'check-head' }, chip(kind, t(c.status)), h('span', { class: 'check-name' }, t(key))), h('div', { class: 'check-detail' }, checkDetail(name, c)));
+        }),
+      ),
+      r.warnings.length ? h('div', { class: 'warnings' }, h('strong', {}, `${t('warnings')}: `), r.warnings.map(serverWords).join('; ')) : null,
+    ),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h3', {}, t('labelsTitle')),
+      h(
+        'table',
+        { class: 'grid compact' },
+        h('thead', {}, h('tr', {}, h('th', {}, t('colCode')), h('th', {}, t('colName')), h('th', {}, t('colThreshold')), h('th', {}, t('colPriority')))),
+        h('tbody', {}, r.labels.map((l) => h('tr', {}, h('td', { class: 'mono' }, l.code), h('td', {}, state.lang === 'vi' ? l.displayVi : l.display), h('td', { class: 'num' }, fmtNumber(l.threshold)), h('td', {}, l.role === 'finding' ? t(l.priority) : '—')))),
+      ),
+    ),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h3', {}, t('filesTitle')),
+      h(
+        'table',
+        { class: 'grid compact' },
+        h('thead', {}, h('tr', {}, h('th', {}, t('colPath')), h('th', {}, t('colSize')), h('th', {}, 'sha256'))),
+        h('tbody', {}, r.files.map((f) => h('tr', {}, h('td', { class: 'mono' }, f.path), h('td', { class: 'num' }, fmtBytes(f.size)), h('td', { class: 'mono hash' }, f.sha256)))),
+      ),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------- deployments
+
+function targetText(d) {
+  if ('station' in d.target) return t('targetStationName', { s: d.target.station });
+  return d.target.percent < 100 ? t('percentOf', { p: fmtNumber(d.target.percent) }) : t('wholeCohort');
+}
+
+/** What a rollback of this history goes back to: the newest version not rolled back from (as the registry decides). */
+function rollbackTarget(deployments) {
+  const current = deployments[0];
+  if (!current) return null;
+  const abandoned = new Set([modelId(current)]);
+  for (const d of deployments) {
+    if (d.rolledBackFrom) abandoned.add(d.rolledBackFrom);
+    if (!abandoned.has(modelId(d))) return d;
+  }
+  return null;
+}
+
+function renderCohorts() {
+  const cohorts = state.cohorts ?? [];
+  $('#cohorts-empty').hidden = state.cohorts === null || cohorts.length > 0;
+  $('#cohorts-empty').textContent = t('emptyCohorts');
+  $('#cohorts').replaceChildren(
+    ...cohorts.map((c) => {
+      const deployments = c.deployments.filter((d) => d.kind === 'deploy');
+      const current = deployments[0];
+      const previous = rollbackTarget(deployments);
+      return h(
+        'article',
+        { class: 'panel cohort', dataset: { cohort: c.cohort } },
+        h(
+          'div',
+          { class: 'cohort-head' },
+          h('div', { class: 'ch-main' }, h('h3', {}, t('targetCohortName', { c: c.cohort })), h('p', { class: 'muted' }, t('stationsOf', { list: c.stations.join(', ') }))),
+          h(
+            'div',
+            { class: 'cohort-now' },
+            h('span', { class: 'muted' }, t('current')),
+            current ? [h('span', { class: 'mono now' }, modelId(current)), h('span', { class: 'note' }, targetText(current)), current.rollback ? chip('warn', t('rollbackMark')) : null] : h('span', { class: 'muted' }, t('nothingDeployed')),
+          ),
+          h(
+            'div',
+            { class: 'cohort-actions' },
+            h('button', { type: 'button', class: 'secondary small', onclick: () => openDeploy({ cohort: c.cohort }) }, t('deployNew')),
+            h('button', { type: 'button', class: 'danger small', disabled: !previous, title: previous ? t('rollbackTo', { model: modelId(previous) }) : t('noEarlier'), onclick: () => confirmRollback(c.cohort, current, previous) }, t('rollback')),
+          ),
+        ),
+        deployments.length
+          ? h(
+              'details',
+              { class: 'history', open: true },
+              h('summary', {}, t('history')),
+              h(
+                'table',
+                { class: 'grid compact' },
+                h('thead', {}, h('tr', {}, h('th', {}, t('colWhen')), h('th', {}, t('colVersion')), h('th', {}, t('colTarget')), h('th', {}, t('colBy')))),
+                h(
+                  'tbody',
+                  {},
+                  deployments.map((d) => h('tr', { class: d.rollback ? 'is-rollback' : '' }, h('td', {}, fmtDateTime(new Date(d.issuedAt))), h('td', { class: 'mono' }, modelId(d), d.rollback ? [' ', chip('warn', t('rollbackMark'))] : null), h('td', {}, targetText(d)), h('td', {}, d.issuedBy))),
+                ),
+              ),
+            )
+          : null,
+      );
+    }),
+  );
+}
+
+// -------------------------------------------------------------------- deploy dialog
+
+const dialog = $('#deploy-dialog');
+let dialogLabels = [];
+
+function versionOptions() {
+  return (state.models ?? []).flatMap((m) => m.versions.map((v) => `${m.name}@${v.version}`));
+}
+
+async function loadThresholdFields() {
+  const id = $('#deploy-version').value;
+  const box = $('#deploy-thresholds');
+  box.replaceChildren();
+  dialogLabels = [];
+  if (!id) return;
+  const at = id.lastIndexOf('@');
+  try {
+    const record = await api(`/api/v1/registry/models/${encodeURIComponent(id.slice(0, at))}/versions/${encodeURIComponent(id.slice(at + 1))}`);
+    if ($('#deploy-version').value !== id) return;
+    dialogLabels = record.labels.filter((l) => l.role === 'finding');
+    box.replaceChildren(
+      ...dialogLabels.map((l) =>
+        h('label', { class: 'thr' }, h('span', {}, state.lang === 'vi' ? l.displayVi : l.display), h('input', { type: 'text', inputmode: 'decimal', dataset: { code: l.code }, placeholder: fmtNumber(l.threshold), 'aria-label': `${l.code}` })),
+      ),
+    );
+  } catch (err) {
+    box.replaceChildren(h('p', { class: 'form-msg error' }, errorText(err)));
+  }
+}
+
+function syncTargetFields() {
+  const kind = document.querySelector('input[name="target-kind"]:checked')?.value ?? 'cohort';
+  $('#deploy-cohort').disabled = kind !== 'cohort';
+  $('#deploy-station').disabled = kind !== 'station';
+  $('#percent-row').hidden = kind !== 'cohort';
+}
+
+function openDeploy(prefill = {}) {
+  const versions = versionOptions();
+  const msg = $('#deploy-msg');
+  msg.hidden = true;
+  $('#deploy-version').replaceChildren(...versions.map((id) => h('option', { value: id }, id)));
+  $('#deploy-cohort').replaceChildren(...(state.cohorts ?? []).map((c) => h('option', { value: c.cohort }, c.cohort)));
+  $('#deploy-station').replaceChildren(...(state.fleet ?? []).map((r) => h('option', { value: r.stationId }, r.stationId)));
+  if (prefill.model) $('#deploy-version').value = prefill.model;
+  if (prefill.cohort) $('#deploy-cohort').value = prefill.cohort;
+  if (prefill.station) $('#deploy-station').value = prefill.station;
+  const kind = prefill.station || !(state.cohorts ?? []).length ? 'station' : 'cohort';
+  for (const radio of document.querySelectorAll('input[name="target-kind"]')) radio.checked = radio.value === kind;
+  $('#deploy-percent').value = '100';
+  syncTargetFields();
+  $('#deploy-submit').disabled = versions.length === 0;
+  if (!versions.length) {
+    msg.hidden = false;
+    msg.textContent = t('noVersions');
+  }
+  void loadThresholdFields();
+  dialog.showModal();
+}
+
+$('#deploy-open').addEventListener('click', () => openDeploy());
+$('#deploy-cancel').addEventListener('click', () => dialog.close());
+$('#deploy-version').addEventListener('change', () => void loadThresholdFields());
+$('#deploy-form').addEventListener('input', () => ($('#deploy-msg').hidden = true));
+for (const radio of document.querySelectorAll('input[name="target-kind"]')) radio.addEventListener('change', syncTargetFields);
+
+const parseDecimal = (text) => Number(String(text).trim().replace(',', '.'));
+
+$('#deploy-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const msg = $('#deploy-msg');
+  const fail = (text) => {
+    msg.hidden = false;
+    msg.textContent = text;
+  };
+  msg.hidden = true;
+  const id = $('#deploy-version').value;
+  const at = id.lastIndexOf('@');
+  const kind = document.querySelector('input[name="target-kind"]:checked')?.value ?? 'cohort';
+  const body = { name: id.slice(0, at), version: id.slice(at + 1) };
+  if (kind === 'cohort') {
+    const percent = parseDecimal($('#deploy-percent').value);
+    if (!Number.isFinite(percent) || percent < 1 || percent > 100) return fail(t('errPercentRange'));
+    Object.assign(body, { cohort: $('#deploy-cohort').value, percent });
+  } else {
+    body.station = $('#deploy-station').value;
+  }
+  const thresholds = {};
+  for (const input of document.querySelectorAll('#deploy-thresholds input')) {
+    if (input.value.trim() === '') continue;
+    const value = parseDecimal(input.value);
+    if (!Number.isFinite(value) || value < 0 || value > 1) {
+      input.focus();
+      return fail(t('errThresholdRange'));
+    }
+    thresholds[input.dataset.code] = value;
+  }
+  if (Object.keys(thresholds).length) body.thresholds = thresholds;
+  const button = $('#deploy-submit');
+  button.disabled = true;
+  button.textContent = t('deploying');
+  try {
+    const record = await api('/api/v1/registry/deployments', { method: 'POST', body });
+    dialog.close();
+    const target = 'station' in record.target ? t('targetStationName', { s: record.target.station }) : `${t('targetCohortName', { c: record.target.cohort })} (${targetText(record)})`;
+    setAction('ok', t('deployed', { model: modelId(record), target }));
+    await refresh();
+  } catch (err) {
+    fail(errorText(err));
+  } finally {
+    button.disabled = false;
+    button.textContent = t('confirmDeploy');
+  }
+});
+
+// -------------------------------------------------------------------- rollback
+
+const confirmDialog = $('#confirm-dialog');
+let pendingRollback = null;
+
+function confirmRollback(cohort, current, previous) {
+  pendingRollback = cohort;
+  $('#confirm-title').textContent = t('confirmRollbackTitle');
+  $('#confirm-body').textContent = t('confirmRollbackBody', { cohort, from: modelId(current), to: modelId(previous) });
+  $('#confirm-ok').textContent = t('confirmRollback');
+  $('#confirm-msg').hidden = true;
+  confirmDialog.showModal();
+}
+
+$('#confirm-cancel').addEventListener('click', () => confirmDialog.close());
+$('#confirm-ok').addEventListener('click', async () => {
+  const cohort = pendingRollback;
+  if (!cohort) return;
+  const button = $('#confirm-ok');
+  button.disabled = true;
+  try {
+    const record = await api('/api/v1/registry/rollbacks', { method: 'POST', body: { cohort } });
+    confirmDialog.close();
+    setAction('ok', t('rolledBack', { target: t('targetCohortName', { c: cohort }), model: modelId(record) }));
+    await refresh();
+  } catch (err) {
+    const box = $('#confirm-msg');
+    box.hidden = false;
+    box.textContent = errorText(err);
+  } finally {
+    button.disabled = false;
+  }
+});
+
+// ---------------------------------------------------------------------------------------------- language
+
+function applyLang() {
+  document.documentElement.lang = state.lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
+  for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
+  renderSignInMessage();
+  document.title = t('appTitle');
+  if (state.session) {
+    renderUser();
+    render();
+  }
+}
+
+for (const b of document.querySelectorAll('[data-lang]')) {
+  b.addEventListener('click', () => {
+    if (b.dataset.lang === state.lang) return;
+    state.lang = b.dataset.lang;
+    try {
+      localStorage.setItem(LANG_KEY, state.lang);
+    } catch {
+      // not persisted; the page still switches
+    }
+    applyLang();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------- start
+
+readHash();
+applyLang();
+if (state.session) showWork();
+else showSignIn(null);
+window.addEventListener('hashchange', () => {
+  readHash();
+  if (state.session) {
+    showView(state.view);
+    if (state.view === 'models' && state.selected && (!state.record || modelId(state.record) !== state.selected)) void selectVersion(state.selected);
+  }
+});
