@@ -8,14 +8,13 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # Debian packages: dcmtk (the X-ray unit in tests, and the encoders of cxr-datasets), dicom3tools (dciodvfy checks
 # the files cxr-datasets makes), redis-server (queue), chromium (page tests),
-# libopenjp2-7-dev (native JPEG 2000 decoder), libcharls-dev (native JPEG-LS decoder), build tools for the addons.
+# libopenjp2-7-dev (native JPEG 2000 decoder), build tools for the addon.
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || need+=(libopenjp2-7-dev)
-[ -f /usr/include/charls/charls.h ] || need+=(libcharls-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -40,10 +39,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-native_release=inference/native/build/Release
-if [ ! -f "$native_release/cxr_openjpeg.node" ] || [ -n "$(find inference/native/src inference/native/binding.gyp -newer "$native_release/cxr_openjpeg.node" 2>/dev/null | head -1)" ] ||
-  { [ -f /usr/include/charls/charls.h ] && [ ! -f "$native_release/cxr_charls.node" ]; }; then
-  log 'building the native JPEG 2000 and JPEG-LS decoders (each falls back to WebAssembly if it cannot build)'
+if [ ! -f inference/native/build/Release/cxr_openjpeg.node ] || [ inference/native/src/cxr_openjpeg.c -nt inference/native/build/Release/cxr_openjpeg.node ]; then
+  log 'building the native JPEG 2000 decoder (falls back to WebAssembly if this cannot build)'
   bash inference/scripts/build-native.sh
 fi
 

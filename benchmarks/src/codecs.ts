@@ -11,9 +11,7 @@ import {
   TransferSyntax,
   decodeWithCharls,
   decodeWithDcmjs,
-  decodeWithNativeCharls,
   firstFrame,
-  loadNativeCharls,
   loadNativeOpenJpeg,
   parseDicom,
   readImageInfo,
@@ -29,7 +27,6 @@ const files = sharedDicomFiles();
 
 type Decoder = { name: string; decode: (codestream: Uint8Array, info: ImageInfo) => Promise<DecodedFrame | unknown> };
 const native = loadNativeOpenJpeg();
-const nativeCharls = loadNativeCharls();
 const decodersFor = (ts: string): Decoder[] => {
   switch (ts) {
     case TransferSyntax.RLELossless:
@@ -41,7 +38,6 @@ const decodersFor = (ts: string): Decoder[] => {
     case TransferSyntax.JPEGLSLossless:
     case TransferSyntax.JPEGLSNearLossless:
       return [
-        ...(nativeCharls ? [{ name: `charls native (system CharLS ${nativeCharls.charlsVersion})`, decode: (c: Uint8Array, i: ImageInfo) => decodeWithNativeCharls(nativeCharls, c, i) }] : []),
         { name: 'charls', decode: (c, i) => decodeWithCharls(c, i) },
         { name: 'dcmjs-codecs jpeg-ls', decode: (c, i) => decodeWithDcmjs('jpeg-ls', c, i) },
       ];

@@ -17,4 +17,3 @@ export * from './eval/index.js';
 export { decodeWithDcmjs, type DcmjsCodecName } from './codecs/dcmjs-native-codecs.js';
 export { decodeWithCharls } from './codecs/charls.js';
 export { loadNativeOpenJpeg } from './codecs/openjpeg-native.js';
-export { decodeWithNativeCharls, loadNativeCharls } from './codecs/charls-native.js';

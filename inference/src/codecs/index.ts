@@ -2,7 +2,6 @@ import { CxrError } from '../errors/index.js';
 import type { EncodedFrame } from '../dicom/frames.js';
 import { TransferSyntax, transferSyntaxName } from '../dicom/uids.js';
 import { decodeWithCharls } from './charls.js';
-import { decodeWithNativeCharls, nativeCharlsForDispatch } from './charls-native.js';
 import { decodeWithDcmjs, type DcmjsCodecName } from './dcmjs-native-codecs.js';
 import { loadNativeOpenJpeg, type J2kDecodedFrame } from './openjpeg-native.js';
 import type { DecodedFrame, FrameGeometry } from './types.js';
@@ -64,11 +63,8 @@ export async function decodeFrame(
   switch (route.kind) {
     case 'dcmjs':
       return decodeWithDcmjs(route.codec, frame.codestream, geometry);
-    case 'charls': {
-      // The WebAssembly CharLS, faster here than Debian's native one; the native addon when CXR_NATIVE_JLS=1.
-      const native = nativeCharlsForDispatch();
-      return native ? decodeWithNativeCharls(native, frame.codestream, geometry) : decodeWithCharls(frame.codestream, geometry);
-    }
+    case 'charls':
+      return decodeWithCharls(frame.codestream, geometry);
     case 'jpeg2000':
       return decodeJpeg2000(frame.codestream, geometry, options);
   }
