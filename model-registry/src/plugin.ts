@@ -22,7 +22,7 @@ export interface RegistryOptions {
   /** ONNX Runtime threads for validation and the latency figure. Default 2 (a station PC). */
   readonly threads?: number;
   readonly latencyRuns?: number;
-  /** Metrics on a labelled set; without it, a push with a labelled set is validated without metrics (and says so). */
+  /** Metrics on a labelled set; default `cxr eval`'s (AUC with DeLong 95% CI per score, operating point). */
   readonly metricsFor?: PushOptions['metricsFor'];
 }
 
@@ -33,7 +33,18 @@ const FileEntry = Type.Object(
 const PushBody = Type.Object(
   {
     files: Type.Array(FileEntry, { minItems: 1, maxItems: 1000 }),
-    labelled: Type.Optional(Type.Object({ csv: Type.String({ minLength: 1, maxLength: 200 }), files: Type.Array(FileEntry, { minItems: 1, maxItems: 5000 }) }, { additionalProperties: false })),
+    labelled: Type.Optional(
+      Type.Object(
+        {
+          csv: Type.String({ minLength: 1, maxLength: 200 }),
+          files: Type.Array(FileEntry, { minItems: 1, maxItems: 5000 }),
+          truth: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+          score: Type.Optional(Type.String({ minLength: 1, maxLength: 1000 })),
+          imageColumn: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -221,7 +232,7 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
     }
   });
 
-  app.post<{ Body: { files: { path: string; sha256: string; size: number }[]; labelled?: { csv: string; files: { path: string; sha256: string; size: number }[] } } }>(
+  app.post<{ Body: { files: { path: string; sha256: string; size: number }[]; labelled?: { csv: string; files: { path: string; sha256: string; size: number }[]; truth?: string; score?: string; imageColumn?: string } } }>(
     '/api/v1/registry/versions',
     { preValidation: mlops, bodyLimit: 8 * 1024 * 1024, schema: { body: PushBody } },
     async (request, reply) => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildGateway, gatewayCli, startGateway, type RunningGateway } from '../../gateway/test/support/gateway.js';
 import { canaryBucket } from '../src/rollout/rollout.js';
-import { SQUEEZENET, makeModelFolder, repoRoot } from './support/models.js';
+import { SQUEEZENET, makeModelFolder, repoRoot, sharedDir } from './support/models.js';
 
 const bin = path.join(repoRoot, 'model-registry', 'bin', 'cxr-registry.js');
 const HUNG = { username: 'kt.hung', password: 'mat-khau-dai-3', role: 'mlops' } as const;
@@ -88,6 +88,26 @@ describe('cxr-registry', () => {
     expect(missing.code).toBe(1);
     expect(JSON.parse(missing.stdout)).toMatchObject({ accepted: false, errors: [{ code: 'CXR_FILE_NOT_FOUND' }] });
   });
+
+  it('records metrics on a labelled set: AUC with its 95% CI, as cxr eval computes them, and refuses a set it cannot score', async () => {
+    const labels = path.join(sharedDir, 'eval', 'kermany-pediatric-test', 'labels.csv');
+    const dir = await makeModelFolder(SQUEEZENET, { manifest: (m) => void (m.version = '1.3.0') });
+    folders.push(dir);
+    const bad = await registry(['push', dir, ...conn, '--labels', labels, '--truth', 'no_such_column', '--score', 'bacterial_pneumonia+viral_pneumonia']);
+    expect(bad.code).toBe(1);
+    expect(JSON.parse(bad.stdout)).toMatchObject({ accepted: false, errors: [{ check: 'metrics', code: 'CXR_USAGE', message: expect.stringMatching(/no truth column "no_such_column"/u) }] });
+    const run = await registry(['push', dir, ...conn, '--labels', labels, '--truth', 'pneumonia', '--score', 'bacterial_pneumonia+viral_pneumonia']);
+    expect(run.stderr).toContain('uploading the labelled set (417 files)');
+    expect(run.code).toBe(0);
+    const metrics = (JSON.parse(run.stdout) as { validation: { metrics: { status: string; rows: number; scores: { truth: string; score: string; n: number; positives: number; auc: number; auc95: [number, number] }[] } } }).validation.metrics;
+    expect(metrics).toMatchObject({ status: 'passed', rows: 416, labelsFile: 'labels.csv' });
+    // shared/README.md: the reference scores give AUC 0.9005 over 416 images (260 positive).
+    expect(metrics.scores[0]).toMatchObject({ truth: 'pneumonia', score: 'bacterial_pneumonia+viral_pneumonia', n: 416, positives: 260 });
+    expect(metrics.scores[0]?.auc).toBeCloseTo(0.9005, 3);
+    const [lo = 0, hi = 0] = metrics.scores[0]?.auc95 ?? [];
+    expect(lo).toBeLessThan(0.9005);
+    expect(hi).toBeGreaterThan(0.9005);
+  }, 300_000);
 
   it('puts stations in a cohort, deploys to it, to a canary percent and to one station with thresholds, and shows the fleet', async () => {
     const cohort = await registry(['cohort', 'add', 'pilot', 'tram-1', 'tram-2', ...conn]);

@@ -328,6 +328,15 @@ describe('auth', () => {
   });
 });
 
+describe('the OpenAPI document', () => {
+  it("lists the registry's routes", async () => {
+    const doc = (await inject('GET', '/api/openapi.json', undefined)).json() as { paths: Record<string, unknown> };
+    for (const route of ['/api/v1/registry/versions', '/api/v1/registry/deployments', '/api/v1/registry/rollbacks', '/api/v1/stations/{stationId}/model', '/api/v1/stations/{stationId}/model/status']) {
+      expect(Object.keys(doc.paths)).toContain(route);
+    }
+  });
+});
+
 describe('several gateway processes', () => {
   it('share one signing key, one registry and one fleet view', async () => {
     const other = await gw.second();

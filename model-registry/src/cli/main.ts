@@ -93,11 +93,18 @@ async function localName(dir: string): Promise<{ name: string | null; version: s
   }
 }
 
-async function push(dir: string, opts: Connection & { labels?: string; imageColumn: string }): Promise<PushResult> {
+interface PushOpts extends Connection {
+  labels?: string;
+  imageColumn: string;
+  truth?: string;
+  score?: string;
+}
+
+async function push(dir: string, opts: PushOpts): Promise<PushResult> {
   const client = new GatewayClient(opts.gateway, opts.token);
   const files = await describe(await folderFiles(dir));
   if (files.length === 0) throw new GatewayCallError(0, 'CXR_MANIFEST_INVALID', `${dir} has no files`, null);
-  let labelled: { csv: string; files: LocalFile[] } | undefined;
+  let labelled: { csv: string; files: LocalFile[]; truth?: string; score?: string; imageColumn: string } | undefined;
   if (opts.labels) {
     // Loaded only here: the inference library (and its runtimes) would slow every other command's start.
     const { readLabelledSet } = await import('@cxr/inference');
@@ -107,7 +114,13 @@ async function push(dir: string, opts: Connection & { labels?: string; imageColu
     if (outside.length > 0) throw new GatewayCallError(0, 'CXR_LABELS_INVALID', `${opts.labels}: images must sit in the CSV's folder or below it (${outside.slice(0, 3).join(', ')})`, null);
     const csvName = path.basename(opts.labels);
     const images = [...new Set(set.rows.map((r) => path.relative(folder, r.file).split(path.sep).join('/')))];
-    labelled = { csv: csvName, files: await describe([{ path: csvName, file: path.resolve(opts.labels) }, ...images.map((p) => ({ path: p, file: path.join(folder, p) }))]) };
+    labelled = {
+      csv: csvName,
+      files: await describe([{ path: csvName, file: path.resolve(opts.labels) }, ...images.map((p) => ({ path: p, file: path.join(folder, p) }))]),
+      imageColumn: opts.imageColumn,
+      ...(opts.truth ? { truth: opts.truth } : {}),
+      ...(opts.score ? { score: opts.score } : {}),
+    };
   }
   await upload(client, files, false);
   if (labelled) {
@@ -116,7 +129,7 @@ async function push(dir: string, opts: Connection & { labels?: string; imageColu
   }
   process.stderr.write('cxr-registry: validating on the registry (schema, digests, runtime, shapes, golden cases, latency' + (labelled ? ', metrics' : '') + ')\n');
   const strip = (f: LocalFile): { path: string; sha256: string; size: number } => ({ path: f.path, sha256: f.sha256, size: f.size });
-  const body = { files: files.map(strip), ...(labelled ? { labelled: { csv: labelled.csv, files: labelled.files.map(strip) } } : {}) };
+  const body = { files: files.map(strip), ...(labelled ? { labelled: { ...labelled, files: labelled.files.map(strip) } } : {}) };
   const answer = await client.call('POST', '/api/v1/registry/versions', body, [200, 201, 422]);
   return answer.json as PushResult;
 }
@@ -173,7 +186,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     .addOption(tokenOption())
     .option('--labels <csv>', 'a labelled set (CSV: image column and 0/1 truth columns) for metrics: AUC with 95% CI per label')
     .option('--image-column <name>', 'the CSV column naming the images', 'image')
-    .action(async (dir: string, opts: Connection & { labels?: string; imageColumn: string }) => {
+    .option('--truth <column>', 'with --labels: the 0/1 column to score against (as cxr eval --truth)')
+    .option('--score <codes>', 'with --labels: the label, or labels joined by "+", whose probability is the score (as cxr eval --score)')
+    .action(async (dir: string, opts: PushOpts) => {
+      if (!opts.labels && (opts.truth || opts.score)) throw new UsageError('--truth and --score go with --labels CSV');
       let result: PushResult;
       try {
         result = await push(dir, opts);

@@ -9,6 +9,7 @@ import type { RegistryObjectStore } from '../deps.js';
 import { getOrCreateSigningKey } from '../sign/signing-key.js';
 import { blobKey, newestFirstSegment, refusedPrefix, SHA256_PATTERN, versionKey, NAME_PATTERN, VERSION_PATTERN } from '../store/keys.js';
 import { putJsonOnce, readJson, readJsonOptional } from '../store/json.js';
+import { labelledSetMetrics, type LabelledSelection } from '../validate/metrics.js';
 import { validateModelFolder, type PushError, type UploadedFile, type ValidationReport } from '../validate/validate.js';
 
 /** An accepted version, as kept in the store (immutable). */
@@ -53,8 +54,8 @@ export interface PushResult {
 
 export interface PushRequest {
   readonly files: readonly UploadedFile[];
-  /** A labelled set for metrics: the CSV's path among `files` of the set, and the set's files (CSV and images). */
-  readonly labelled?: { readonly csv: string; readonly files: readonly UploadedFile[] };
+  /** A labelled set for metrics: the CSV's path among `files` of the set, the set's files (CSV and images), and the score. */
+  readonly labelled?: { readonly csv: string; readonly files: readonly UploadedFile[] } & LabelledSelection;
   readonly pushedBy: string;
 }
 
@@ -63,8 +64,8 @@ export interface PushOptions {
   readonly scratchDir?: string;
   readonly threads?: number;
   readonly latencyRuns?: number;
-  /** Builds the metrics step for a labelled set materialised in `dir` with its CSV at `csv`. */
-  readonly metricsFor?: (csvPath: string) => (model: LoadedModel) => Promise<{ errors: PushError[]; report: Record<string, unknown> }>;
+  /** Builds the metrics step for a labelled set materialised with its CSV at `csvPath`. Default: `cxr eval`'s metrics. */
+  readonly metricsFor?: (csvPath: string, selection: LabelledSelection) => (model: LoadedModel) => Promise<{ errors: PushError[]; report: Record<string, unknown> }>;
 }
 
 export const RELEASE_PATH = /^(?!\/)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$/u;
@@ -170,15 +171,15 @@ async function pushNow(store: RegistryObjectStore, request: PushRequest, options
     const modelDir = path.join(scratch, 'model');
     await materialise(store, modelDir, files);
     let metrics: ((model: LoadedModel) => Promise<{ errors: PushError[]; report: Record<string, unknown> }>) | undefined;
-    if (request.labelled && options.metricsFor) {
+    if (request.labelled) {
       const setDir = path.join(scratch, 'labelled');
       await materialise(store, setDir, request.labelled.files);
-      metrics = options.metricsFor(path.join(setDir, ...request.labelled.csv.split('/')));
+      const { truth, score, imageColumn } = request.labelled;
+      const selection = { truth, score, imageColumn };
+      const csvPath = path.join(setDir, ...request.labelled.csv.split('/'));
+      metrics = options.metricsFor ? options.metricsFor(csvPath, selection) : labelledSetMetrics(csvPath, selection, options.threads ?? 2);
     }
     const checked = await validateModelFolder(modelDir, files, { threads: options.threads, latencyRuns: options.latencyRuns, metrics });
-    if (request.labelled && !options.metricsFor) {
-      checked.warnings.push('a labelled set was sent but this registry computes no metrics yet');
-    }
     const { name, version } = checked;
     const result = { name, version, errors: [...checked.errors], warnings: checked.warnings, validation: checked.validation };
     if (name !== null && version !== null) {
