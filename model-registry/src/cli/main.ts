@@ -70,7 +70,7 @@ async function describe(files: readonly { path: string; file: string }[]): Promi
   return out;
 }
 
-const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+const mb = (bytes: number): string => (bytes < 1024 * 1024 ? `${Math.ceil(bytes / 1024)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 
 /** Uploads what the gateway does not have yet (content-addressed: a file already there is not sent again). */
 async function upload(client: GatewayClient, files: readonly LocalFile[], quiet: boolean): Promise<void> {
@@ -201,7 +201,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         const error: PushError = { check: 'files', code: code.startsWith('CXR_') ? code : 'CXR_IO', message: (err as Error).message };
         result = { accepted: false, ...local, errors: [error], warnings: [], validation: null, existing: false, files: [] };
       }
-      out(`${JSON.stringify(result)}\n`);
+      // The fields outside checks read come first.
+      const { accepted, name, version, errors, validation, ...rest } = result;
+      out(`${JSON.stringify({ accepted, name, version, errors, validation, ...rest })}\n`);
       if (!result.accepted) {
         for (const e of result.errors) process.stderr.write(`cxr-registry: refused: ${e.code}: ${e.message}\n`);
         exitCode = 1;

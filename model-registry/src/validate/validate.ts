@@ -239,7 +239,7 @@ async function checkLoaded(
   const cases: GoldenCaseOutcome[] = [];
   try {
     const golden = await runGoldenCases(model, dir);
-    if (golden.present) for (const c of golden.cases) cases.push({ ...c, tolerance: golden.tolerance });
+    if (golden.present) for (const c of golden.cases) cases.push({ ...c, maxAbsDiff: c.maxAbsDiff === null ? null : Number(c.maxAbsDiff.toPrecision(3)), tolerance: golden.tolerance });
   } catch (err) {
     const e = errorLine(err);
     cases.push({ input: 'golden/cases.json', ok: false, maxAbsDiff: null, tolerance: 0, error: e });
@@ -249,7 +249,7 @@ async function checkLoaded(
       const bytes = await readFile(path.join(dir, g.file));
       const { result } = await analyzeBytes(bytes, model, { force: true });
       const actual = result.probabilities ?? [];
-      const maxAbsDiff = actual.length === g.probabilities.length ? Math.max(...g.probabilities.map((p, i) => Math.abs(p - (actual[i] ?? Number.NaN)))) : null;
+      const maxAbsDiff = actual.length === g.probabilities.length ? Number(Math.max(...g.probabilities.map((p, i) => Math.abs(p - (actual[i] ?? Number.NaN)))).toPrecision(3)) : null;
       cases.push({ input: g.file, ok: maxAbsDiff !== null && maxAbsDiff <= g.tolerance, maxAbsDiff, tolerance: g.tolerance });
     } catch (err) {
       cases.push({ input: g.file, ok: false, maxAbsDiff: null, tolerance: g.tolerance, error: errorLine(err) });
