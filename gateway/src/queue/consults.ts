@@ -23,6 +23,16 @@ const rank: Record<Priority, number> = { stat: 1, urgent: 2, routine: 3 };
 
 const jobOptions = (consult: ConsultJob) => ({ jobId: consult.consultId, priority: rank[consult.priority], removeOnComplete: true, removeOnFail: true });
 
+// A page of the prioritized set (ZRANGE by rank: priority, then arrival), and for each id its job's data and its
+// claim, as a flat list [data, claim, data, claim, ...]; nil where absent.
+const worklistScript = `local ids = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2])
+local out = {}
+for _, id in ipairs(ids) do
+  out[#out + 1] = redis.call('HGET', ARGV[3] .. id, 'data') or false
+  out[#out + 1] = redis.call('GET', ARGV[4] .. id) or false
+end
+return out`;
+
 // Deletes a claim only when it is still the caller's (compare and delete, atomically).
 const releaseScript = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`;
 
@@ -64,27 +74,20 @@ export class ConsultQueue {
 
   /**
    * Open consults in queue order, each with who holds it, if anyone: `limit` of them from `offset`. Every consult
-   * has a priority, so all are in BullMQ's prioritized set and the offset is exact.
+   * is enqueued with a priority, so every one is in BullMQ's prioritized set, whose order is the queue's.
    */
   async worklist(limit = 200, offset = 0): Promise<WorklistItem[]> {
     if (limit < 1) return [];
-    const ids = (await this.#queue.getRanges(['prioritized', 'waiting'], offset, offset + limit - 1, true)).slice(0, limit);
-    if (ids.length === 0) return [];
-    // Only each job's data and its claim, in one round trip: BullMQ's getJobs() reads every job hash twice and
-    // builds a Job per id, most of the time of a 500-item page (benchmarks/README.md, "Gateway under load").
-    const pipeline = this.#redis.pipeline();
-    for (const id of ids) pipeline.hget(this.#queue.toKey(id), 'data');
-    pipeline.mget(ids.map((id) => this.#claimKey(id)));
-    const replies = (await pipeline.exec()) ?? [];
-    const claims = (replies[ids.length]?.[1] ?? []) as (string | null)[];
+    // One script reads the page's ids, each job's data and its claim: BullMQ's getJobs() reads every job hash twice
+    // and builds a Job per id, most of the time of a 500-item page (benchmarks/README.md, "Gateway under load").
+    const flat = (await this.#redis.eval(worklistScript, 1, this.#queue.toKey('prioritized'), offset, offset + limit - 1, this.#queue.toKey(''), this.#claimKey(''))) as (string | null)[];
     const items: WorklistItem[] = [];
-    ids.forEach((_id, i) => {
-      const data = replies[i]?.[1];
-      // A job removed between the two reads (reported meanwhile) has no data left: it is no longer open.
-      if (typeof data !== 'string') return;
-      const claimedBy = claims[i] ?? null;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const data = flat[i];
+      if (typeof data !== 'string') continue;
+      const claimedBy = flat[i + 1] ?? null;
       items.push({ ...(JSON.parse(data) as ConsultJob), status: claimedBy ? 'claimed' : 'queued', claimedBy });
-    });
+    }
     return items;
   }
 
