@@ -4,14 +4,15 @@
  * station, a cohort and a canary percent, thresholds, the station routes (model, resumable download, status), fleet
  * status, rollback, auth on every route, and two gateway processes behaving as one.
  */
-import { readFile, rm } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelDeploymentSchema, ModelReleaseSchema, openSignedDocument } from '@cxr/inference';
 import { buildGateway } from '../../gateway/test/support/gateway.js';
 import { canaryBucket, getOrCreateSigningKey } from '../src/index.js';
 import { auth, login, pushFolder, startTestGateway, type TestGateway } from './support/app.js';
-import { DENSENET, SQUEEZENET, makeModelFolder, sha256 } from './support/models.js';
+import { DENSENET, SQUEEZENET, makeModelFolder, repoRoot, sha256 } from './support/models.js';
 
 let gw: TestGateway;
 let mlops = '';
@@ -91,6 +92,28 @@ describe('push', () => {
     expect(body.errors).toEqual([]);
     expect(status).toBe(201);
     expect(body).toMatchObject({ accepted: true, name: DENSENET, version: '0.1.0' });
+  });
+
+  it('accepts the TF.js model (runtime "tfjs", two weight shards) by the same checks, and refuses it with a shard changed', async () => {
+    const tfjs = path.join(repoRoot, 'model-registry', 'models', 'tiny-cxr-tfjs');
+    const { status, body } = await pushFolder(gw.app, mlops, tfjs);
+    expect(body.errors).toEqual([]);
+    expect(status).toBe(201);
+    expect(body).toMatchObject({ accepted: true, name: 'tiny-cxr-tfjs', validation: { runtime: { status: 'passed', runtime: 'tfjs' }, golden: { status: 'passed' } } });
+    expect((body.validation as { golden: { cases: unknown[] } }).golden.cases).toHaveLength(3);
+    // The same folder with one shard's bytes changed (and a new version): the digest and the golden cases both say so.
+    const copy = await mkdtemp(path.join(tmpdir(), 'cxr-reg-tfjs-'));
+    folders.push(copy);
+    await cp(tfjs, copy, { recursive: true });
+    const manifest = JSON.parse(await readFile(path.join(copy, 'manifest.json'), 'utf8')) as { version: string };
+    manifest.version = '9.0.0';
+    await writeFile(path.join(copy, 'manifest.json'), JSON.stringify(manifest));
+    const shard = await readFile(path.join(copy, 'group1-shard1of2.bin'));
+    shard.writeFloatLE(shard.readFloatLE(64) + 0.5, 64);
+    await writeFile(path.join(copy, 'group1-shard1of2.bin'), shard);
+    const refused = await pushFolder(gw.app, mlops, copy);
+    expect(refused.status).toBe(422);
+    expect(refused.body.errors).toContainEqual(expect.objectContaining({ check: 'sha256', code: 'CXR_MODEL_HASH_MISMATCH', message: expect.stringMatching(/^group1-shard1of2\.bin has sha256/u) }));
   });
 
   it('refuses a bad manifest and a wrong sha256 in one push, listing both', async () => {
