@@ -99,7 +99,7 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
   const fail = deps.httpError;
   const mlops = deps.requireUser('mlops', 'admin');
   const station = deps.requireStation();
-  const seen = new LastSeen(deps.redis, options.redisPrefix ?? 'cxr:registry:');
+  const seen = new LastSeen(deps.redis, options.redisPrefix ?? 'cxr:registry:', deps.log);
   const maxFileBytes = options.maxFileBytes ?? 1024 * 1024 * 1024;
   const actor = (request: FastifyRequest): string => {
     const p = deps.principal(request);
@@ -142,7 +142,8 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
   // ------------------------------------------------------------------------------------------------ stations
   app.get<{ Params: { stationId: string } }>('/api/v1/stations/:stationId/model', { preValidation: station }, async (request) => {
     const { stationId } = request.params;
-    await seen.touch(stationId);
+    // Not awaited: a Redis outage must not slow a station's poll (touch logs its own failures).
+    void seen.touch(stationId);
     const resolved = await new Resolver(store).forStation(stationId, await cohortOf(store, stationId));
     if (!resolved) return { deployment: null, release: null };
     const version = await readJsonOptional<VersionRecord>(store, versionKey(resolved.deployment.name, resolved.deployment.version));
@@ -191,7 +192,7 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
     async (request, reply) => {
       const { stationId } = request.params;
       await recordStatus(store, stationId, request.body);
-      await seen.touch(stationId);
+      void seen.touch(stationId);
       if (request.body.state === 'failed') request.log.warn({ stationId, error: request.body.error?.code }, 'station reports a model failure');
       return reply.code(204).send();
     },

@@ -386,3 +386,19 @@ describe('several gateway processes', () => {
     for (const a of ['registry.push', 'registry.deploy', 'registry.cohort', 'registry.rollback']) expect(actions).toContain(a);
   });
 });
+
+describe('with Redis down', () => {
+  it('still gives a station its model, its files and takes its status: the store is the system of record', async () => {
+    await gw.redisServer.kill();
+    try {
+      const { deployment } = (await inject('GET', '/api/v1/stations/tram-b/model', stationToken('tram-b'))).json() as { deployment: { payload: string } };
+      expect(JSON.parse(deployment.payload)).toMatchObject({ name: DENSENET, version: '0.1.0' });
+      const file = await inject('GET', `/api/v1/stations/tram-b/model/files/${DENSENET}/0.1.0/manifest.json`, stationToken('tram-b'));
+      expect(file.statusCode).toBe(200);
+      const status = { running: null, lastGood: null, state: 'downloading', counts: { studies: 0, failed: 0 }, at: new Date().toISOString() };
+      expect((await inject('POST', '/api/v1/stations/tram-b/model/status', stationToken('tram-b'), status)).statusCode).toBe(204);
+    } finally {
+      await gw.redisServer.start();
+    }
+  });
+});

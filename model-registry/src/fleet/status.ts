@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import type { RegistryObjectStore, RegistryRedis } from '../deps.js';
+import type { RegistryLogger, RegistryObjectStore, RegistryRedis } from '../deps.js';
 import { Resolver, memberships, type DeploymentRecord } from '../rollout/rollout.js';
 import { stationStatusKey } from '../store/keys.js';
 import { readJsonOptional, writeJson } from '../store/json.js';
@@ -48,22 +48,34 @@ export async function readStatus(store: RegistryObjectStore, stationId: string):
 
 /**
  * When each station last called the registry, in Redis: a poll is frequent and must not write to the store. Lost
- * with Redis, it falls back to the time of the last status report (in the store).
+ * with Redis, it falls back to the time of the last status report (in the store); Redis being down never fails a
+ * station's request or the fleet view.
  */
 export class LastSeen {
   constructor(
     private readonly redis: RegistryRedis,
     private readonly prefix: string,
+    private readonly log: RegistryLogger,
   ) {}
 
   async touch(stationId: string): Promise<void> {
-    await this.redis.set(`${this.prefix}seen:${stationId}`, new Date().toISOString());
+    try {
+      await this.redis.set(`${this.prefix}seen:${stationId}`, new Date().toISOString());
+    } catch (err) {
+      this.log.warn({ stationId, err: (err as Error).message }, 'could not note when the station was seen');
+    }
   }
 
   async many(stationIds: readonly string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     if (stationIds.length === 0) return out;
-    const values = await this.redis.mget(stationIds.map((id) => `${this.prefix}seen:${id}`));
+    let values: (string | null)[];
+    try {
+      values = await this.redis.mget(stationIds.map((id) => `${this.prefix}seen:${id}`));
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'last-seen times unavailable; using the status reports');
+      return out;
+    }
     stationIds.forEach((id, i) => {
       const v = values[i];
       if (v) out.set(id, v);

@@ -37,6 +37,8 @@ export async function startTestGateway(): Promise<TestGateway> {
   const make = async (): Promise<{ app: FastifyInstance; store: ObjectStore; accounts: AccountStore }> => {
     const store = await createFsObjectStore({ root: storeDir });
     const redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
+    // A test stops Redis on purpose; the client reconnects by itself.
+    redis.on('error', () => undefined);
     const accounts = new AccountStore(store);
     const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) }));
     const app = await build(
