@@ -15,6 +15,8 @@
  *     [--consult-share 0.3] [--report-share 0.2] [--queued 100000] [--dicom] [--log-level info]
  *     [--phases mixed,worklist] [--threadpool N] [--cpu-prof DIR]
  * --threadpool sets the gateways' UV_THREADPOOL_SIZE; with --cpu-prof each gateway writes a V8 CPU profile when it stops.
+ * --serve FILE sets everything up, writes FILE (gateway URLs, station tokens, radiologists, the study) for
+ * benchmarks/k6/gateway.js, and keeps serving until Ctrl-C.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -52,6 +54,7 @@ const { values: args } = parseArgs({
     'cpu-prof': { type: 'string' },
     phases: { type: 'string', default: 'mixed,worklist' },
     threadpool: { type: 'string' },
+    serve: { type: 'string' },
     out: { type: 'string', default: path.join(here, '..', 'results', 'gateway-load.json') },
   },
 });
@@ -448,7 +451,7 @@ const cleanUp = async (): Promise<void> => {
   await Promise.all(children.map(stop));
   rmSync(work, { recursive: true, force: true });
 };
-process.once('SIGINT', () => void cleanUp().finally(() => process.exit(130)));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(args.serve ? 0 : 130)));
 
 try {
   const study = await realStudy();
@@ -526,6 +529,16 @@ try {
     );
   }
   console.error(`ready: redis ${redisUrl}, ${urls.length} gateways (${urls.join(', ')}), ${stations.length} stations and ${tokens.length} radiologists in ${setupS.toFixed(1)} s, ${seeded.length} consults seeded; load ${loadNow()}`);
+
+  if (args.serve) {
+    // For k6 (benchmarks/k6/gateway.js): the same gateways, accounts and study, kept up until Ctrl-C.
+    const previewFile = path.join(work, 'preview.png');
+    writeFileSync(previewFile, study.preview);
+    const radiologists = Array.from({ length: tokens.length }, (_, i) => ({ username: username(i), password }));
+    writeFileSync(path.resolve(args.serve), `${JSON.stringify({ urls, stations, radiologists, result: study.result, previewFile, consultShare: options.consultShare, reportShare: options.reportShare }, null, 1)}\n`);
+    console.error(`wrote ${args.serve} for k6; serving until Ctrl-C`);
+    await new Promise<never>(() => setInterval(() => undefined, 60_000));
+  }
 
   // ----------------------------------------------------------------------------- phase 1: stations and readers
   const { queue, redis } = context;
