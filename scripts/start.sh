@@ -38,6 +38,8 @@ if [ ! -s "$data/station-token" ]; then
   "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token"
   "${gw[@]}" admin add-user --store "$store" --redis "$redis" bs.demo --role radiologist --password 'doc-phim-demo' --display-name 'BS. Demo'
 fi
+# The ML engineer's account (model registry), added on its own so that an older demo folder gets it too.
+"${gw[@]}" admin add-user --store "$store" --redis "$redis" ml.demo --role mlops --password 'mo-hinh-demo' --display-name 'ML Demo' >/dev/null 2>&1 || true
 "${gw[@]}" serve --port "$gateway_port" --store "$store" --redis "$redis" >"$data/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gateway_port/api/health"
@@ -53,6 +55,8 @@ cat <<MSG
 
   The station's page (radiographer):  http://localhost:$edge_port/
   The hospital's page (radiologist):  http://localhost:$gateway_port/   sign in as bs.demo / doc-phim-demo
+  The ML engineer's page (models):    http://localhost:$gateway_port/ml/   sign in as ml.demo / mo-hinh-demo
+  Push and deploy a model:            npx cxr-registry login --gateway http://localhost:$gateway_port --username ml.demo --password mo-hinh-demo
   Send more images:                   storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm
                                       or copy files into $data/edge/incoming/
   Logs:                               $data/*.log
