@@ -396,6 +396,7 @@ function printMarkdown(summary: {
   mixed: MixedPhase | null;
   worklist: WorklistPhase | null;
   gatewayErrorLines: number;
+  uploadsCutAtEnd: number;
 }): void {
   const { machine, setup, mixed, worklist } = summary;
   const machineLine = `${machine.cores} x ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}`;
@@ -410,7 +411,7 @@ function printMarkdown(summary: {
     console.log('|---|---:|---:|---:|---:|---:|---|');
     for (const g of mixed.groups) console.log(`| ${g.group} | ${g.requests} | ${g.perSecond.toFixed(1)} | ${fmt(g.p50)} | ${fmt(g.p99)} | ${fmt(g.max)} | ${notOk(g.statuses)} |`);
     for (const s of mixed.scenarios) console.log(`| **${s.name}** | ${s.responses} | ${s.perSecond.toFixed(1)} | | | | ${s.non2xx} not 2xx; ${s.errors} errors (${s.timeouts} timeouts) |`);
-    console.log(`\nQueue ${mixed.queuedBefore} -> ${mixed.queuedAfter} consults; ${summary.gatewayErrorLines} error lines in the gateways' logs.`);
+    console.log(`\nQueue ${mixed.queuedBefore} -> ${mixed.queuedAfter} consults; ${summary.gatewayErrorLines} error lines in the gateways' logs (and ${summary.uploadsCutAtEnd} uploads cut off when the load stopped).`);
   }
   if (worklist) {
     console.log(`\n#### GET /api/v1/worklist with ${worklist.queued} queued consults (${setup.gateways} gateways; ${machineLine})\n`);
@@ -618,12 +619,18 @@ try {
   const mixedResult = options.phases.includes('mixed') ? await mixedPhase() : null;
   const worklistResult = options.phases.includes('worklist') && options.queued > 0 ? await worklistPhase() : null;
 
-  // Errors the gateways logged (pino level 50 and up), over the whole run, with the first few as they are.
+  // Errors the gateways logged (pino level 50 and up), over the whole run, with the first few as they are. An upload
+  // cut off because autocannon closed its connections at the end of a run is logged as "aborted": counted apart.
   let gatewayErrorLines = 0;
+  let uploadsCutAtEnd = 0;
   const gatewayErrorSamples: string[] = [];
   for (let g = 0; g < urls.length; g++) {
     for await (const line of createInterface({ input: createReadStream(path.join(work, `gateway-${g}.log`)) })) {
       if (!/"level":(5|6)\d/u.test(line)) continue;
+      if (line.includes('"err":"aborted"')) {
+        uploadsCutAtEnd += 1;
+        continue;
+      }
       gatewayErrorLines += 1;
       if (gatewayErrorSamples.length < 5) gatewayErrorSamples.push(line.slice(0, 500));
     }
@@ -641,6 +648,7 @@ try {
     worklist: worklistResult,
     gatewayErrorLines,
     gatewayErrorSamples,
+    uploadsCutAtEnd,
   };
   mkdirSync(path.dirname(args.out ?? ''), { recursive: true });
   writeFileSync(args.out ?? '', `${JSON.stringify(summary, null, 1)}\n`);
