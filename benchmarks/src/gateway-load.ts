@@ -13,7 +13,7 @@
  *
  *   npm run gateway -w benchmarks -- [--gateways 2] [--duration 30] [--stations 200] [--radiologists 50]
  *     [--consult-share 0.3] [--report-share 0.2] [--queued 100000] [--dicom] [--log-level info]
- *     [--phases mixed,worklist] [--threadpool N] [--cpu-prof DIR]
+ *     [--phases alone,mixed,worklist] [--threadpool N] [--cpu-prof DIR]
  * --threadpool sets the gateways' UV_THREADPOOL_SIZE; with --cpu-prof each gateway writes a V8 CPU profile when it stops.
  * --serve FILE sets everything up, writes FILE (gateway URLs, station tokens, radiologists, the study) for
  * benchmarks/k6/gateway.js, and keeps serving until Ctrl-C.
@@ -52,7 +52,7 @@ const { values: args } = parseArgs({
     model: { type: 'string', default: path.join(shared, 'models', 'squeezenet-pneumonia-peds') },
     'log-level': { type: 'string', default: 'info' },
     'cpu-prof': { type: 'string' },
-    phases: { type: 'string', default: 'mixed,worklist' },
+    phases: { type: 'string', default: 'alone,mixed,worklist' },
     threadpool: { type: 'string' },
     serve: { type: 'string' },
     out: { type: 'string', default: path.join(here, '..', 'results', 'gateway-load.json') },
@@ -78,10 +78,11 @@ const options = {
   /** UV_THREADPOOL_SIZE of the gateways: the folder store's reads, writes and fsyncs run on libuv's pool (default 4) */
   threadpool: (args.threadpool ?? process.env.UV_THREADPOOL_SIZE) === undefined ? null : Math.max(1, positive('threadpool', args.threadpool ?? process.env.UV_THREADPOOL_SIZE)),
 };
-for (const phase of options.phases) if (phase !== 'mixed' && phase !== 'worklist') throw new Error(`--phases: mixed and/or worklist, not "${phase}"`);
+for (const phase of options.phases) if (!['alone', 'mixed', 'worklist'].includes(phase)) throw new Error(`--phases: some of alone, mixed, worklist; not "${phase}"`);
 
 const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 const loadNow = (): number => Number((os.loadavg()[0] ?? 0).toFixed(2));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------------------ processes
 
@@ -258,8 +259,10 @@ interface Station {
 }
 
 /** A station's cycle of 10 studies: result, preview, [dicom], and a consult for the chosen share. */
+/** Studies each station has begun, across runs: a study is new every time, never a replay of an earlier run's. */
+const studiesBegun = new Map<number, number>();
+
 function stationSequence(station: Station, index: number, study: { result: TriageResult; preview: Buffer; dicom: Buffer }): Step[] {
-  let n = 0;
   let consults = 0;
   const auth = { authorization: `Bearer ${station.token}` };
   const previewSha = sha256(study.preview);
@@ -273,7 +276,8 @@ function stationSequence(station: Station, index: number, study: { result: Triag
       group: 'station: PUT result',
       method: 'PUT',
       setupRequest: (request) => {
-        n += 1;
+        const n = (studiesBegun.get(index) ?? 0) + 1;
+        studiesBegun.set(index, n);
         uid = studyUid(index, n);
         const result: TriageResult = { ...study.result, studyInstanceUid: uid, sopInstanceUid: `${uid}.1` };
         return { ...request, path: `${instancePath()}/result`, headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ result }) };
@@ -391,30 +395,36 @@ interface WorklistPhase {
 
 function printMarkdown(summary: {
   command: string;
-  machine: { cores: number; cpu: string; memoryGiB: number; node: string };
+  machine: { cores: number; cpu: string; memoryGiB: number; node: string; loadAtStart: number[] };
   setup: { gateways: number; stations: number; radiologists: number };
+  alone: MixedPhase | null;
   mixed: MixedPhase | null;
   worklist: WorklistPhase | null;
   gatewayErrorLines: number;
   uploadsCutAtEnd: number;
 }): void {
-  const { machine, setup, mixed, worklist } = summary;
-  const machineLine = `${machine.cores} x ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}`;
+  const { machine, setup, alone, mixed, worklist } = summary;
+  const machineLine = `${machine.cores} x ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}; 1-min load ${machine.loadAtStart[0] ?? '?'} at the start`;
   const notOk = (statuses: Record<string, number>): string =>
     Object.entries(statuses)
       .filter(([code]) => !code.startsWith('2'))
       .map(([code, n]) => `${n} x ${code}`)
       .join(', ') || '0';
   if (mixed) {
-    console.log(`\n#### ${setup.stations} stations sending, ${setup.radiologists} radiologists reading, ${setup.gateways} gateways (${fmt(mixed.seconds)} s; ${machineLine}; 1-min load ${mixed.loadBefore} before)\n`);
-    console.log('| route | requests | req/s | p50 ms | p99 ms | max ms | not 2xx |');
-    console.log('|---|---:|---:|---:|---:|---:|---|');
-    for (const g of mixed.groups) console.log(`| ${g.group} | ${g.requests} | ${g.perSecond.toFixed(1)} | ${fmt(g.p50)} | ${fmt(g.p99)} | ${fmt(g.max)} | ${notOk(g.statuses)} |`);
-    for (const s of mixed.scenarios) console.log(`| **${s.name}** | ${s.responses} | ${s.perSecond.toFixed(1)} | | | | ${s.non2xx} not 2xx; ${s.errors} errors (${s.timeouts} timeouts) |`);
+    const order = ['PUT result', 'PUT preview', 'PUT dicom', 'POST consult', 'GET worklist', 'GET consult', 'GET preview', 'POST claim', 'POST report'];
+    const rank = (group: string): number => order.findIndex((route) => group.endsWith(route));
+    console.log(`\n#### ${setup.stations} stations sending, ${setup.radiologists} radiologists reading, ${setup.gateways} gateways, ${fmt(mixed.seconds)} s (${machineLine})\n`);
+    console.log('| route | alone: p50 ms | alone: p99 ms | under load: requests | req/s | p50 ms | p99 ms | max ms | not 2xx |');
+    console.log('|---|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const g of [...mixed.groups].sort((a, b) => rank(a.group) - rank(b.group))) {
+      const a = alone?.groups.find((x) => x.group === g.group);
+      console.log(`| ${g.group} | ${a ? fmt(a.p50) : ''} | ${a ? fmt(a.p99) : ''} | ${g.requests} | ${g.perSecond.toFixed(1)} | ${fmt(g.p50)} | ${fmt(g.p99)} | ${fmt(g.max)} | ${notOk(g.statuses)} |`);
+    }
+    for (const s of mixed.scenarios) console.log(`| **${s.name}** | | | ${s.responses} | ${s.perSecond.toFixed(1)} | | | | ${s.non2xx} not 2xx; ${s.errors} errors (${s.timeouts} timeouts) |`);
     console.log(`\nQueue ${mixed.queuedBefore} -> ${mixed.queuedAfter} consults; ${summary.gatewayErrorLines} error lines in the gateways' logs (and ${summary.uploadsCutAtEnd} uploads cut off when the load stopped).`);
   }
   if (worklist) {
-    console.log(`\n#### GET /api/v1/worklist with ${worklist.queued} queued consults (${setup.gateways} gateways; ${machineLine})\n`);
+    console.log(`\n#### GET /api/v1/worklist with ${worklist.queued} queued consults, ${setup.gateways} gateways (${machineLine})\n`);
     console.log('| who | page | requests | req/s | p50 ms | p99 ms | max ms | not 2xx; errors |');
     console.log('|---|---|---:|---:|---:|---:|---:|---|');
     for (const r of worklist.http) {
@@ -543,33 +553,37 @@ try {
 
   // ----------------------------------------------------------------------------- phase 1: stations and readers
   const { queue, redis } = context;
-  const mixed = async (seconds: number, recorder: Recorder): Promise<ScenarioStats[]> =>
-    Promise.all([
-      scenario(`${stations.length} stations sending`, urls, stations.length, seconds, recorder, (i) => stationSequence(stationAt(i), i, study)),
-      scenario(`${tokens.length} radiologists reading`, urls, tokens.length, seconds, recorder, (i) => radiologistSequence(tokens[i % tokens.length] ?? '', seeded)),
+  const mixed = async (seconds: number, recorder: Recorder, stationCount: number, radiologistCount: number): Promise<ScenarioStats[]> => {
+    const runs = await Promise.all([
+      scenario(`${stationCount} station${stationCount === 1 ? '' : 's'} sending`, urls.slice(0, stationCount), stationCount, seconds, recorder, (i) => stationSequence(stationAt(i), i, study)),
+      scenario(`${radiologistCount} radiologist${radiologistCount === 1 ? '' : 's'} reading`, urls.slice(0, radiologistCount), radiologistCount, seconds, recorder, (i) => radiologistSequence(tokens[i % tokens.length] ?? '', seeded)),
     ]);
-  const mixedPhase = async (): Promise<MixedPhase> => {
-    if (options.warmupS > 0) await mixed(options.warmupS, new Recorder());
+    // autocannon stops sending at the deadline; let the gateways finish what is in flight before anything is counted.
+    await sleep(1000);
+    return runs;
+  };
+  const mixedPhase = async (stationCount: number, radiologistCount: number): Promise<MixedPhase> => {
+    if (options.warmupS > 0) await mixed(options.warmupS, new Recorder(), stationCount, radiologistCount);
     const queuedBefore = await queue.count();
     const loadBefore = loadNow();
     const recorder = new Recorder();
-    const scenarios = await mixed(options.durationS, recorder);
+    const scenarios = await mixed(options.durationS, recorder, stationCount, radiologistCount);
     const seconds = Math.max(...scenarios.map((s) => s.seconds));
     const queuedAfter = await queue.count();
-    console.error(`mixed load done: ${scenarios.map((s) => `${s.name} ${s.perSecond.toFixed(0)} req/s`).join(', ')}; queue ${queuedBefore} -> ${queuedAfter}`);
+    console.error(`${scenarios.map((s) => `${s.name} ${s.perSecond.toFixed(0)} req/s`).join(', ')}; queue ${queuedBefore} -> ${queuedAfter}`);
     return { seconds, loadBefore, loadAfter: loadNow(), queuedBefore, queuedAfter, scenarios, groups: recorder.stats(seconds) };
   };
 
   // ------------------------------------------------------------------------ phase 2: 100,000 queued consults
   const worklistPhase = async (): Promise<WorklistPhase> => {
     const fillStart = performance.now();
-    const missing = options.queued - (await queue.count());
     // 5% stat, 40% urgent, 55% routine, one a second from `queued` seconds ago
     const priorities: readonly Priority[] = ['routine', 'urgent', 'routine', 'urgent', 'routine', 'routine', 'urgent', 'routine', 'urgent', 'routine', 'routine', 'urgent', 'routine', 'urgent', 'routine', 'routine', 'urgent', 'routine', 'urgent', 'stat'];
     const t0 = Date.now() - options.queued * 1000;
-    for (let i = 0; i < missing; i += 1000) {
+    let k = 0;
+    for (let missing = options.queued - (await queue.count()); missing > 0; missing = options.queued - (await queue.count())) {
       const batch: ConsultJob[] = [];
-      for (let k = i; k < Math.min(missing, i + 1000); k++) {
+      for (const end = k + Math.min(missing, 1000); k < end; k++) {
         const station = stationId(k % stations.length);
         const uid = `1.2.826.0.1.3680043.10.1417.7.${k}`;
         batch.push({ consultId: `${station}-${sha256(`${station}/${uid}`).slice(0, 20)}`, stationId: station, studyInstanceUid: uid, priority: priorities[k % priorities.length] ?? 'routine', receivedAt: new Date(t0 + k * 1000).toISOString() });
@@ -616,7 +630,9 @@ try {
     return { queued, fillSeconds, pageBytes, redisRead, http };
   };
 
-  const mixedResult = options.phases.includes('mixed') ? await mixedPhase() : null;
+  // Alone first: one station and one radiologist, each request served with nothing else waiting.
+  const aloneResult = options.phases.includes('alone') ? await mixedPhase(1, 1) : null;
+  const mixedResult = options.phases.includes('mixed') ? await mixedPhase(stations.length, tokens.length) : null;
   const worklistResult = options.phases.includes('worklist') && options.queued > 0 ? await worklistPhase() : null;
 
   // Errors the gateways logged (pino level 50 and up), over the whole run, with the first few as they are. An upload
@@ -644,6 +660,7 @@ try {
     options,
     study: { file: path.basename(args.file ?? ''), priority: study.result.priority, resultBytes: JSON.stringify(study.result).length, previewBytes: study.preview.length, dicomBytes: study.dicom.length },
     setup: { gateways: urls.length, stations: stations.length, radiologists: tokens.length, seconds: setupS, seededConsults: seeded.length },
+    alone: aloneResult,
     mixed: mixedResult,
     worklist: worklistResult,
     gatewayErrorLines,
