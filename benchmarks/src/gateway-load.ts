@@ -55,7 +55,7 @@ const { values: args } = parseArgs({
     phases: { type: 'string', default: 'alone,mixed,worklist' },
     threadpool: { type: 'string' },
     serve: { type: 'string' },
-    out: { type: 'string', default: path.join(here, '..', 'results', 'gateway-load.json') },
+    out: { type: 'string' },
   },
 });
 const positive = (name: string, value: string | undefined, integer = true): number => {
@@ -82,6 +82,8 @@ for (const phase of options.phases) if (!['alone', 'mixed', 'worklist'].includes
 
 const sha256 = (bytes: Uint8Array | string): string => createHash('sha256').update(bytes).digest('hex');
 const loadNow = (): number => Number((os.loadavg()[0] ?? 0).toFixed(2));
+/** A path given on the command line, from where npm was run (npm -w runs the script in benchmarks/). */
+const given = (file: string): string => path.resolve(process.env.INIT_CWD ?? process.cwd(), file);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------------------------------------ processes
@@ -489,7 +491,7 @@ try {
   const urls: string[] = [];
   for (let g = 0; g < options.gateways; g++) {
     const log = openSync(path.join(work, `gateway-${g}.log`), 'w');
-    const profile = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(args['cpu-prof'])] : [];
+    const profile = args['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', given(args['cpu-prof'])] : [];
     const child = spawn(process.execPath, [...profile, bin, 'serve', '--port', '0', '--host', '127.0.0.1', '--store', storeDir, '--redis', redisUrl, '--log-level', options.logLevel], {
       stdio: ['ignore', log, 'pipe'],
       env: { ...process.env, ...(options.threadpool ? { UV_THREADPOOL_SIZE: String(options.threadpool) } : {}) },
@@ -546,7 +548,7 @@ try {
     const previewFile = path.join(work, 'preview.png');
     writeFileSync(previewFile, study.preview);
     const radiologists = Array.from({ length: tokens.length }, (_, i) => ({ username: username(i), password }));
-    writeFileSync(path.resolve(args.serve), `${JSON.stringify({ urls, stations, radiologists, result: study.result, previewFile, consultShare: options.consultShare, reportShare: options.reportShare }, null, 1)}\n`);
+    writeFileSync(given(args.serve), `${JSON.stringify({ urls, stations, radiologists, result: study.result, previewFile, consultShare: options.consultShare, reportShare: options.reportShare }, null, 1)}\n`);
     console.error(`wrote ${args.serve} for k6; serving until Ctrl-C`);
     await new Promise<never>(() => setInterval(() => undefined, 60_000));
   }
@@ -659,7 +661,7 @@ try {
     machine: { ...machine, loadAtEnd: os.loadavg().map((l) => Number(l.toFixed(2))) },
     options,
     study: { file: path.basename(args.file ?? ''), priority: study.result.priority, resultBytes: JSON.stringify(study.result).length, previewBytes: study.preview.length, dicomBytes: study.dicom.length },
-    setup: { gateways: urls.length, stations: stations.length, radiologists: tokens.length, seconds: setupS, seededConsults: seeded.length },
+    setup: { gateways: urls.length, stations: stations.length, radiologists: tokens.length, seconds: setupS, seededConsults: seeded.length, store: storeDir },
     alone: aloneResult,
     mixed: mixedResult,
     worklist: worklistResult,
@@ -667,8 +669,9 @@ try {
     gatewayErrorSamples,
     uploadsCutAtEnd,
   };
-  mkdirSync(path.dirname(args.out ?? ''), { recursive: true });
-  writeFileSync(args.out ?? '', `${JSON.stringify(summary, null, 1)}\n`);
+  const out = args.out ? given(args.out) : path.join(here, '..', 'results', 'gateway-load.json');
+  mkdirSync(path.dirname(out), { recursive: true });
+  writeFileSync(out, `${JSON.stringify(summary, null, 1)}\n`);
   printMarkdown(summary);
 } finally {
   await cleanUp();
