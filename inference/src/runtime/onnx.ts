@@ -17,7 +17,7 @@ export async function createOnnxSession(modelBytes: Uint8Array, manifest: ModelM
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
-      extra: { session: { intra_op: { allow_spinning: options.spinWait ? '1' : '0' }, inter_op: { allow_spinning: options.spinWait ? '1' : '0' } } },
+      extra: { session: { intra_op: { allow_spinning: options.spinWait === false ? '0' : '1' } } },
     });
   } catch (err) {
     throw new CxrError('CXR_MODEL_LOAD_FAILED', err instanceof Error ? err.message : String(err));
