@@ -11,9 +11,10 @@
  * BullMQ's getJobs (what the gateway used before). Writes results/gateway-load.json and prints Markdown for
  * benchmarks/README.md.
  *
- *   npm run gateway -w benchmarks -- [--gateways 2] [--duration 30] [--stations 200] [--radiologists 50]
+ *   npm run gateway -w benchmarks -- [--gateways 2] [--duration 30] [--warmup 3] [--stations 200] [--radiologists 50]
  *     [--consult-share 0.3] [--report-share 0.2] [--queued 100000] [--dicom] [--log-level info]
- *     [--phases alone,mixed,worklist] [--threadpool N] [--cpu-prof DIR]
+ *     [--phases alone,mixed,worklist] [--threadpool N] [--cpu-prof DIR] [--out FILE] [--serve FILE]
+ * "alone" is one station and one radiologist; "mixed" all of them; "worklist" the 100,000.
  * --threadpool sets the gateways' UV_THREADPOOL_SIZE; with --cpu-prof each gateway writes a V8 CPU profile when it stops.
  * --serve FILE sets everything up, writes FILE (gateway URLs, station tokens, radiologists, the study) for
  * benchmarks/k6/gateway.js, and keeps serving until Ctrl-C.
