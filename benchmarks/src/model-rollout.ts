@@ -132,6 +132,39 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+// ------------------------------------------------------------------------------------------------ other people's CPU
+
+/**
+ * CPU ticks (1/100 s, Linux's USER_HZ) the machine spent busy, and those spent by this benchmark and every process
+ * it started: the difference is what others ran meanwhile on this shared machine. Undefined off Linux.
+ */
+function cpuTicks(): { at: number; busy: number; mine: number; steal: number } | undefined {
+  const times = (pid: number | 'self'): number => {
+    try {
+      // Fields after the command name: utime, stime, cutime, cstime are the 14th to 17th of the line.
+      const after = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return [11, 12, 13, 14].reduce((sum, i) => sum + Number(after[i] ?? 0), 0);
+    } catch {
+      return 0;
+    }
+  };
+  try {
+    const [, user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/u).map(Number);
+    const mine = times('self') + children.reduce((sum, c) => sum + (c.pid !== undefined && c.exitCode === null ? times(c.pid) : 0), 0);
+    // Steal (the hypervisor running other machines) is apart: no process here spent it.
+    return { at: Date.now(), busy: user + nice + system + irq + softirq, mine, steal };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The share of the whole machine (0..1) that other processes used between two samples, and the share stolen by the host. */
+function othersShare(from: ReturnType<typeof cpuTicks>, to: ReturnType<typeof cpuTicks>): { others: number; stolen: number } {
+  if (!from || !to || to.at <= from.at) return { others: NaN, stolen: NaN };
+  const capacity = ((to.at - from.at) / 1000) * 100 * os.cpus().length;
+  return { others: Math.max(0, (to.busy - from.busy - (to.mine - from.mine)) / capacity), stolen: (to.steal - from.steal) / capacity };
+}
+
 // ------------------------------------------------------------------------------------------------ the edge's view
 
 interface Health {
@@ -180,6 +213,7 @@ function onEdgeLine(line: string): void {
 
 const machine = `${os.cpus().length} x ${os.cpus()[0]?.model.trim() ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
 const loadAtStart = os.loadavg();
+const cpuAtStart = cpuTicks();
 const started = new Date();
 console.error(`model rollout: ${rounds} deploys + 1 rollback, model poll ${pollMs} ms, a study every ${intervalMs} ms; load ${loadAtStart.map((l) => l.toFixed(2)).join(' ')}`);
 
@@ -363,6 +397,7 @@ interface Round {
   previousClosedAt: number;
   bytesDownloaded: number;
   loadAvg1: number;
+  othersCpuShare: { others: number; stolen: number };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -382,6 +417,7 @@ async function rollout(kind: Round['kind'], target: string): Promise<Round> {
   const isTarget = (h: Health['model']): boolean => h.name === modelName && h.version === target && h.state === 'ok';
   const before = await health();
   const from = `${before.name}@${before.version}`;
+  const cpuBefore = cpuTicks();
   const eventMark = modelEvents.length;
   const lineMark = syncLines.length;
   const t = Date.now();
@@ -400,9 +436,13 @@ async function rollout(kind: Round['kind'], target: string): Promise<Round> {
   const closed = await waitFor('the previous model to close', () =>
     syncLines.slice(lineMark).find((l) => l.msg === 'previous model closed after its last study' && l.model === previous),
   );
-  // After the deploy, the sync's state changes in order: downloading, then verifying, then the swap (ok).
-  const after = modelEvents.slice(eventMark).filter((e) => e.at >= deployedAt);
+  // From the command on, the sync's state changes in order: downloading, then verifying, then the swap (ok). The
+  // edge may start before the command's process has exited (the gateway answered first): a poll wait of 0.
+  const after = modelEvents.slice(eventMark);
   const files = syncLines.slice(lineMark).filter((l) => l.msg.startsWith('model file download') && l.model === `${modelName}@${target}`);
+  if (after[0]?.health?.state === 'ok' || after[1]?.health?.state === 'downloading') {
+    console.error(`warning: the edge's model events of ${target} were not downloading then verifying: ${JSON.stringify(after)}`);
+  }
   const downloadStartAt = after[0]?.at ?? deployedAt;
   const verifyStartAt = after[1]?.at ?? Math.max(downloadStartAt, ...files.map((l) => l.time));
   return {
@@ -418,6 +458,7 @@ async function rollout(kind: Round['kind'], target: string): Promise<Round> {
     previousClosedAt: closed.time,
     bytesDownloaded: files.reduce((sum, l) => sum + (l.bytes ?? 0), 0),
     loadAvg1: os.loadavg()[0] ?? NaN,
+    othersCpuShare: othersShare(cpuBefore, cpuTicks()),
   };
 }
 
@@ -462,6 +503,7 @@ for (const s of sent) {
 events.abort();
 await eventsDone;
 const loadAtEnd = os.loadavg();
+const othersCpuShare = othersShare(cpuAtStart, cpuTicks());
 await cleanUp();
 if (failure) throw failure;
 
@@ -469,7 +511,7 @@ if (failure) throw failure;
 
 const phaseOf = (at: number): string => {
   for (const r of done) {
-    if (at < r.deployedAt || at > r.previousClosedAt) continue;
+    if (at < Math.min(r.deployedAt, r.downloadStartAt) || at > r.previousClosedAt) continue;
     if (at < r.downloadStartAt) return 'poll wait';
     if (at < r.verifyStartAt) return 'download';
     if (at < r.swappedAt) return 'verify, load, golden case';
@@ -516,7 +558,7 @@ const perRound = done.map((r) => ({
   from: r.from,
   to: r.to,
   deployCommandMs: r.deployCommandMs,
-  pollWaitMs: r.downloadStartAt - r.deployedAt,
+  pollWaitMs: Math.max(0, r.downloadStartAt - r.deployedAt),
   downloadMs: r.verifyStartAt - r.downloadStartAt,
   verifyLoadGoldenMs: r.swappedAt - r.verifyStartAt,
   swapToHealthMs: r.visibleAt - r.swappedAt,
@@ -525,6 +567,7 @@ const perRound = done.map((r) => ({
   oldModelClosedAfterSwapMs: r.previousClosedAt - r.swappedAt,
   bytesDownloaded: r.bytesDownloaded,
   loadAvg1: r.loadAvg1,
+  othersCpuShare: r.othersCpuShare,
 }));
 const deploys = perRound.filter((r) => r.kind === 'deploy');
 type Column = 'pollWaitMs' | 'downloadMs' | 'verifyLoadGoldenMs' | 'swapToHealthMs' | 'deployToRunningMs' | 'workMs' | 'oldModelClosedAfterSwapMs' | 'deployCommandMs';
@@ -537,6 +580,8 @@ const result = {
   date: started.toISOString(),
   machine,
   loadAvg: { start: loadAtStart, end: loadAtEnd },
+  // The share of the machine other people's processes used during the run (0..1), whole run and per round below.
+  othersCpuShare,
   settings: { modelPollMs: pollMs, studyIntervalMs: intervalMs, quietMs, rounds, edgeWorkers: 1, edgeThreads: 2, startModel: path.basename(startModel), study: chestName },
   model: { name: modelName, bytes: modelBytes, goldenCases: 1 },
   pushes,
@@ -548,21 +593,22 @@ const result = {
 writeFileSync(args.out ?? '', JSON.stringify(result, null, 1));
 
 const mb = (modelBytes / 1e6).toFixed(1);
+const pct = (share: number): string => (Number.isFinite(share) ? `${Math.round(share * 100)} %` : '-');
 console.log(`\n#### Deploy -> station running the new version (${modelName}, ${mb} MB; --model-poll-ms ${pollMs}; ${machine})\n`);
-console.log('| round | from -> to | MB fetched | deploy command | poll wait | download | verify, load, golden case | swap -> /api/health | **deploy returned -> running** | of which work | old model closed after |');
-console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+console.log('| round | from -> to | MB fetched | deploy command | poll wait | download | verify, load, golden case | swap -> /api/health | **deploy returned -> running** | of which work | old model closed after | CPU used by others (stolen by the host) |');
+console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 perRound.forEach((r, i) => {
   const label = r.kind === 'rollback' ? 'rollback' : String(i + 1);
-  console.log(`| ${label} | ${r.from} -> ${r.to.split('@')[1] ?? r.to} | ${(r.bytesDownloaded / 1e6).toFixed(1)} | ${fmt(r.deployCommandMs)} | ${fmt(r.pollWaitMs)} | ${fmt(r.downloadMs)} | ${fmt(r.verifyLoadGoldenMs)} | ${fmt(r.swapToHealthMs)} | **${fmt(r.deployToRunningMs)}** | ${fmt(r.workMs)} | ${fmt(r.oldModelClosedAfterSwapMs)} |`);
+  console.log(`| ${label} | ${r.from} -> ${r.to.split('@')[1] ?? r.to} | ${(r.bytesDownloaded / 1e6).toFixed(1)} | ${fmt(r.deployCommandMs)} | ${fmt(r.pollWaitMs)} | ${fmt(r.downloadMs)} | ${fmt(r.verifyLoadGoldenMs)} | ${fmt(r.swapToHealthMs)} | **${fmt(r.deployToRunningMs)}** | ${fmt(r.workMs)} | ${fmt(r.oldModelClosedAfterSwapMs)} | ${pct(r.othersCpuShare.others)} (${pct(r.othersCpuShare.stolen)}) |`);
 });
 for (const stat of ['median', 'max'] as const) {
   const v = (c: Column): string => fmt(summaryOf(c)[stat]);
-  console.log(`| ${stat} of ${deploys.length} deploys | | | ${v('deployCommandMs')} | ${v('pollWaitMs')} | ${v('downloadMs')} | ${v('verifyLoadGoldenMs')} | ${v('swapToHealthMs')} | **${v('deployToRunningMs')}** | ${v('workMs')} | ${v('oldModelClosedAfterSwapMs')} |`);
+  console.log(`| ${stat} of ${deploys.length} deploys | | | ${v('deployCommandMs')} | ${v('pollWaitMs')} | ${v('downloadMs')} | ${v('verifyLoadGoldenMs')} | ${v('swapToHealthMs')} | **${v('deployToRunningMs')}** | ${v('workMs')} | ${v('oldModelClosedAfterSwapMs')} | |`);
 }
 console.log(`\n#### Studies sent every ${intervalMs} ms throughout (storescu, ${chestName}): send -> result visible\n`);
 console.log('| sent during | studies | failed | lost | p50 ms | p95 ms | max ms | longest C-STORE, ms |');
 console.log('|---|---:|---:|---:|---:|---:|---:|---:|');
 for (const g of groups) console.log(`| ${g.when} | ${g.studies} | ${g.failed} | ${g.lost} | ${fmt(g.latencyP50)} | ${fmt(g.latencyP95)} | ${fmt(g.latencyMax)} | ${fmt(g.ackMax)} |`);
 console.log(
-  `\nWorst send -> result during swaps ${fmt(during?.latencyMax ?? NaN)} ms vs ${fmt(outsideDense?.latencyMax ?? NaN)} ms outside (DenseNet serving); ${during?.failed ?? 0} failed, ${during?.lost ?? 0} lost of ${during?.studies ?? 0} sent during swaps. Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')} at end.`,
+  `\nWorst send -> result during swaps ${fmt(during?.latencyMax ?? NaN)} ms vs ${fmt(outsideDense?.latencyMax ?? NaN)} ms outside (DenseNet serving); ${during?.failed ?? 0} failed, ${during?.lost ?? 0} lost of ${during?.studies ?? 0} sent during swaps. Load average ${loadAtStart.map((l) => l.toFixed(2)).join(' ')} at start, ${loadAtEnd.map((l) => l.toFixed(2)).join(' ')} at end; other processes used ${pct(othersCpuShare.others)} of the machine during the run (the host stole ${pct(othersCpuShare.stolen)}).`,
 );
