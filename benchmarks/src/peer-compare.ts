@@ -225,7 +225,8 @@ function plot(result: ModelResult, context: { machine: string; load: string }): 
   return stackedBarsSvg({
     title: `${result.model}: latency by file and stage, ours vs the Python peer`,
     subtitle: `median of ${runs} interleaved warm runs; ${context.machine}; ${context.load}; npm run peer -w benchmarks -- --runs ${runs}`,
-    unit: 'ms per file',
+    unit: 'ms',
+    axisLabel: 'ms per file (the median of each stage, added up; the tables give the median of the totals)',
     segments: stages.map((s) => ({ name: s, colour: colours[s] })),
     groups: files.map((file, f) => ({
       label: path.basename(file),

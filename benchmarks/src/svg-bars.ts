@@ -22,7 +22,9 @@ export interface BarGroup {
 export interface StackedBarChart {
   readonly title: string;
   readonly subtitle: string;
+  /** Short, for each segment's tooltip ("ms"). */
   readonly unit: string;
+  readonly axisLabel: string;
   readonly segments: readonly Segment[];
   readonly groups: readonly BarGroup[];
 }
@@ -75,7 +77,7 @@ export function stackedBarsSvg(chart: StackedBarChart): string {
     axis.push(`<text x="${x(tick).toFixed(1)}" y="${top - 10}" text-anchor="middle" font-size="10" fill="#444" ${font}>${formatValue(tick)}</text>`);
     axis.push(`<text x="${x(tick).toFixed(1)}" y="${plotBottom + 14}" text-anchor="middle" font-size="10" fill="#444" ${font}>${formatValue(tick)}</text>`);
   }
-  axis.push(`<text x="${plotLeft + plotWidth / 2}" y="${plotBottom + 30}" text-anchor="middle" font-size="11" ${font}>${escape(chart.unit)}</text>`);
+  axis.push(`<text x="${plotLeft + plotWidth / 2}" y="${plotBottom + 30}" text-anchor="middle" font-size="11" ${font}>${escape(chart.axisLabel)}</text>`);
 
   const legend: string[] = [];
   let lx = plotLeft;
