@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-data="$(pwd)/${CXR_DATA_DIR:-.data}"
+data="${CXR_DATA_DIR:-.data}"
+case "$data" in /*) ;; *) data="$(pwd)/$data" ;; esac
 model="${CXR_MODEL:-../shared/models/squeezenet-pneumonia-peds}"
 dicom_port="${CXR_DICOM_PORT:-11112}"
 edge_port="${CXR_HTTP_PORT:-8080}"
