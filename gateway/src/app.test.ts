@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from './app.js';
+import { sweepStaleUploads } from './plugins/uploads.js';
 import { AccountStore } from './accounts/accounts.js';
 import { SessionStore } from './accounts/sessions.js';
 import { ConsultQueue } from './queue/consults.js';
@@ -153,6 +154,13 @@ describe('gateway', () => {
     const done = await app.inject({ method: 'POST', url: `${upload}/complete`, headers: { ...auth(tokenA), ...length, 'x-content-sha256': sha('x') } });
     expect(done.statusCode).toBe(422);
     expect(done.json()).toMatchObject({ error: { code: 'CXR_HASH_MISMATCH' } });
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: 0, complete: false });
+
+    // An upload left unfinished: its chunks stay while recent, and go once older than the cut-off.
+    await app.inject({ method: 'PUT', url: `${upload}?offset=0`, headers: { ...auth(tokenA), ...length, 'content-type': 'application/octet-stream' }, payload: bytes.subarray(0, 10) });
+    expect(await sweepStaleUploads(store, { olderThan: new Date(Date.now() - 24 * 3600 * 1000) })).toEqual({ uploads: 0, chunks: 0 });
+    expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: 10, complete: false });
+    expect(await sweepStaleUploads(store, { olderThan: new Date(Date.now() + 60_000) })).toEqual({ uploads: 1, chunks: 1 });
     expect((await app.inject({ method: 'GET', url: upload, headers: auth(tokenA) })).json()).toEqual({ offset: 0, complete: false });
     const tooBig = await app.inject({ method: 'PUT', url: `${upload}?offset=0`, headers: { ...auth(tokenA), 'x-upload-length': String(2 ** 40), 'content-type': 'application/octet-stream' }, payload: bytes });
     expect(tooBig.json()).toMatchObject({ error: { code: 'CXR_PAYLOAD_TOO_LARGE' } });

@@ -5,6 +5,10 @@ import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
 import { rebuildQueueFromStore } from '../queue/rebuild.js';
+import { sweepStaleUploads } from '../plugins/uploads.js';
+
+/** Chunks of an upload untouched for this long are removed at start (the station starts it again if it must). */
+const STALE_UPLOAD_MS = 7 * 24 * 3600 * 1000;
 import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 function port(value: string): number {
@@ -60,6 +64,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       const log = createLogger({ level: opts.logLevel });
       const context = await openContext({ store: opts.store, redis: opts.redis, log });
       await rebuildQueueFromStore({ store: context.store, queue: context.queue, log });
+      const swept = await sweepStaleUploads(context.store, { olderThan: new Date(Date.now() - STALE_UPLOAD_MS) });
+      if (swept.uploads > 0) log.info(swept, 'unfinished uploads older than 7 days removed');
       const app = await build({ ...context, log }, https ? { https } : {});
       await app.listen({ port: opts.port, host: opts.host });
       const address = app.server.address();

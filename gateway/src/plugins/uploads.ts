@@ -131,3 +131,30 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
 async function removeParts(store: ObjectStore, parts: readonly ObjectInfo[]): Promise<void> {
   for (const part of parts) await store.delete(part.key);
 }
+
+/**
+ * Removes the chunks of uploads nobody finished: an upload whose newest chunk is older than `olderThan` (a station
+ * that was reinstalled, a study deleted at the station). Run at serve start; an upload still going on keeps its
+ * chunks since its newest one is recent.
+ */
+export async function sweepStaleUploads(store: ObjectStore, options: { olderThan: Date }): Promise<{ uploads: number; chunks: number }> {
+  const uploads = new Map<string, { newest: number; keys: string[] }>();
+  for await (const part of store.list('uploads/')) {
+    const at = part.key.lastIndexOf('/part-');
+    if (at < 0) continue;
+    const upload = part.key.slice(0, at);
+    const entry = uploads.get(upload) ?? { newest: 0, keys: [] };
+    entry.newest = Math.max(entry.newest, part.lastModified.getTime());
+    entry.keys.push(part.key);
+    uploads.set(upload, entry);
+  }
+  let swept = 0;
+  let chunks = 0;
+  for (const { newest, keys } of uploads.values()) {
+    if (newest >= options.olderThan.getTime()) continue;
+    for (const key of keys) await store.delete(key);
+    swept += 1;
+    chunks += keys.length;
+  }
+  return { uploads: swept, chunks };
+}
