@@ -108,7 +108,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       linkUp: () => sender?.status().state === 'online',
       onChange: () => changes.emit('model'),
     },
-    { dataDir: config.dataDir, localModelDir: config.modelDir, stationId: config.stationId, registryKey: config.registryKey, pollMs: config.modelPollMs },
+    { dataDir: config.dataDir, localModelDir: config.modelDir, stationId: config.stationId, registryKey: config.registryKey, pollMs: config.modelPollMs, minFreeBytes: config.minFreeBytes },
   );
   let ready = false;
   const onStored = (record: InstanceRecord): void => {

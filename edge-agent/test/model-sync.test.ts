@@ -516,6 +516,22 @@ describe('model updates from the registry', () => {
     expect(resumed[0]?.range).toBe(`bytes=${partial}-`);
   }, 120_000);
 
+  it('refuses to download a model that would leave less free disk than the spool needs, and keeps serving', async () => {
+    const second = await startAgent({
+      args: ['--gateway', gateway.url, '--station-id', STATION, '--station-token', TOKEN, '--model-poll-ms', '400', '--consult-priorities', '', '--min-free-bytes', String(2 ** 50)],
+      env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
+    });
+    try {
+      const report = await waitFor('the disk refusal to be reported', async () => gateway.statuses.find((s) => s.error?.code === 'CXR_DISK_FULL'));
+      expect(report.error?.message).toMatch(/must stay free/u);
+      expect((await second.api<{ model: { source: string } }>('/api/health')).model.source).toBe('local');
+      expect(readdirSync(path.join(second.dataDir, 'models')).filter((f) => f.includes('@'))).toEqual([]);
+    } finally {
+      await second.stop();
+      removeDir(second.dataDir);
+    }
+  });
+
   it('logs the model sync as objects, and no patient identifier anywhere', async () => {
     const listed = await agent.api<{ patient: { name: string | null; id: string | null } }[]>('/api/studies');
     expect(listed.some((s) => s.patient.id === PATIENT_ID)).toBe(true);

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { mkdir, readdir, rm, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import {
   CxrError,
@@ -68,6 +68,8 @@ export interface ModelSyncOptions {
   readonly pollMs: number;
   /** a download stops (to resume later) when no byte arrives for this long, ms. Default 60 000. */
   readonly stallMs?: number;
+  /** bytes that must stay free on the data disk after a model download (the spool's floor). Default 0. */
+  readonly minFreeBytes?: number;
 }
 
 interface Running {
@@ -291,6 +293,13 @@ export class ModelSync {
     }
 
     const folder = modelFolder(this.#modelsDir, deployment.name, deployment.version);
+    // A model must never take the room the spool needs for the next radiographs: check before downloading.
+    const needed = release.files.reduce((sum, f) => sum + f.size, 0);
+    const disk = await statfs(this.#modelsDir);
+    const free = disk.bavail * disk.bsize;
+    if (free - needed < (this.#options.minFreeBytes ?? 0)) {
+      throw new CxrError('CXR_DISK_FULL', `${target} needs ${needed} bytes; ${free} are free and ${this.#options.minFreeBytes ?? 0} must stay free`);
+    }
     await this.#enter('downloading');
     for (const file of release.files) {
       const outcome = await downloadFile(releasePath(folder, file), file, {

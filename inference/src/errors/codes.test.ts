@@ -30,6 +30,7 @@ describe('error registry', () => {
       'CXR_MODEL_DIGEST_MISMATCH',
       'CXR_MODEL_ROLLBACK_REFUSED',
       'CXR_ENCODE_FAILED',
+      'CXR_DISK_FULL',
       'CXR_LABELS_INVALID',
       'CXR_MODEL_GOLDEN_MISMATCH',
       'CXR_MODEL_VERSION_EXISTS',

@@ -26,6 +26,7 @@ export const ErrorCodes = {
   CXR_SIGNATURE_INVALID: { transient: false, message: 'The signature does not verify with the registry key' },
   CXR_MODEL_DIGEST_MISMATCH: { transient: false, message: 'A model file does not match the digest in its signed release' },
   CXR_ENCODE_FAILED: { transient: false, message: 'The image could not be encoded' },
+  CXR_DISK_FULL: { transient: true, message: 'Not enough free disk space' },
   CXR_MODEL_ROLLBACK_REFUSED: { transient: false, message: 'The model is older than the trusted one and its deployment is not a signed rollback' },
   CXR_LABELS_INVALID: { transient: false, message: 'The labelled set (CSV of images and truth columns) is invalid' },
   CXR_MODEL_GOLDEN_MISMATCH: { transient: false, message: 'The model does not reproduce the expected outputs of its golden cases' },
