@@ -211,7 +211,8 @@ export class OutboxSender {
             });
             offset = ((await res.json()) as { offset: number }).offset;
           } catch (err) {
-            if (!(err instanceof UploadOffsetError)) throw err;
+            // The same offset back would loop for ever: retry later instead, like any other transient failure.
+            if (!(err instanceof UploadOffsetError) || err.offset === offset) throw err;
             offset = err.offset;
           }
         }
