@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import { sharedUiDir } from '@cxr/inference';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -82,6 +83,7 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
   registerAuth(app, deps, { stationCertificates: tls?.ca !== undefined });
   // The radiologist's page: static files beside src/ and dist/, no build step.
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public/', import.meta.url)), prefix: '/', index: ['index.html'] });
+  await app.register(fastifyStatic, { root: sharedUiDir, prefix: '/shared/', decorateReply: false });
   const audit = new AuditTrail(deps.store);
   registerIngest(app, { store: deps.store, queue: deps.queue, audit }, {
     maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024,

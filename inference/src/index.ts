@@ -17,3 +17,4 @@ export * from './eval/index.js';
 export { decodeWithDcmjs, type DcmjsCodecName } from './codecs/dcmjs-native-codecs.js';
 export { decodeWithCharls } from './codecs/charls.js';
 export { loadNativeOpenJpeg } from './codecs/openjpeg-native.js';
+export { sharedUiDir } from './ui.js';

@@ -2,6 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import { sharedUiDir } from '@cxr/inference';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import type { RunningModel } from '../sync/model-sync.js';
@@ -43,6 +44,7 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     done();
   });
   await app.register(fastifyStatic, { root: publicDir, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
+  await app.register(fastifyStatic, { root: sharedUiDir, prefix: '/shared/', decorateReply: false, cacheControl: true, maxAge: 0 });
 
   app.get('/api/health', async (_request, reply) => {
     const s = deps.status();
