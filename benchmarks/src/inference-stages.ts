@@ -2,7 +2,7 @@
  * Per-stage latency of `cxr infer` in a warm process: every shared DICOM file, both shipped models, the median of
  * several runs. Writes results/inference-stages.json and prints a Markdown table for benchmarks/README.md.
  *
- *   npm run inference -w benchmarks -- [--runs 7] [--threads 2]
+ *   npm run inference -w benchmarks -- [--runs 7] [--threads 2] [--model densenet121-cxr18-random]
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,7 +12,7 @@ import { machineDescription, modelDir, resultsDir, sharedDicomFiles, shippedMode
 import { medianTimes, timeOurs, type StageTimes } from './ours.js';
 import { fmt, median, quantile } from './stats.js';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '7' }, threads: { type: 'string', default: '2' } } });
+const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '7' }, threads: { type: 'string', default: '2' }, model: { type: 'string' } } });
 const runs = Number(args.runs);
 const threads = Number(args.threads);
 const files = sharedDicomFiles();
@@ -35,7 +35,7 @@ async function measure(model: LoadedModel, file: string): Promise<Row> {
 }
 
 const results: Record<string, Row[]> = {};
-for (const name of shippedModels) {
+for (const name of shippedModels.filter((shipped) => args.model === undefined || shipped === args.model)) {
   const model = await loadModel(modelDir(name), { intraOpThreads: threads });
   results[name] = [];
   for (const file of files) results[name].push(await measure(model, file));

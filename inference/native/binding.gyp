@@ -2,14 +2,63 @@
   "targets": [
     {
       "target_name": "cxr_openjpeg",
-      "sources": ["src/cxr_openjpeg.c"],
-      "include_dirs": ["/usr/include/openjpeg-2.5"],
-      "libraries": ["-lopenjp2"],
-      "defines": ["NAPI_VERSION=8"],
-      "cflags": ["-Wall", "-Wextra", "-Wconversion", "-Wno-sign-conversion", "-fvisibility=hidden"],
-      "cflags_c": ["-std=gnu11"],
+      "sources": [
+        "src/cxr_openjpeg.c"
+      ],
+      "include_dirs": [
+        "/usr/include/openjpeg-2.5"
+      ],
+      "libraries": [
+        "-lopenjp2"
+      ],
+      "defines": [
+        "NAPI_VERSION=8"
+      ],
+      "cflags": [
+        "-Wall",
+        "-Wextra",
+        "-Wconversion",
+        "-Wno-sign-conversion",
+        "-fvisibility=hidden"
+      ],
+      "cflags_c": [
+        "-std=gnu11"
+      ],
       "xcode_settings": {
-        "OTHER_CFLAGS": ["-std=gnu11", "-Wall", "-Wextra"]
+        "OTHER_CFLAGS": [
+          "-std=gnu11",
+          "-Wall",
+          "-Wextra"
+        ]
+      }
+    },
+    {
+      "target_name": "cxr_resize",
+      "sources": [
+        "src/cxr_resize.c"
+      ],
+      "defines": [
+        "NAPI_VERSION=8"
+      ],
+      "cflags": [
+        "-O3",
+        "-ffp-contract=off",
+        "-Wall",
+        "-Wextra",
+        "-Wconversion",
+        "-Wno-sign-conversion",
+        "-fvisibility=hidden"
+      ],
+      "cflags_c": [
+        "-std=gnu11"
+      ],
+      "xcode_settings": {
+        "OTHER_CFLAGS": [
+          "-std=gnu11",
+          "-ffp-contract=off",
+          "-Wall",
+          "-Wextra"
+        ]
       }
     }
   ]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the optional native JPEG 2000 decoder (inference/native, OpenJPEG 2.5 via N-API).
+# Builds the optional native addons of inference/native: the JPEG 2000 decoder (OpenJPEG 2.5 via N-API) and
+# the resize loops of the preprocessing contract (plain C).
 #
 # Exit status:
 #   0  built and loadable, OR a prerequisite is missing (OpenJPEG headers/library, C compiler,
@@ -19,7 +20,7 @@ OPJ_INCLUDE_DIR=/usr/include/openjpeg-2.5
 
 skip() {
   echo "build-native: WARNING: $1" >&2
-  echo "build-native: WARNING: native JPEG 2000 decoder not built; the WebAssembly decoder will be used." >&2
+  echo "build-native: WARNING: native addons not built; the WebAssembly JPEG 2000 decoder and the TypeScript resize will be used." >&2
   exit 0
 }
 
@@ -72,11 +73,17 @@ fi
 cd "$inference_dir"
 echo "build-native: building native/ with $(basename "$node_gyp") (cc=$cc_bin, ${nodedir_args[*]:-node-gyp cache})" >&2
 if ! node "$node_gyp" rebuild --directory native ${nodedir_args[@]+"${nodedir_args[@]}"} --loglevel=warn; then
-  echo "build-native: ERROR: compiling the native JPEG 2000 decoder failed (see above)." >&2
+  echo "build-native: ERROR: compiling the native addons failed (see above)." >&2
   exit 1
 fi
 
 if ! node -e 'const m = require(process.argv[1]); if (typeof m.decode !== "function") process.exit(1); console.error(`build-native: OK: ${process.argv[1]} (OpenJPEG ${m.openjpegVersion}, threads ${m.threadSupport ? "yes" : "no"})`);' "$addon"; then
   echo "build-native: ERROR: the built addon $addon does not load." >&2
+  exit 1
+fi
+
+resize_addon="$inference_dir/native/build/Release/cxr_resize.node"
+if ! node -e 'const m = require(process.argv[1]); if (typeof m.sumAffine !== "function") process.exit(1); console.error(`build-native: OK: ${process.argv[1]}`);' "$resize_addon"; then
+  echo "build-native: ERROR: the built addon $resize_addon does not load." >&2
   exit 1
 fi

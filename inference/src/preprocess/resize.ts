@@ -1,3 +1,5 @@
+import { loadNativeResize, type IntegerSamples } from './native-resize.js';
+
 /** A single-channel float image, row-major. */
 export interface GreyImage {
   readonly data: Float32Array;
@@ -145,8 +147,46 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
     if (fast) return fast;
   }
   const width = region.width;
+  const native = loadNativeResize();
   // Columns of source rows first: contiguous reads of whole rows, the cache-friendly order for big images.
   const vertical = new Float64Array(rows * width);
+  const nativeVertical =
+    native !== null &&
+    ('lut' in source
+      ? isIntegerSamples(source.samples) &&
+        native.verticalLookup(source.samples, source.columns, region.top, region.left, width, source.lut, source.lutOffset, yt.start, yt.index, yt.weight, vertical)
+      : native.verticalLookup(source.data, source.columns, region.top, region.left, width, noTable, 0, yt.start, yt.index, yt.weight, vertical));
+  if (!nativeVertical) {
+    // A sample outside the table (undefined in TypeScript, so NaN) is the TypeScript loop's to handle.
+    vertical.fill(0);
+    verticalPass(source, region, yt, rows, vertical);
+  }
+  const result = new Float32Array(rows * columns);
+  if (native) {
+    native.horizontal(vertical, width, xt.start, xt.index, xt.weight, result);
+    return { data: result, rows, columns };
+  }
+  for (let y = 0; y < rows; y++) {
+    const rowBase = y * width;
+    for (let x = 0; x < columns; x++) {
+      let acc = 0;
+      for (let t = xt.start[x] as number, end = xt.start[x + 1] as number; t < end; t++) {
+        acc += (vertical[rowBase + (xt.index[t] as number)] as number) * (xt.weight[t] as number);
+      }
+      result[y * columns + x] = acc;
+    }
+  }
+  return { data: result, rows, columns };
+}
+
+const noTable = new Float32Array(0);
+
+function isIntegerSamples(samples: ArrayLike<number>): samples is IntegerSamples {
+  return samples instanceof Uint8Array || samples instanceof Uint16Array || samples instanceof Int16Array || samples instanceof Int32Array;
+}
+
+function verticalPass(source: PixelSource, region: Region, yt: AxisTaps, rows: number, vertical: Float64Array): void {
+  const width = region.width;
   for (let y = 0; y < rows; y++) {
     const out = y * width;
     for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) {
@@ -161,18 +201,6 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
       }
     }
   }
-  const result = new Float32Array(rows * columns);
-  for (let y = 0; y < rows; y++) {
-    const rowBase = y * width;
-    for (let x = 0; x < columns; x++) {
-      let acc = 0;
-      for (let t = xt.start[x] as number, end = xt.start[x + 1] as number; t < end; t++) {
-        acc += (vertical[rowBase + (xt.index[t] as number)] as number) * (xt.weight[t] as number);
-      }
-      result[y * columns + x] = acc;
-    }
-  }
-  return { data: result, rows, columns };
 }
 
 /**
@@ -211,6 +239,41 @@ function resizeAffine(
     weightSumX[x] = sum;
   }
   const sums = new Float64Array(rows * columns);
+  const native = loadNativeResize();
+  const seen = native
+    ? native.sumAffine(samples, sourceColumns, region.top, region.left, first, count, wFirst, wInner, wLast, yt.start, yt.index, yt.weight, sums, affine.last)
+    : sumAffine(samples, sourceColumns, region, first, count, wFirst, wInner, wLast, yt, sums, affine.last);
+  if (seen > affine.last) return undefined;
+  const result = new Float32Array(rows * columns);
+  for (let y = 0; y < rows; y++) {
+    let weightSumY = 0;
+    for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) weightSumY += yt.weight[t] as number;
+    for (let x = 0; x < columns; x++) {
+      result[y * columns + x] = affine.scale * (sums[y * columns + x] as number) + affine.offset * weightSumY * (weightSumX[x] as number);
+    }
+  }
+  return { data: result, rows, columns };
+}
+
+/**
+ * The loop of `resizeAffine` (its native twin is `sumAffine` in cxr_resize.c); returns the OR of every sample read,
+ * stopping at the end of the first output row where it exceeds `limit`.
+ */
+function sumAffine(
+  samples: Uint16Array | Uint8Array,
+  sourceColumns: number,
+  region: Region,
+  first: Int32Array,
+  count: Int32Array,
+  wFirst: Float64Array,
+  wInner: Float64Array,
+  wLast: Float64Array,
+  yt: AxisTaps,
+  sums: Float64Array,
+  limit: number,
+): number {
+  const rows = yt.start.length - 1;
+  const columns = first.length;
   let seen = 0;
   for (let y = 0; y < rows; y++) {
     const out = y * columns;
@@ -238,15 +301,7 @@ function resizeAffine(
         sums[out + x] = (sums[out + x] as number) + acc * wy;
       }
     }
+    if (seen > limit) break;
   }
-  if (seen > affine.last) return undefined;
-  const result = new Float32Array(rows * columns);
-  for (let y = 0; y < rows; y++) {
-    let weightSumY = 0;
-    for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) weightSumY += yt.weight[t] as number;
-    for (let x = 0; x < columns; x++) {
-      result[y * columns + x] = affine.scale * (sums[y * columns + x] as number) + affine.offset * weightSumY * (weightSumX[x] as number);
-    }
-  }
-  return { data: result, rows, columns };
+  return seen;
 }
