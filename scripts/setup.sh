@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a fresh clone: Debian packages when missing, npm packages, the native JPEG 2000 addon, the build.
+# Sets up a fresh clone: Debian packages when missing, npm packages, the native addons, the build.
 # Safe to run again: each step skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,13 +8,14 @@ log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
 
 # Debian packages: dcmtk (the X-ray unit in tests, and the encoders of cxr-datasets), dicom3tools (dciodvfy checks
 # the files cxr-datasets makes), redis-server (queue), chromium (page tests),
-# libopenjp2-7-dev (native JPEG 2000 decoder), build tools for the addon.
+# libopenjp2-7-dev (native JPEG 2000 decoder), libdcmtk-dev (native JPEG lossless decoder), build tools for the addons.
 need=()
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -f /usr/include/openjpeg-2.5/openjpeg.h ] || need+=(libopenjp2-7-dev)
+[ -f /usr/include/dcmtk/dcmjpeg/djdijg16.h ] || need+=(libdcmtk-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v curl >/dev/null 2>&1 || need+=(curl)
@@ -39,8 +40,16 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm install --no-audit --no-fund --loglevel=error
 fi
 
-if [ ! -f inference/native/build/Release/cxr_openjpeg.node ] || [ inference/native/src/cxr_openjpeg.c -nt inference/native/build/Release/cxr_openjpeg.node ]; then
-  log 'building the native JPEG 2000 decoder (falls back to WebAssembly if this cannot build)'
+native_built() {
+  local addon
+  for addon in cxr_openjpeg cxr_resize cxr_dcmjpeg; do
+    local built="inference/native/build/Release/$addon.node"
+    [ -f "$built" ] || return 1
+    [ -z "$(find inference/native/src inference/native/binding.gyp -newer "$built" -print -quit)" ] || return 1
+  done
+}
+if ! native_built; then
+  log 'building the native addons (the WebAssembly decoders and TypeScript loops are used if this cannot build)'
   bash inference/scripts/build-native.sh
 fi
 

@@ -60,6 +60,45 @@
           "-Wextra"
         ]
       }
+    },
+    {
+      "target_name": "cxr_dcmjpeg",
+      "conditions": [
+        [
+          "have_dcmtk==1",
+          {
+            "sources": [
+              "src/cxr_dcmjpeg.cc"
+            ],
+            "libraries": [
+              "-ldcmjpeg",
+              "-lijg16",
+              "-lijg12",
+              "-lijg8",
+              "-ldcmimgle",
+              "-ldcmdata",
+              "-loflog",
+              "-lofstd"
+            ],
+            "defines": [
+              "NAPI_VERSION=8"
+            ],
+            "cflags_cc": [
+              "-O2",
+              "-std=gnu++17",
+              "-Wall",
+              "-Wextra",
+              "-fvisibility=hidden"
+            ]
+          },
+          {
+            "type": "none"
+          }
+        ]
+      ]
     }
-  ]
+  ],
+  "variables": {
+    "have_dcmtk": "<!(test -f /usr/include/dcmtk/dcmjpeg/djdijg16.h && echo 1 || echo 0)"
+  }
 }

@@ -87,3 +87,13 @@ if ! node -e 'const m = require(process.argv[1]); if (typeof m.sumAffine !== "fu
   echo "build-native: ERROR: the built addon $resize_addon does not load." >&2
   exit 1
 fi
+
+dcmjpeg_addon="$inference_dir/native/build/Release/cxr_dcmjpeg.node"
+if [[ -f "$dcmjpeg_addon" ]]; then
+  if ! node -e 'const m = require(process.argv[1]); if (typeof m.decodeLossless !== "function") process.exit(1); console.error(`build-native: OK: ${process.argv[1]} (DCMTK ${m.dcmtkVersion})`);' "$dcmjpeg_addon"; then
+    echo "build-native: ERROR: the built addon $dcmjpeg_addon does not load." >&2
+    exit 1
+  fi
+else
+  echo "build-native: WARNING: DCMTK headers missing (install libdcmtk-dev): JPEG lossless stays with the WebAssembly decoder." >&2
+fi

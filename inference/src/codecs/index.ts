@@ -3,6 +3,7 @@ import type { EncodedFrame } from '../dicom/frames.js';
 import { TransferSyntax, transferSyntaxName } from '../dicom/uids.js';
 import { decodeWithCharls } from './charls.js';
 import { decodeWithDcmjs, type DcmjsCodecName } from './dcmjs-native-codecs.js';
+import { loadNativeDcmjpeg } from './dcmjpeg-native.js';
 import { loadNativeOpenJpeg, type J2kDecodedFrame } from './openjpeg-native.js';
 import type { DecodedFrame, FrameGeometry } from './types.js';
 import { readUncompressed } from './uncompressed.js';
@@ -14,7 +15,7 @@ export interface DecodeOptions {
   readonly j2kThreads?: number;
 }
 
-type Route = { kind: 'uncompressed' } | { kind: 'dcmjs'; codec: DcmjsCodecName } | { kind: 'charls' } | { kind: 'jpeg2000' };
+type Route = { kind: 'uncompressed' } | { kind: 'dcmjs'; codec: DcmjsCodecName } | { kind: 'charls' } | { kind: 'jpeg2000' } | { kind: 'jpeg-lossless' };
 
 /** Which decoder handles which transfer syntax; the README's codec table mirrors this. */
 const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
@@ -25,8 +26,8 @@ const routes: ReadonlyMap<string, Route> = new Map<string, Route>([
   [TransferSyntax.RLELossless, { kind: 'dcmjs', codec: 'rle' }],
   [TransferSyntax.JPEGBaseline8Bit, { kind: 'dcmjs', codec: 'jpeg' }],
   [TransferSyntax.JPEGExtended12Bit, { kind: 'dcmjs', codec: 'jpeg' }],
-  [TransferSyntax.JPEGLossless, { kind: 'dcmjs', codec: 'jpeg' }],
-  [TransferSyntax.JPEGLosslessSV1, { kind: 'dcmjs', codec: 'jpeg' }],
+  [TransferSyntax.JPEGLossless, { kind: 'jpeg-lossless' }],
+  [TransferSyntax.JPEGLosslessSV1, { kind: 'jpeg-lossless' }],
   [TransferSyntax.JPEGLSLossless, { kind: 'charls' }],
   [TransferSyntax.JPEGLSNearLossless, { kind: 'charls' }],
   [TransferSyntax.JPEG2000Lossless, { kind: 'jpeg2000' }],
@@ -67,7 +68,32 @@ export async function decodeFrame(
       return decodeWithCharls(frame.codestream, geometry);
     case 'jpeg2000':
       return decodeJpeg2000(frame.codestream, geometry, options);
+    case 'jpeg-lossless':
+      return decodeJpegLossless(frame.codestream, geometry);
   }
+}
+
+/** Native DCMTK on the thread pool for one 16-bit-allocated component when the addon is built; WebAssembly otherwise. */
+async function decodeJpegLossless(codestream: Uint8Array, geometry: FrameGeometry): Promise<DecodedFrame> {
+  const native = geometry.samplesPerPixel === 1 && geometry.bitsAllocated === 16 ? loadNativeDcmjpeg() : null;
+  if (!native) return decodeWithDcmjs('jpeg', codestream, geometry);
+  let samples: Uint16Array | Int16Array;
+  try {
+    samples = await native.decodeLossless(codestream, geometry.columns, geometry.rows, geometry.pixelRepresentation === 1);
+  } catch (err) {
+    // Shapes it leaves alone (8 bits or fewer, colour, a size unlike the header's) go to the WebAssembly build,
+    // which decides on them as before.
+    if ((err as { code?: string }).code === 'ERR_JPEG_UNSUPPORTED') return decodeWithDcmjs('jpeg', codestream, geometry);
+    throw new CxrError('CXR_DECODE_FAILED', `jpeg: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return {
+    samples,
+    rows: geometry.rows,
+    columns: geometry.columns,
+    samplesPerPixel: 1,
+    origin: 'decoded',
+    decoder: `dcmtk ${native.dcmtkVersion} (native, jpeg lossless)`,
+  };
 }
 
 /** Native OpenJPEG on the thread pool when the addon is built; the WebAssembly OpenJPEG otherwise. */

@@ -1,0 +1,70 @@
+/**
+ * Optional native JPEG lossless decoder (Debian's DCMTK through the N-API addon in inference/native): the same
+ * DCMTK code as dcmjs-codecs' WebAssembly build, natively and on the libuv thread pool, so the event loop stays free.
+ *
+ * `loadNativeDcmjpeg()` returns null (never throws) when the addon has not been built, fails to load, or
+ * CXR_DISABLE_NATIVE_JPEG=1 is set; callers then use the WebAssembly decoder.
+ *
+ * Rejections are Errors with a `code`:
+ *   ERR_JPEG_UNSUPPORTED  not a one-component lossless codestream of 9 to 16 bits, or of another size than asked
+ *                         (the caller uses the WebAssembly decoder)
+ *   ERR_JPEG_DECODE       DCMTK refused the data
+ *   ERR_JPEG_NO_MEMORY    an allocation failed
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export interface NativeDcmjpeg {
+  /** rows x columns 16-bit samples. */
+  decodeLossless(codestream: Uint8Array, columns: number, rows: number, signed: boolean): Promise<Uint16Array | Int16Array>;
+  readonly dcmtkVersion: string;
+}
+
+export const NATIVE_JPEG_DISABLE_ENV = 'CXR_DISABLE_NATIVE_JPEG';
+
+interface RawAddon {
+  decodeLossless(codestream: Uint8Array, columns: number, rows: number, signed: boolean): Promise<unknown>;
+  dcmtkVersion: string;
+}
+
+function isRawAddon(value: unknown): value is RawAddon {
+  if (typeof value !== 'object' || value === null) return false;
+  const record = value as Record<string, unknown>;
+  return typeof record['decodeLossless'] === 'function' && typeof record['dcmtkVersion'] === 'string';
+}
+
+export function nativeDcmjpegAddonPath(): string {
+  return fileURLToPath(new URL('../../native/build/Release/cxr_dcmjpeg.node', import.meta.url));
+}
+
+function wrap(addon: RawAddon): NativeDcmjpeg {
+  return {
+    dcmtkVersion: addon.dcmtkVersion,
+    async decodeLossless(codestream, columns, rows, signed) {
+      const bytes = await addon.decodeLossless(codestream, columns, rows, signed);
+      if (!(bytes instanceof Uint8Array) || bytes.length !== rows * columns * 2 || bytes.byteOffset !== 0) {
+        throw new Error('cxr_dcmjpeg returned an unexpected result');
+      }
+      return signed ? new Int16Array(bytes.buffer, 0, rows * columns) : new Uint16Array(bytes.buffer, 0, rows * columns);
+    },
+  };
+}
+
+let loaded: NativeDcmjpeg | undefined;
+
+/** The native decoder, or null when disabled (checked on every call), not built or not loadable. Never throws. */
+export function loadNativeDcmjpeg(): NativeDcmjpeg | null {
+  try {
+    if (process.env[NATIVE_JPEG_DISABLE_ENV] === '1') return null;
+    if (loaded) return loaded;
+    const addonPath = nativeDcmjpegAddonPath();
+    if (!existsSync(addonPath)) return null;
+    const addon: unknown = createRequire(import.meta.url)(addonPath);
+    if (!isRawAddon(addon)) return null;
+    loaded = wrap(addon);
+    return loaded;
+  } catch {
+    return null;
+  }
+}
