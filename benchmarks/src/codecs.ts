@@ -12,6 +12,7 @@ import {
   decodeWithCharls,
   decodeWithDcmjs,
   firstFrame,
+  loadNativeDcmjpeg,
   loadNativeOpenJpeg,
   parseDicom,
   readImageInfo,
@@ -27,14 +28,20 @@ const files = sharedDicomFiles();
 
 type Decoder = { name: string; decode: (codestream: Uint8Array, info: ImageInfo) => Promise<DecodedFrame | unknown> };
 const native = loadNativeOpenJpeg();
+const nativeJpeg = loadNativeDcmjpeg();
 const decodersFor = (ts: string): Decoder[] => {
   switch (ts) {
     case TransferSyntax.RLELossless:
       return [{ name: 'dcmjs-codecs rle', decode: (c, i) => decodeWithDcmjs('rle', c, i) }];
     case TransferSyntax.JPEGBaseline8Bit:
     case TransferSyntax.JPEGExtended12Bit:
-    case TransferSyntax.JPEGLosslessSV1:
       return [{ name: 'dcmjs-codecs jpeg', decode: (c, i) => decodeWithDcmjs('jpeg', c, i) }];
+    case TransferSyntax.JPEGLossless:
+    case TransferSyntax.JPEGLosslessSV1:
+      return [
+        ...(nativeJpeg ? [{ name: 'dcmtk native (thread pool)', decode: (c: Uint8Array, i: ImageInfo) => nativeJpeg.decodeLossless(c, i.columns, i.rows, i.pixelRepresentation === 1) }] : []),
+        { name: 'dcmjs-codecs jpeg', decode: (c, i) => decodeWithDcmjs('jpeg', c, i) },
+      ];
     case TransferSyntax.JPEGLSLossless:
     case TransferSyntax.JPEGLSNearLossless:
       return [

@@ -17,4 +17,6 @@ export * from './eval/index.js';
 export { decodeWithDcmjs, type DcmjsCodecName } from './codecs/dcmjs-native-codecs.js';
 export { decodeWithCharls } from './codecs/charls.js';
 export { loadNativeOpenJpeg } from './codecs/openjpeg-native.js';
+export { loadNativeDcmjpeg } from './codecs/dcmjpeg-native.js';
+export { loadNativeResize } from './preprocess/native-resize.js';
 export { sharedUiDir } from './ui.js';
