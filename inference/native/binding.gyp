@@ -2,35 +2,45 @@
   "targets": [
     {
       "target_name": "cxr_openjpeg",
-      "sources": [
-        "src/cxr_openjpeg.c"
-      ],
-      "include_dirs": [
-        "/usr/include/openjpeg-2.5"
-      ],
-      "libraries": [
-        "-lopenjp2"
-      ],
-      "defines": [
-        "NAPI_VERSION=8"
-      ],
-      "cflags": [
-        "-Wall",
-        "-Wextra",
-        "-Wconversion",
-        "-Wno-sign-conversion",
-        "-fvisibility=hidden"
-      ],
-      "cflags_c": [
-        "-std=gnu11"
-      ],
-      "xcode_settings": {
-        "OTHER_CFLAGS": [
-          "-std=gnu11",
-          "-Wall",
-          "-Wextra"
+      "conditions": [
+        [
+          "have_openjpeg==1",
+          {
+            "sources": [
+              "src/cxr_openjpeg.c"
+            ],
+            "include_dirs": [
+              "/usr/include/openjpeg-2.5"
+            ],
+            "libraries": [
+              "-lopenjp2"
+            ],
+            "defines": [
+              "NAPI_VERSION=8"
+            ],
+            "cflags": [
+              "-Wall",
+              "-Wextra",
+              "-Wconversion",
+              "-Wno-sign-conversion",
+              "-fvisibility=hidden"
+            ],
+            "cflags_c": [
+              "-std=gnu11"
+            ],
+            "xcode_settings": {
+              "OTHER_CFLAGS": [
+                "-std=gnu11",
+                "-Wall",
+                "-Wextra"
+              ]
+            }
+          },
+          {
+            "type": "none"
+          }
         ]
-      }
+      ]
     },
     {
       "target_name": "cxr_resize",
@@ -99,6 +109,7 @@
     }
   ],
   "variables": {
-    "have_dcmtk": "<!(test -f /usr/include/dcmtk/dcmjpeg/djdijg16.h && echo 1 || echo 0)"
+    "have_dcmtk": "<!(test -f /usr/include/dcmtk/dcmjpeg/djdijg16.h && echo 1 || echo 0)",
+    "have_openjpeg": "<!(test -f /usr/include/openjpeg-2.5/openjpeg.h && echo 1 || echo 0)"
   }
 }

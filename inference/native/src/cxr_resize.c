@@ -56,10 +56,11 @@ static bool get_typed_of(napi_env env, napi_value value, napi_typedarray_type ty
   return get_typed(env, value, out) && out->type == type;
 }
 
+/* Sizes and offsets up to 2^31 - 1: products of two of them stay far inside int64_t. */
 static bool get_index(napi_env env, napi_value value, int64_t *out) {
   double d;
   if (napi_get_value_double(env, value, &d) != napi_ok) return false;
-  if (!(d >= 0 && d <= 9007199254740991.0) || d != (double)(int64_t)d) return false;
+  if (!(d >= 0 && d <= 2147483647.0) || d != (double)(int64_t)d) return false;
   *out = (int64_t)d;
   return true;
 }
