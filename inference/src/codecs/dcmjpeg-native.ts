@@ -11,9 +11,7 @@
  *   ERR_JPEG_DECODE       DCMTK refused the data
  *   ERR_JPEG_NO_MEMORY    an allocation failed
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadOptionalAddon, nativeAddonPath } from '../native-addon.js';
 
 export interface NativeDcmjpeg {
   /** rows x columns 16-bit samples. */
@@ -35,7 +33,7 @@ function isRawAddon(value: unknown): value is RawAddon {
 }
 
 export function nativeDcmjpegAddonPath(): string {
-  return fileURLToPath(new URL('../../native/build/Release/cxr_dcmjpeg.node', import.meta.url));
+  return nativeAddonPath('cxr_dcmjpeg');
 }
 
 function wrap(addon: RawAddon): NativeDcmjpeg {
@@ -51,20 +49,7 @@ function wrap(addon: RawAddon): NativeDcmjpeg {
   };
 }
 
-let loaded: NativeDcmjpeg | undefined;
-
 /** The native decoder, or null when disabled (checked on every call), not built or not loadable. Never throws. */
 export function loadNativeDcmjpeg(): NativeDcmjpeg | null {
-  try {
-    if (process.env[NATIVE_JPEG_DISABLE_ENV] === '1') return null;
-    if (loaded) return loaded;
-    const addonPath = nativeDcmjpegAddonPath();
-    if (!existsSync(addonPath)) return null;
-    const addon: unknown = createRequire(import.meta.url)(addonPath);
-    if (!isRawAddon(addon)) return null;
-    loaded = wrap(addon);
-    return loaded;
-  } catch {
-    return null;
-  }
+  return loadOptionalAddon('cxr_dcmjpeg', NATIVE_JPEG_DISABLE_ENV, (raw) => (isRawAddon(raw) ? wrap(raw) : null));
 }

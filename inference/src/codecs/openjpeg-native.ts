@@ -17,9 +17,7 @@
  *   ERR_J2K_NO_MEMORY      allocation failure
  *   ERR_INVALID_ARG_TYPE   bad arguments
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadOptionalAddon, nativeAddonPath } from '../native-addon.js';
 
 export interface J2kDecodedFrame {
   width: number;
@@ -81,7 +79,7 @@ function isDecodedFrame(value: unknown): value is J2kDecodedFrame {
 
 /** Absolute path of the built addon (same relative location from src/codecs and dist/codecs). */
 export function nativeOpenJpegAddonPath(): string {
-  return fileURLToPath(new URL('../../native/build/Release/cxr_openjpeg.node', import.meta.url));
+  return nativeAddonPath('cxr_openjpeg');
 }
 
 function clampThreads(threads: number): number {
@@ -109,26 +107,11 @@ function wrap(addon: RawAddon): NativeOpenJpeg {
   };
 }
 
-let loaded: NativeOpenJpeg | undefined;
-
 /**
  * Loads the native decoder, or returns null when it is disabled
  * (CXR_DISABLE_NATIVE_J2K=1, checked on every call), not built, or not
- * loadable. A successful load is cached; a failed one is retried on the next
- * call (cheap: one existsSync). Never throws.
+ * loadable. Never throws.
  */
 export function loadNativeOpenJpeg(): NativeOpenJpeg | null {
-  try {
-    if (process.env[NATIVE_J2K_DISABLE_ENV] === '1') return null;
-    if (loaded) return loaded;
-    const addonPath = nativeOpenJpegAddonPath();
-    if (!existsSync(addonPath)) return null;
-    const require = createRequire(import.meta.url);
-    const addon: unknown = require(addonPath);
-    if (!isRawAddon(addon)) return null;
-    loaded = wrap(addon);
-    return loaded;
-  } catch {
-    return null;
-  }
+  return loadOptionalAddon('cxr_openjpeg', NATIVE_J2K_DISABLE_ENV, (raw) => (isRawAddon(raw) ? wrap(raw) : null));
 }

@@ -6,9 +6,7 @@
  * `loadNativeResize()` returns null (never throws) when the addon is not built, does not load, or
  * CXR_DISABLE_NATIVE_RESIZE=1 is set; resize.ts then runs its TypeScript loops.
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { loadOptionalAddon, nativeAddonPath } from '../native-addon.js';
 
 export type IntegerSamples = Uint8Array | Uint16Array | Int16Array | Int32Array;
 
@@ -57,7 +55,7 @@ export interface NativeResize {
 export const NATIVE_RESIZE_DISABLE_ENV = 'CXR_DISABLE_NATIVE_RESIZE';
 
 export function nativeResizeAddonPath(): string {
-  return fileURLToPath(new URL('../../native/build/Release/cxr_resize.node', import.meta.url));
+  return nativeAddonPath('cxr_resize');
 }
 
 function isNativeResize(value: unknown): value is NativeResize {
@@ -66,20 +64,7 @@ function isNativeResize(value: unknown): value is NativeResize {
   return typeof record['sumAffine'] === 'function' && typeof record['verticalLookup'] === 'function' && typeof record['horizontal'] === 'function';
 }
 
-let loaded: NativeResize | undefined;
-
 /** The native loops, or null when disabled (checked on every call), not built or not loadable. Never throws. */
 export function loadNativeResize(): NativeResize | null {
-  try {
-    if (process.env[NATIVE_RESIZE_DISABLE_ENV] === '1') return null;
-    if (loaded) return loaded;
-    const addonPath = nativeResizeAddonPath();
-    if (!existsSync(addonPath)) return null;
-    const addon: unknown = createRequire(import.meta.url)(addonPath);
-    if (!isNativeResize(addon)) return null;
-    loaded = addon;
-    return loaded;
-  } catch {
-    return null;
-  }
+  return loadOptionalAddon('cxr_resize', NATIVE_RESIZE_DISABLE_ENV, (raw) => (isNativeResize(raw) ? raw : null));
 }
