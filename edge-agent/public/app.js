@@ -3,6 +3,20 @@
 // Plain ES module, no framework, no build step, nothing from outside the station.
 import { LANGS, strings, errorText, missingFromNotes } from './i18n.js';
 import { Viewer } from '/shared/viewer.js';
+import {
+  createWords,
+  fmtDate,
+  fmtDecimal as fmtDecimalIn,
+  fmtPercent,
+  fmtTime,
+  h,
+  sameDay,
+  savedLang,
+  svgIcon,
+  syncKeyedList,
+  translateDocument,
+  wireLangButtons,
+} from '/shared/page-kit.js';
 
 const LANG_KEY = 'cxr-edge.lang';
 const POLL_MS = 10_000;
@@ -13,7 +27,7 @@ const FETCH_TIMEOUT_MS = 8_000;
 const $ = (selector) => document.querySelector(selector);
 
 const state = {
-  lang: initialLang(),
+  lang: savedLang(LANG_KEY, LANGS),
   /** Studies as GET /api/studies returns them (today's, or all with "show all"). */
   studies: [],
   /** The selected study when it is not in the list (an older one): a StudyView, 'gone' or null. */
@@ -37,37 +51,8 @@ const consultUi = { uid: null, open: false, note: '', sending: false, error: nul
 
 // ---------------------------------------------------------------------------------------------- words and formats
 
-function initialLang() {
-  try {
-    const saved = localStorage.getItem(LANG_KEY);
-    if (LANGS.includes(saved)) return saved;
-  } catch {
-    // storage disabled: Vietnamese
-  }
-  return 'vi';
-}
-
-function t(key, params) {
-  const table = strings[state.lang] ?? strings.vi;
-  const text = table[key] ?? strings.vi[key] ?? key;
-  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? '')) : text;
-}
-
-/** A counted phrase: English has a singular form (`key_1`), Vietnamese does not. */
-function tn(key, n) {
-  const table = strings[state.lang] ?? strings.vi;
-  return t(n === 1 && table[`${key}_1`] ? `${key}_1` : key, { n });
-}
-
-const pad = (n) => String(n).padStart(2, '0');
-const fmtDate = (d) => `${pad(d.getDate())}/${pad(d.getMonth() + 1)}/${d.getFullYear()}`;
-const fmtTime = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-
-/** A decimal as people write it: comma in Vietnamese (1,5), point in English. */
-function fmtDecimal(x, digits) {
-  const s = x.toFixed(digits);
-  return state.lang === 'vi' ? s.replace('.', ',') : s;
-}
+const { t, tn } = createWords(strings, () => state.lang);
+const fmtDecimal = (x, digits) => fmtDecimalIn(x, digits, state.lang);
 
 /** DICOM DA (yyyymmdd) as dd/mm/yyyy. */
 function dicomDate(value) {
@@ -75,10 +60,7 @@ function dicomDate(value) {
   return m ? `${m[3]}/${m[2]}/${m[1]}` : null;
 }
 
-function isToday(date) {
-  const now = new Date();
-  return date.getFullYear() === now.getFullYear() && date.getMonth() === now.getMonth() && date.getDate() === now.getDate();
-}
+const isToday = (date) => sameDay(date, new Date());
 
 function startOfToday() {
   const d = new Date();
@@ -92,32 +74,6 @@ function fmtReceived(date) {
 }
 
 const personName = (name) => (name ? name.replace(/\^+/g, ' ').trim() : '');
-
-/** Percent without decimals; never rounded across the threshold (49.6% below a 50% threshold reads "<50%"). */
-function fmtPercent(finding) {
-  const p = Math.round(finding.probability * 100);
-  const thr = Math.round(finding.threshold * 100);
-  if (!finding.positive && p >= thr) return `<${thr}%`;
-  if (finding.positive && p < thr) return `≥${thr}%`;
-  return `${p}%`;
-}
-
-/** Builds an element: h('div', { class: 'x', onclick: fn }, 'text', child). Text is always set as text. */
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
-    else if (key === 'class') el.className = value;
-    else if (key === 'dataset') Object.assign(el.dataset, value);
-    else el.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
 
 // ---------------------------------------------------------------------------------------------- what a study says
 
@@ -161,23 +117,6 @@ function badge(kind, extraClass = '') {
 
 function warnIcon() {
   return svgIcon('M12 3 2 20h20L12 3zm0 6v5m0 3v.5');
-}
-
-function svgIcon(d, extra = {}) {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', '0 0 24 24');
-  svg.setAttribute('aria-hidden', 'true');
-  svg.setAttribute('class', 'icon');
-  const path = document.createElementNS(ns, 'path');
-  path.setAttribute('d', d);
-  path.setAttribute('fill', 'none');
-  path.setAttribute('stroke', 'currentColor');
-  path.setAttribute('stroke-width', extra.width ?? '2.2');
-  path.setAttribute('stroke-linecap', 'round');
-  path.setAttribute('stroke-linejoin', 'round');
-  svg.append(path);
-  return svg;
 }
 
 const checkIcon = () => svgIcon('M4 12.5l5 5L20 6.5', { width: '2.6' });
@@ -262,32 +201,7 @@ function fillRow(li, m) {
 
 function renderList() {
   const studies = visibleStudies();
-  const seen = new Set();
-  let previous = null;
-  for (const study of studies) {
-    const uid = study.studyInstanceUid;
-    seen.add(uid);
-    let li = rows.get(uid);
-    if (!li) {
-      li = h('li', { role: 'option', tabindex: '-1', dataset: { uid } });
-      rows.set(uid, li);
-    }
-    const model = rowModel(study);
-    const sig = JSON.stringify(model);
-    if (li.dataset.sig !== sig) {
-      fillRow(li, model);
-      li.dataset.sig = sig;
-    }
-    const wanted = previous ? previous.nextSibling : list.firstChild;
-    if (wanted !== li) list.insertBefore(li, wanted);
-    previous = li;
-  }
-  for (const [uid, li] of rows) {
-    if (!seen.has(uid)) {
-      li.remove();
-      rows.delete(uid);
-    }
-  }
+  syncKeyedList(list, rows, studies, { keyOf: (study) => study.studyInstanceUid, datasetKey: 'uid', rowModel, fillRow });
   updateSelection();
 
   $('#list-title').textContent = state.showAll ? t('listAll') : t('listToday');
@@ -897,7 +811,7 @@ function missingImage(instance) {
   return since < 30_000 ? 'imagePreparing' : 'noImage';
 }
 
-const viewer = new Viewer({ t, formatDecimal: fmtDecimal, emptyMessage: missingImage });
+const viewer = new Viewer({ t, formatDecimal: fmtDecimal, emptyMessage: missingImage, mount: $('#viewer-col') });
 
 // ---------------------------------------------------------------------------------------------- header, language
 
@@ -991,12 +905,7 @@ function scheduleLink() {
 }
 
 function applyLang() {
-  document.documentElement.lang = state.lang;
-  document.title = t('appTitle');
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  for (const el of document.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
-  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
-  for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
+  translateDocument(state.lang, t);
   list.setAttribute('aria-label', t('listLabel'));
   renderHeader();
   renderLink();
@@ -1005,18 +914,14 @@ function applyLang() {
   viewer.relabel();
 }
 
-for (const b of document.querySelectorAll('[data-lang]')) {
-  b.addEventListener('click', () => {
-    if (b.dataset.lang === state.lang) return;
-    state.lang = b.dataset.lang;
-    try {
-      localStorage.setItem(LANG_KEY, state.lang);
-    } catch {
-      // not persisted; the page still switches
-    }
+wireLangButtons(
+  LANG_KEY,
+  () => state.lang,
+  (lang) => {
+    state.lang = lang;
     applyLang();
-  });
-}
+  },
+);
 
 // ---------------------------------------------------------------------------------------------- data and live updates
 

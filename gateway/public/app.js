@@ -2,6 +2,25 @@
 // heatmap, claim / release, and the signed report. Plain ES module, no framework, no build step, nothing from outside.
 import { LANGS, strings, missingFromNotes } from './i18n.js';
 import { Viewer } from '/shared/viewer.js';
+import {
+  ageText,
+  createApi,
+  createWords,
+  fmtDate,
+  fmtDateTime,
+  fmtDecimal as fmtDecimalIn,
+  fmtPercent,
+  fmtTime,
+  h,
+  pad,
+  sameDay,
+  savedLang,
+  sessionStore,
+  svgIcon,
+  syncKeyedList,
+  translateDocument,
+  wireLangButtons,
+} from '/shared/page-kit.js';
 
 const LANG_KEY = 'cxr-gw.lang';
 const SESSION_KEY = 'cxr-gw.session';
@@ -14,11 +33,12 @@ const RECLAIM_MS = 10 * 60_000;
 const READER_ROLES = ['radiologist', 'admin'];
 
 const $ = (selector) => document.querySelector(selector);
+const sessions = sessionStore(SESSION_KEY);
 
 const state = {
-  lang: initialLang(),
+  lang: savedLang(LANG_KEY, LANGS),
   /** { token, expiresAt, username, role, displayName } from POST /api/v1/login, kept in sessionStorage. */
-  session: loadSession(),
+  session: sessions.load(),
   worklist: [],
   loaded: false,
   reachable: true,
@@ -51,101 +71,17 @@ const state = {
 
 // ---------------------------------------------------------------------------------------------- words and formats
 
-function initialLang() {
-  try {
-    const saved = localStorage.getItem(LANG_KEY);
-    if (LANGS.includes(saved)) return saved;
-  } catch {
-    // storage disabled: Vietnamese
-  }
-  return 'vi';
-}
-
-function t(key, params) {
-  const table = strings[state.lang] ?? strings.vi;
-  const text = table[key] ?? strings.vi[key] ?? key;
-  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? '')) : text;
-}
-
-/** A counted phrase: English has a singular form (`key_1`), Vietnamese does not. */
-function tn(key, n, params = {}) {
-  const table = strings[state.lang] ?? strings.vi;
-  return t(n === 1 && table[`${key}_1`] ? `${key}_1` : key, { n, ...params });
-}
-
-const pad = (n) => String(n).padStart(2, '0');
-const fmtDate = (d) => `${pad(d.getDate())}/${pad(d.getMonth() + 1)}/${d.getFullYear()}`;
-const fmtTime = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-const fmtDateTime = (d) => `${fmtDate(d)} ${fmtTime(d)}`;
+const { t, tn } = createWords(strings, () => state.lang);
 const serverNow = () => Date.now() + state.skewMs;
-
-function isToday(date) {
-  const now = new Date(serverNow());
-  return date.getFullYear() === now.getFullYear() && date.getMonth() === now.getMonth() && date.getDate() === now.getDate();
-}
+const isToday = (date) => sameDay(date, new Date(serverNow()));
 
 /** "10:32" today, "22/11/2026 10:32" on other days. */
 const fmtWhen = (date) => (isToday(date) ? fmtTime(date) : fmtDateTime(date));
-
-function fmtAge(date) {
-  const minutes = Math.max(0, Math.floor((serverNow() - date.getTime()) / 60_000));
-  if (minutes < 1) return t('justNow');
-  if (minutes < 60) return t('minutesAgo', { n: minutes });
-  if (minutes < 24 * 60) return t('hoursAgo', { h: Math.floor(minutes / 60), m: minutes % 60 });
-  return tn('daysAgo', Math.floor(minutes / (24 * 60)));
-}
-
-/** A decimal as people write it: comma in Vietnamese (1,5), point in English. */
-function fmtDecimal(x, digits) {
-  const s = x.toFixed(digits);
-  return state.lang === 'vi' ? s.replace('.', ',') : s;
-}
-
-/** Percent without decimals; never rounded across the threshold (49.6% below a 50% threshold reads "<50%"). */
-function fmtPercent(finding) {
-  const p = Math.round(finding.probability * 100);
-  const thr = Math.round(finding.threshold * 100);
-  if (!finding.positive && p >= thr) return `<${thr}%`;
-  if (finding.positive && p < thr) return `≥${thr}%`;
-  return `${p}%`;
-}
+const fmtAge = (date) => ageText((serverNow() - date.getTime()) / 60_000, t, tn);
+const fmtDecimal = (x, digits) => fmtDecimalIn(x, digits, state.lang);
 
 const findingName = (f) => (state.lang === 'vi' ? f.displayVi || f.display : f.display || f.displayVi) || f.code;
 
-/** Builds an element: h('div', { class: 'x', onclick: fn }, 'text', child). Text is always set as text. */
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
-    else if (key === 'class') el.className = value;
-    else if (key === 'dataset') Object.assign(el.dataset, value);
-    else if (key === 'value') el.value = value;
-    else el.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
-
-function svgIcon(d, cls = 'icon') {
-  const ns = 'http://www.w3.org/2000/svg';
-  const svg = document.createElementNS(ns, 'svg');
-  svg.setAttribute('viewBox', '0 0 24 24');
-  svg.setAttribute('aria-hidden', 'true');
-  svg.setAttribute('class', cls);
-  const path = document.createElementNS(ns, 'path');
-  path.setAttribute('d', d);
-  path.setAttribute('fill', 'none');
-  path.setAttribute('stroke', 'currentColor');
-  path.setAttribute('stroke-width', '2.2');
-  path.setAttribute('stroke-linecap', 'round');
-  path.setAttribute('stroke-linejoin', 'round');
-  svg.append(path);
-  return svg;
-}
 const lockIcon = () => svgIcon('M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 0 1 7 0v3');
 const penIcon = () => svgIcon('M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4');
 const checkIcon = () => svgIcon('M5 12.5l4.5 4.5L19 7.5');
@@ -161,53 +97,17 @@ const isMe = (username) => Boolean(username) && username === state.session?.user
 
 // ---------------------------------------------------------------------------------------------- the server
 
-class ApiError extends Error {
-  constructor(status, code, detail) {
-    super(detail || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
 /**
  * Calls the gateway with the session's bearer token. A 401 on a request made with the current token ends the
  * session (back to the sign-in screen); other failures throw an ApiError (status 0: no answer).
  */
-async function api(path, { method = 'GET', body, as = 'json', auth = true } = {}) {
-  const token = auth ? state.session?.token : undefined;
-  const headers = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  let res;
-  try {
-    res = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
-    });
-  } catch (err) {
-    throw new ApiError(0, err?.name === 'TimeoutError' ? 'TIMEOUT' : 'NETWORK', String(err?.message ?? err));
-  }
-  if (!res.ok) {
-    let code;
-    let detail;
-    try {
-      const payload = await res.json();
-      code = payload?.error?.code;
-      detail = payload?.error?.message;
-    } catch {
-      // not JSON (a proxy's error page): the status says enough
-    }
-    if (res.status === 401 && token && token === state.session?.token) sessionLost();
-    throw new ApiError(res.status, code, detail);
-  }
-  if (as === 'response') return res;
-  if (as === 'blob') return res.blob();
-  return res.json();
-}
+const api = createApi({
+  timeoutMs: FETCH_TIMEOUT_MS,
+  token: () => state.session?.token,
+  onUnauthorized: (token) => {
+    if (token === state.session?.token) sessionLost();
+  },
+});
 
 /** Plain words for a failed request, with what to do next. */
 function errorText(err) {
@@ -222,24 +122,9 @@ function errorText(err) {
 
 // ---------------------------------------------------------------------------------------------- session
 
-function loadSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
-    if (s?.token && s.username) return s;
-  } catch {
-    // no storage: sign in again
-  }
-  return null;
-}
-
 function saveSession(session) {
   state.session = session;
-  try {
-    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-    else sessionStorage.removeItem(SESSION_KEY);
-  } catch {
-    // kept in memory only
-  }
+  sessions.save(session);
 }
 
 function clearDrafts() {
@@ -387,32 +272,7 @@ function fillRow(li, m) {
 }
 
 function renderWorklist() {
-  const seen = new Set();
-  let previous = null;
-  for (const item of state.worklist) {
-    const id = item.consultId;
-    seen.add(id);
-    let li = rows.get(id);
-    if (!li) {
-      li = h('li', { role: 'option', tabindex: '-1', dataset: { id } });
-      rows.set(id, li);
-    }
-    const model = rowModel(item);
-    const sig = JSON.stringify(model);
-    if (li.dataset.sig !== sig) {
-      fillRow(li, model);
-      li.dataset.sig = sig;
-    }
-    const wanted = previous ? previous.nextSibling : list.firstChild;
-    if (wanted !== li) list.insertBefore(li, wanted);
-    previous = li;
-  }
-  for (const [id, li] of rows) {
-    if (!seen.has(id)) {
-      li.remove();
-      rows.delete(id);
-    }
-  }
+  syncKeyedList(list, rows, state.worklist, { keyOf: (item) => item.consultId, datasetKey: 'id', rowModel, fillRow });
   updateSelection();
   const open = state.worklist.length;
   $('#list-count').textContent = state.loaded ? String(open) : '';
@@ -1300,19 +1160,14 @@ async function authenticatedImage(url) {
   }
 }
 
-const viewer = new Viewer({ t, formatDecimal: fmtDecimal, loadImage: authenticatedImage });
+const viewer = new Viewer({ t, formatDecimal: fmtDecimal, loadImage: authenticatedImage, mount: $('#viewer-col') });
 
 // ---------------------------------------------------------------------------------------------- language
 
 function applyLang() {
-  document.documentElement.lang = state.lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  for (const el of document.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
-  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
-  for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
+  translateDocument(state.lang, t);
   list.setAttribute('aria-label', t('worklist'));
   renderSignInMessage();
-  document.title = t('appTitle');
   if (state.session) {
     renderUser();
     renderWorklist();
@@ -1321,18 +1176,14 @@ function applyLang() {
   viewer.relabel();
 }
 
-for (const b of document.querySelectorAll('[data-lang]')) {
-  b.addEventListener('click', () => {
-    if (b.dataset.lang === state.lang) return;
-    state.lang = b.dataset.lang;
-    try {
-      localStorage.setItem(LANG_KEY, state.lang);
-    } catch {
-      // not persisted; the page still switches
-    }
+wireLangButtons(
+  LANG_KEY,
+  () => state.lang,
+  (lang) => {
+    state.lang = lang;
     applyLang();
-  });
-}
+  },
+);
 
 // ---------------------------------------------------------------------------------------------- start
 

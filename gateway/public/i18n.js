@@ -1,10 +1,13 @@
 // Words of the radiologist's page, Vietnamese first (terms from shared/i18n-vi.md), English second.
 // `{name}` placeholders are filled by t(); tn(key, n) picks `key` or `key_1` (English singular).
 
+import { viewerWords } from '/shared/viewer-words.js';
+
 export const LANGS = ['vi', 'en'];
 
 export const strings = {
   vi: {
+    ...viewerWords.vi,
     appTitle: 'Hội chẩn X-quang ngực từ xa',
     langGroup: 'Ngôn ngữ',
     // sign in / out
@@ -67,26 +70,7 @@ export const strings = {
     // images
     imageN: 'Ảnh {i}',
     imagesOfStudy: 'Các ảnh của ca chụp',
-    toolsLabel: 'Công cụ xem ảnh',
-    toolWl: 'W / L',
-    toolWlTitle: 'Kéo ngang: độ rộng cửa sổ (W). Kéo dọc: mức cửa sổ (L).',
-    toolPan: 'kéo ảnh',
-    toolPanTitle: 'Kéo để di chuyển ảnh (hoặc giữ phím cách, chuột phải, chuột giữa)',
-    toolZoom: 'phóng to',
-    toolZoomTitle: 'Bấm vào ảnh để phóng to, kéo dọc hoặc cuộn chuột để phóng to / thu nhỏ',
-    invert: 'đảo màu',
-    reset: 'đặt lại',
-    resetTitle: 'Đưa độ sáng, độ phóng to và vị trí ảnh về ban đầu',
-    heatmap: 'Bản đồ nhiệt',
-    heatmapTitle: 'Hiện / ẩn bản đồ nhiệt: vùng AI chú ý',
-    heatmapCaption: 'vùng AI chú ý',
-    heatmapNone: 'Không có bản đồ nhiệt cho ảnh này',
-    opacity: 'Độ đậm',
-    wlReadout: 'W {w} · L {l}',
-    zoomReadout: '×{z}',
-    viewerLabel: 'Ảnh X-quang',
     noImage: 'Trạm chưa gửi ảnh xem trước cho ca này',
-    imageLoading: 'Đang tải ảnh…',
     imageLoadFailed: 'Không tải được ảnh từ máy chủ. Bấm để thử lại.',
     // AI result
     aiResult: 'Kết quả AI',
@@ -159,6 +143,7 @@ export const strings = {
     errImage: 'Không tải được ảnh.',
   },
   en: {
+    ...viewerWords.en,
     appTitle: 'Remote chest X-ray consults',
     langGroup: 'Language',
     signInTitle: 'Sign in',
@@ -217,26 +202,7 @@ export const strings = {
     retry: 'Retry',
     imageN: 'Image {i}',
     imagesOfStudy: 'Images of this study',
-    toolsLabel: 'Image tools',
-    toolWl: 'W / L',
-    toolWlTitle: 'Drag sideways: window width (W). Drag up/down: window level (L).',
-    toolPan: 'pan',
-    toolPanTitle: 'Drag to move the image (or hold space, right or middle button)',
-    toolZoom: 'zoom',
-    toolZoomTitle: 'Click the image to zoom in; drag up/down or use the wheel to zoom in / out',
-    invert: 'invert',
-    reset: 'reset',
-    resetTitle: 'Back to the original brightness, zoom and position',
-    heatmap: 'Heatmap',
-    heatmapTitle: 'Show / hide the heatmap: where the AI looked',
-    heatmapCaption: 'where the AI looked',
-    heatmapNone: 'No heatmap for this image',
-    opacity: 'Opacity',
-    wlReadout: 'W {w} · L {l}',
-    zoomReadout: '×{z}',
-    viewerLabel: 'X-ray image',
     noImage: 'The station has not sent a preview for this study',
-    imageLoading: 'Loading image…',
     imageLoadFailed: 'Could not load the image from the server. Click to retry.',
     aiResult: 'AI result',
     aiPriority: 'AI priority',

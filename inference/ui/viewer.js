@@ -2,10 +2,55 @@
  * The image viewer of the station's page and the radiologist's page: the 8-bit preview in a canvas through a
  * window/level table, with zoom, pan, invert and the AI heatmap on top. One copy, served by both servers at
  * /shared/viewer.js; each page passes its words and, where it needs one, its own way of fetching an image.
- * Needs the page's #viewport, #image-canvas, #heatmap-canvas, #viewer-msg and toolbar elements.
+ * It adds its own toolbar, image and heatmap controls to the element the page gives it; their words are keys of
+ * viewer-words.js (data-i18n*), put in the page's language with the rest of the page.
  */
 
 const $ = (selector) => document.querySelector(selector);
+
+const MARKUP = `
+<div class="toolbar" role="toolbar" data-i18n-aria-label="toolsLabel">
+  <button type="button" class="tool" data-tool="wl" aria-pressed="true" data-i18n-title="toolWlTitle">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="12" cy="12" r="8.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M12 3.5a8.5 8.5 0 0 1 0 17z" fill="currentColor"/></svg>
+    <span data-i18n="toolWl"></span>
+  </button>
+  <button type="button" class="tool" data-tool="pan" aria-pressed="false" data-i18n-title="toolPanTitle">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 2v20M2 12h20M12 2l-3 3M12 2l3 3M12 22l-3-3M12 22l3-3M2 12l3-3M2 12l3 3M22 12l-3-3M22 12l-3 3" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+    <span data-i18n="toolPan"></span>
+  </button>
+  <button type="button" class="tool" data-tool="zoom" aria-pressed="false" data-i18n-title="toolZoomTitle">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="10" cy="10" r="6.5" fill="none" stroke="currentColor" stroke-width="2"/><path d="M15 15l6 6M10 7v6M7 10h6" stroke="currentColor" stroke-width="2" stroke-linecap="round"/></svg>
+    <span data-i18n="toolZoom"></span>
+  </button>
+  <span class="sep" aria-hidden="true"></span>
+  <button type="button" id="invert" aria-pressed="false">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><rect x="3" y="3" width="18" height="18" rx="3" fill="none" stroke="currentColor" stroke-width="2"/><path d="M3 21 21 3v15a3 3 0 0 1-3 3z" fill="currentColor"/></svg>
+    <span data-i18n="invert"></span>
+  </button>
+  <button type="button" id="reset" data-i18n-title="resetTitle">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M4 12a8 8 0 1 0 2.5-5.8M4 4v5h5" fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round"/></svg>
+    <span data-i18n="reset"></span>
+  </button>
+</div>
+<div class="viewport" id="viewport" tabindex="0" role="group" data-state="empty">
+  <canvas id="image-canvas"></canvas>
+  <canvas id="heatmap-canvas" class="heatmap" hidden></canvas>
+  <div class="readout readout-wl" id="wl-readout" aria-live="off"><span id="wl-text"></span> <span id="zoom-text"></span></div>
+  <div class="readout readout-caption" id="heatmap-caption" hidden><span class="legend" aria-hidden="true"></span><span data-i18n="heatmapCaption"></span></div>
+  <button type="button" class="viewer-msg" id="viewer-msg" hidden></button>
+</div>
+<div class="viewer-foot">
+  <button type="button" id="heatmap-toggle" class="heatmap-toggle" aria-pressed="false" data-i18n-title="heatmapTitle">
+    <svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 2c1 4 6 6 6 12a6 6 0 0 1-12 0c0-3 1.5-4.5 3-6 0 2 1 3 2 3 0-3-1-6 1-9z" fill="currentColor"/></svg>
+    <span data-i18n="heatmap"></span>
+  </button>
+  <label class="opacity"><span data-i18n="opacity"></span>
+    <input type="range" id="heatmap-opacity" min="0" max="100" step="5" value="50">
+    <output id="opacity-value" for="heatmap-opacity">50%</output>
+  </label>
+  <span class="heatmap-none" id="heatmap-none" hidden></span>
+</div>
+`;
 
 async function plainImage(url) {
   const img = new Image();
@@ -28,8 +73,10 @@ export class Viewer {
    * @param {(url: string) => Promise<HTMLImageElement>} [options.loadImage] how an image is fetched (the radiologist's
    *   page sends its session token); default: a plain <img>
    * @param {(instance: object) => string} [options.emptyMessage] the word key shown for an instance without an image
+   * @param {HTMLElement} options.mount where the toolbar, the image and the heatmap controls go (after what it holds)
    */
-  constructor({ t, formatDecimal, loadImage = plainImage, emptyMessage = () => 'noImage' }) {
+  constructor({ t, formatDecimal, loadImage = plainImage, emptyMessage = () => 'noImage', mount }) {
+    mount.insertAdjacentHTML('beforeend', MARKUP);
     this.t = t;
     this.formatDecimal = formatDecimal;
     this.loadImage = loadImage;

@@ -1,6 +1,7 @@
 // The ML engineer's page: which model each station runs, the models with their validation reports, deployments by
 // cohort; deploy and roll back. Plain ES module, no framework, no build step, nothing from outside.
 import { LANGS, strings } from './i18n.js';
+import { ageText, createApi, createWords, fmtDateTime, fmtTime, h, savedLang, sessionStore, translateDocument, wireLangButtons } from '/shared/page-kit.js';
 
 // The language choice is shared with the radiologist's page (same origin, same key).
 const LANG_KEY = 'cxr-gw.lang';
@@ -11,10 +12,11 @@ const ROLES = ['mlops', 'admin'];
 const VIEWS = ['fleet', 'models', 'deploy'];
 
 const $ = (selector) => document.querySelector(selector);
+const sessions = sessionStore(SESSION_KEY);
 
 const state = {
-  lang: initialLang(),
-  session: loadSession(),
+  lang: savedLang(LANG_KEY, LANGS),
+  session: sessions.load(),
   view: 'fleet',
   reachable: true,
   /** GET /api/v1/registry/status rows, and when they were read */
@@ -35,39 +37,9 @@ const state = {
 
 // ---------------------------------------------------------------------------------------------- words and formats
 
-function initialLang() {
-  try {
-    const saved = localStorage.getItem(LANG_KEY);
-    if (LANGS.includes(saved)) return saved;
-  } catch {
-    // storage disabled: Vietnamese
-  }
-  return 'vi';
-}
-
-function t(key, params) {
-  const table = strings[state.lang] ?? strings.vi;
-  const text = table[key] ?? strings.vi[key] ?? key;
-  return params ? text.replace(/\{(\w+)\}/g, (_, name) => String(params[name] ?? '')) : text;
-}
-
-function tn(key, n, params = {}) {
-  const table = strings[state.lang] ?? strings.vi;
-  return t(n === 1 && table[`${key}_1`] ? `${key}_1` : key, { n, ...params });
-}
-
-const pad = (n) => String(n).padStart(2, '0');
-const fmtDateTime = (d) => `${pad(d.getDate())}/${pad(d.getMonth() + 1)}/${d.getFullYear()} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-const fmtTime = (d) => `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+const { t, tn } = createWords(strings, () => state.lang);
 const serverNow = () => Date.now() + state.skewMs;
-
-function fmtAge(iso) {
-  const minutes = Math.max(0, Math.floor((serverNow() - new Date(iso).getTime()) / 60_000));
-  if (minutes < 1) return t('justNow');
-  if (minutes < 60) return t('minutesAgo', { n: minutes });
-  if (minutes < 24 * 60) return t('hoursAgo', { h: Math.floor(minutes / 60), m: minutes % 60 });
-  return tn('daysAgo', Math.floor(minutes / (24 * 60)));
-}
+const fmtAge = (iso) => ageText((serverNow() - new Date(iso).getTime()) / 60_000, t, tn);
 
 /** A decimal as people write it: comma in Vietnamese (0,35), point in English. */
 function fmtNumber(x, digits) {
@@ -83,67 +55,24 @@ function fmtBytes(n) {
 
 const modelId = (m) => `${m.name}@${m.version}`;
 
-/** Builds an element: h('div', { class: 'x', onclick: fn }, 'text', child). Text is always set as text. */
-function h(tag, attrs, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs ?? {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
-    else if (key === 'class') el.className = value;
-    else if (key === 'dataset') Object.assign(el.dataset, value);
-    else if (key === 'value') el.value = value;
-    else el.setAttribute(key, value === true ? '' : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
-
 const chip = (kind, text) => h('span', { class: `chip chip-${kind}` }, text);
 
 // ---------------------------------------------------------------------------------------------- the server
 
-class ApiError extends Error {
-  constructor(status, code, detail) {
-    super(detail || code || `HTTP ${status}`);
-    this.status = status;
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
-async function api(path, { method = 'GET', body, auth = true } = {}) {
-  const token = auth ? state.session?.token : undefined;
-  const headers = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  let res;
-  try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
-  } catch (err) {
-    setReachable(false);
-    throw new ApiError(0, err?.name === 'TimeoutError' ? 'TIMEOUT' : 'NETWORK', String(err?.message ?? err));
-  }
-  setReachable(res.status !== 502 && res.status !== 503 && res.status !== 504);
-  const date = res.headers.get('date');
-  if (date) state.skewMs = new Date(date).getTime() - Date.now();
-  if (!res.ok) {
-    let code;
-    let detail;
-    try {
-      const payload = await res.json();
-      code = payload?.error?.code;
-      detail = payload?.error?.message;
-    } catch {
-      // not JSON: the status says enough
-    }
-    if (res.status === 401 && token && token === state.session?.token) sessionLost();
-    throw new ApiError(res.status, code, detail);
-  }
-  return res.status === 204 ? null : res.json();
-}
+/** Calls the gateway with the session's token; every answer tells whether the gateway is reachable and its clock. */
+const api = createApi({
+  timeoutMs: FETCH_TIMEOUT_MS,
+  token: () => state.session?.token,
+  onAnswer: (res) => {
+    setReachable(res.status !== 502 && res.status !== 503 && res.status !== 504);
+    const date = res.headers.get('date');
+    if (date) state.skewMs = new Date(date).getTime() - Date.now();
+  },
+  onNoAnswer: () => setReachable(false),
+  onUnauthorized: (token) => {
+    if (token === state.session?.token) sessionLost();
+  },
+});
 
 /** Plain words for a failed request, with what to do next. */
 function errorText(err) {
@@ -162,24 +91,9 @@ function setReachable(value) {
 
 // ---------------------------------------------------------------------------------------------- session
 
-function loadSession() {
-  try {
-    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
-    if (s?.token && s.username) return s;
-  } catch {
-    // no storage: sign in again
-  }
-  return null;
-}
-
 function saveSession(session) {
   state.session = session;
-  try {
-    if (session) sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-    else sessionStorage.removeItem(SESSION_KEY);
-  } catch {
-    // kept in memory only
-  }
+  sessions.save(session);
 }
 
 let signInMessage = null;
@@ -783,30 +697,22 @@ $('#confirm-ok').addEventListener('click', async () => {
 // ---------------------------------------------------------------------------------------------- language
 
 function applyLang() {
-  document.documentElement.lang = state.lang;
-  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
-  for (const el of document.querySelectorAll('[data-i18n-aria-label]')) el.setAttribute('aria-label', t(el.dataset.i18nAriaLabel));
-  for (const b of document.querySelectorAll('[data-lang]')) b.setAttribute('aria-pressed', String(b.dataset.lang === state.lang));
+  translateDocument(state.lang, t);
   renderSignInMessage();
-  document.title = t('appTitle');
   if (state.session) {
     renderUser();
     render();
   }
 }
 
-for (const b of document.querySelectorAll('[data-lang]')) {
-  b.addEventListener('click', () => {
-    if (b.dataset.lang === state.lang) return;
-    state.lang = b.dataset.lang;
-    try {
-      localStorage.setItem(LANG_KEY, state.lang);
-    } catch {
-      // not persisted; the page still switches
-    }
+wireLangButtons(
+  LANG_KEY,
+  () => state.lang,
+  (lang) => {
+    state.lang = lang;
     applyLang();
-  });
-}
+  },
+);
 
 // ---------------------------------------------------------------------------------------------- start
 
