@@ -74,6 +74,13 @@ const api = createApi({
   },
 });
 
+/** A station's model error in the page's language when its code is known; else the station's own (English) words. */
+function stationErrorText(error) {
+  const key = `stationErr_${error.code}`;
+  const text = t(key);
+  return text === key ? error.message : text;
+}
+
 /** Plain words for a failed request, with what to do next. */
 function errorText(err) {
   const status = err?.status ?? 0;
@@ -81,7 +88,9 @@ function errorText(err) {
   if (status === 401) return t('sessionLost');
   if (status === 403) return t('errForbidden');
   if (status >= 500) return t('errServer', { status });
-  return t('errRefused', { detail: err?.detail || `HTTP ${status}` });
+  // The server's own words are English and technical: a sentence in the page's language first, then them.
+  const lead = status === 404 ? t('errNotFound') : status === 409 ? t('errConflict') : t('errRefused');
+  return `${lead} ${t('errDetail', { detail: err?.detail || err?.code || `HTTP ${status}` })}`;
 }
 
 function setReachable(value) {
@@ -294,7 +303,7 @@ function renderFleet() {
         h('td', { class: 'sync' }, chip(kind, t(key)), stateNote ? h('span', { class: 'note' }, stateNote) : null),
         h('td', { class: 'seen', title: r.lastSeen ? fmtDateTime(new Date(r.lastSeen)) : '' }, r.lastSeen ? fmtAge(r.lastSeen) : h('span', { class: 'muted' }, t('never'))),
         h('td', { class: 'counts' }, r.counts ? t('countsLine', { studies: r.counts.studies, failed: r.counts.failed }) : ''),
-        h('td', { class: 'error' }, r.lastError ? [h('span', { class: 'err-code' }, r.lastError.code), ' ', r.lastError.message] : ''),
+        h('td', { class: 'error', title: r.lastError?.message }, r.lastError ? [h('span', { class: 'err-code' }, r.lastError.code), ' ', stationErrorText(r.lastError)] : ''),
         h('td', { class: 'row-action' }, h('button', { type: 'button', class: 'secondary small', title: t('deployToStation', { id: r.stationId }), 'aria-label': t('deployToStation', { id: r.stationId }), onclick: () => openDeploy({ station: r.stationId }) }, t('deployNew'))),
       );
     }),

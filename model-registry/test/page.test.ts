@@ -108,7 +108,9 @@ describe("the ML engineer's page", () => {
     expect(await text(fleetRow('tram-1').locator('td.desired'))).toBe(`${SQUEEZENET}@1.0.0`);
     expect(await text(fleetRow('tram-1').locator('td.seen'))).toBe('vừa xong');
     expect(await text(fleetRow('tram-2').locator('td.sync'))).toBe('lỗi');
-    expect(await text(fleetRow('tram-2').locator('td.error'))).toBe('CXR_SIGNATURE_INVALID the deployment is signed by another key');
+    // A known code in the page's words; the station's own words stay on the cell for the technician.
+    expect(await text(fleetRow('tram-2').locator('td.error'))).toBe('CXR_SIGNATURE_INVALID Chữ ký của bản triển khai không khớp với khoá registry mà trạm tin cậy.');
+    expect(await fleetRow('tram-2').locator('td.error').getAttribute('title')).toBe('the deployment is signed by another key');
     expect(await text(fleetRow('tram-3').locator('td.sync'))).toBe('chưa liên lạc');
     expect(await text(fleetRow('tram-3').locator('td.seen'))).toBe('chưa bao giờ');
     expect(await text(fleetRow('tram-4').locator('td.cohort, td:nth-child(2)'))).toBe('chưa vào nhóm');
@@ -194,6 +196,28 @@ describe("the ML engineer's page", () => {
     const history = (await ml.call('GET', '/api/v1/registry/deployments?cohort=pilot')).json as { version: string; rollback: boolean }[];
     expect(history[0]).toMatchObject({ version: '1.0.0', rollback: true });
     await shot('vi-rolled-back');
+  });
+
+  it('says in Vietnamese why the registry refused a deploy, with its own words as detail for the technician', async () => {
+    // A cohort that loses its last station between opening the dialog and pressing deploy.
+    await ml.call('POST', '/api/v1/registry/cohorts/le/stations', { stations: ['tram-4'] });
+    await page.reload();
+    await page.locator('#tab-fleet').click();
+    await fleetRow('tram-4').locator('.row-action button').click();
+    await expect.poll(() => page.locator('#deploy-dialog').isVisible()).toBe(true);
+    await page.locator('input[name="target-kind"][value="cohort"]').check();
+    await page.locator('#deploy-cohort').selectOption('le');
+    await ml.call('DELETE', '/api/v1/registry/cohorts/le/stations/tram-4');
+    await page.locator('#deploy-submit').click();
+    await expect
+      .poll(() => text(page.locator('#deploy-msg')))
+      .toBe(
+        'Máy chủ không tìm thấy phiên bản, trạm hoặc nhóm trạm này — có thể vừa có người thay đổi. Hãy tải lại trang rồi thử lại. ' +
+          '(Chi tiết cho kỹ thuật: Not found: cohort le has no station (add some with: cxr-registry cohort add le STATION_ID...))',
+      );
+    await shot('vi-deploy-refused');
+    await page.locator('#deploy-cancel').click();
+    await expect.poll(() => page.locator('#deploy-dialog').isVisible()).toBe(false);
   });
 
   it('deploys to one station from its fleet row, and had no script error', async () => {
