@@ -516,6 +516,36 @@ describe('model updates from the registry', () => {
     expect(resumed[0]?.range).toBe(`bytes=${partial}-`);
   }, 120_000);
 
+  it('does not download or check a refused deployment again after a restart', async () => {
+    const release = publish('1.6.0', makeVersion(root, '1.6.0', golden));
+    gateway.tamper = { version: '1.6.0', path: 'model.onnx' };
+    deploy(release, deploymentOf('1.6.0'));
+    await refused('1.6.0');
+    const asked = (): number => gateway.fileRequests.filter((r) => r.version === '1.6.0').length;
+    const askedBefore = asked();
+    expect(askedBefore).toBeGreaterThan(0);
+    const state = JSON.parse(readFileSync(path.join(agent.dataDir, 'models', 'state.json'), 'utf8')) as { refused?: { code: string; version: string }[] };
+    expect(state.refused?.at(-1)).toMatchObject({ code: 'CXR_MODEL_DIGEST_MISMATCH', version: '1.6.0' });
+
+    expect(await agent.stop()).toBe(0);
+    earlierOutput += agent.output();
+    const reportsBefore = gateway.statuses.length;
+    agent = await startAgent({
+      dataDir: agent.dataDir,
+      args: ['--gateway', gateway.url, '--station-id', STATION, '--station-token', TOKEN, '--model-poll-ms', '400', '--consult-priorities', '', '--log-level', 'info'],
+      env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
+    });
+    const again = await waitFor('the refusal reported again after the restart', async () =>
+      gateway.statuses.slice(reportsBefore).find((s) => s.state === 'failed' && s.error?.version === '1.6.0'),
+    );
+    expect(again.error?.code).toBe('CXR_MODEL_DIGEST_MISMATCH');
+    expect(again.running?.version).toBe('1.5.0');
+    expect(asked()).toBe(askedBefore);
+    expect(agent.output()).toMatch(/"code":"CXR_MODEL_DIGEST_MISMATCH"[^\n]*deployment refused before: not downloaded or loaded again/u);
+    expect((await health()).model).toMatchObject({ version: '1.5.0', state: 'failed', error: { code: 'CXR_MODEL_DIGEST_MISMATCH', version: '1.6.0' } });
+    gateway.tamper = undefined;
+  }, 120_000);
+
   it('refuses to download a model that would leave less free disk than the spool needs, and keeps serving', async () => {
     const second = await startAgent({
       args: ['--gateway', gateway.url, '--station-id', STATION, '--station-token', TOKEN, '--model-poll-ms', '400', '--consult-priorities', '', '--min-free-bytes', String(2 ** 50)],

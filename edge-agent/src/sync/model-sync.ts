@@ -19,7 +19,16 @@ import type { InferenceProcessor } from '../pipeline/processor.js';
 import type { DeployedModel } from '../pipeline/worker.js';
 import { DownloadInterrupted, downloadFile, modelFolder, releasePath, verifyFolder } from './files.js';
 import { RegistryRefused, RegistryUnavailable, type DesiredModel, type ModelStatusReport, type RegistryClient } from './registry-client.js';
-import { SyncStateFile, emptySyncState, type StoredModel, type SyncState } from './state.js';
+import { SyncStateFile, emptySyncState, type RefusedDeployment, type StoredModel, type SyncState } from './state.js';
+
+/**
+ * How long a refusal holds, ms: the same signed deployment is not downloaded or loaded again before (a restart
+ * included: refusals are kept in models/state.json), then tried once more, since what made it fail (the station's
+ * software, a file on the gateway) may have been put right. A new deployment is always tried at once.
+ */
+export const REFUSAL_HOLD_MS = 24 * 3600_000;
+/** refusals kept in models/state.json, the newest */
+const REFUSALS_KEPT = 20;
 
 export type ModelSyncState = 'ok' | 'downloading' | 'verifying' | 'failed';
 
@@ -94,8 +103,8 @@ export class ModelSync {
   #syncState: ModelSyncState = 'ok';
   #error: ModelSyncError | undefined;
   #lastSyncAt: string | null = null;
-  /** deployments refused for good in this run, by the digest of their envelopes: not downloaded or loaded again */
-  readonly #refused = new Map<string, ModelSyncError>();
+  /** deployments refused for good, by fingerprint (kept in models/state.json): not downloaded or loaded again */
+  readonly #refused = new Map<string, RefusedDeployment>();
   readonly #abort = new AbortController();
   #stopped = false;
   #loop: Promise<void> | undefined;
@@ -127,6 +136,7 @@ export class ModelSync {
       this.#stateLost = true;
       log.error({ err: (err as Error).message }, 'model sync state unreadable: starting from the --model folder');
     }
+    for (const refusal of this.#state.refused ?? []) this.#refused.set(refusal.fingerprint, refusal);
     const key = this.#options.registryKey ?? this.#state.pinnedKey;
     for (const candidate of [this.#state.current, this.#state.lastGood]) {
       if (!candidate) continue;
@@ -234,11 +244,15 @@ export class ModelSync {
       await this.#report();
       return;
     }
-    // Refused for good means: these signed documents, while this model runs.
-    const fingerprint = createHash('sha256').update(JSON.stringify([answer.deployment, answer.release, this.#runningName()])).digest('hex');
+    // Refused for good means: these signed documents, while this model runs and this registry key is trusted.
+    const trustedKey = this.#options.registryKey ?? this.#state.pinnedKey;
+    const fingerprint = createHash('sha256').update(JSON.stringify([answer.deployment, answer.release, this.#runningName(), trustedKey])).digest('hex');
     const refused = this.#refused.get(fingerprint);
-    if (refused) {
-      this.#fail(refused);
+    if (refused && Date.now() - Date.parse(refused.at) < REFUSAL_HOLD_MS) {
+      if (this.#error?.code !== refused.code || this.#error.version !== refused.version) {
+        this.#deps.log.info({ code: refused.code, model: `${refused.name}@${refused.version}`, refusedAt: refused.at }, 'deployment refused before: not downloaded or loaded again');
+      }
+      this.#fail({ code: refused.code, message: refused.message, name: refused.name, version: refused.version });
       await this.#report();
       return;
     }
@@ -250,7 +264,7 @@ export class ModelSync {
       const claimed = claimedTarget(answer.deployment);
       const error: ModelSyncError = { code: e.code, message: e.message, name: claimed.name, version: claimed.version };
       const transient = (ErrorCodes as Record<string, { transient: boolean } | undefined>)[e.code]?.transient ?? false;
-      if (!transient) this.#refused.set(fingerprint, error);
+      if (!transient) await this.#keepRefusal({ fingerprint, ...error, at: new Date().toISOString() });
       this.#fail(error);
       this.#deps.log.warn({ code: e.code, err: e.message, model: `${claimed.name}@${claimed.version}`, running: this.#runningName() }, 'deployed model refused; the station keeps its model');
     }
@@ -346,6 +360,18 @@ export class ModelSync {
       (err: unknown) => log.warn({ model: previous, err: (err as Error).message }, 'closing the previous model failed'),
     );
     await this.#removeOldFolders();
+  }
+
+  /** Remembers a refusal, on disk too, so that a restart does not download and check the same model again. */
+  async #keepRefusal(refusal: RefusedDeployment): Promise<void> {
+    this.#refused.delete(refusal.fingerprint);
+    this.#refused.set(refusal.fingerprint, refusal);
+    this.#state = { ...this.#state, refused: [...this.#refused.values()].slice(-REFUSALS_KEPT) };
+    try {
+      await this.#file.write(this.#state);
+    } catch (err) {
+      this.#deps.log.warn({ err: (err as Error).message }, 'refusal not saved: the next start checks that model again');
+    }
   }
 
   /** The registry key to trust: --registry-key, else the pinned one, else the gateway's, pinned now (trust on first use). */

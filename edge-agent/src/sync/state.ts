@@ -22,6 +22,19 @@ export const StoredModelSchema = Type.Object({
 });
 export type StoredModel = Static<typeof StoredModelSchema>;
 
+/** A deployment this station refused for good (not a passing failure): not downloaded or loaded again for a while. */
+export const RefusedDeploymentSchema = Type.Object({
+  /** sha256 of the signed documents, the model running when they were refused and the registry key trusted then */
+  fingerprint: Type.String(),
+  code: Type.String(),
+  message: Type.String(),
+  name: Type.String(),
+  version: Type.String(),
+  /** when it was refused (ISO 8601) */
+  at: Type.String(),
+});
+export type RefusedDeployment = Static<typeof RefusedDeploymentSchema>;
+
 export const SyncStateSchema = Type.Object({
   schemaVersion: Type.Literal(1),
   /** the registry key pinned on first use (null until then, or when --registry-key is given) */
@@ -30,6 +43,8 @@ export const SyncStateSchema = Type.Object({
   current: Type.Union([StoredModelSchema, Type.Null()]),
   /** the verified model that served before the current one: the fallback, kept on disk */
   lastGood: Type.Union([StoredModelSchema, Type.Null()]),
+  /** refusals kept across restarts (absent in files written before they were kept) */
+  refused: Type.Optional(Type.Array(RefusedDeploymentSchema)),
 });
 export type SyncState = Static<typeof SyncStateSchema>;
 
