@@ -17,7 +17,8 @@ export type RegistryObjectBody = Uint8Array | NodeJS.ReadableStream | AsyncItera
 
 export interface RegistryObjectStore {
   put(key: string, body: RegistryObjectBody, options?: { contentType?: string; sha256?: string; ifNoneMatch?: boolean }): Promise<RegistryObjectInfo>;
-  get(key: string): Promise<NodeJS.ReadableStream>;
+  /** the body, or bytes `start` to `end` included of it (an HTTP Range, read from the store at that offset) */
+  get(key: string, range?: { start?: number; end?: number }): Promise<NodeJS.ReadableStream>;
   getBytes(key: string): Promise<Uint8Array>;
   head(key: string): Promise<RegistryObjectInfo | undefined>;
   list(prefix: string, options?: { startAfter?: string; limit?: number }): AsyncIterable<RegistryObjectInfo>;

@@ -65,19 +65,6 @@ const RollbackBody = Type.Object(
   { additionalProperties: false },
 );
 
-/** Drops the first `start` bytes of a stream and ends after `end` (inclusive): a `Range` answer from a whole object. */
-function byteRange(start: number, end: number): Transform {
-  let offset = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      const from = Math.max(0, start - offset);
-      const to = Math.min(chunk.length, end + 1 - offset);
-      offset += chunk.length;
-      callback(null, from < to ? chunk.subarray(from, to) : undefined);
-    },
-  });
-}
-
 /** Fails a stream that grows past `limit` bytes, so an upload cannot fill the store. */
 function limited(limit: number, fail: () => Error): Transform {
   let seen = 0;
@@ -180,9 +167,9 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
         reply.code(206).header('content-range', `bytes ${start}-${end}/${file.size}`);
       }
       reply.header('content-type', 'application/octet-stream').header('content-length', String(Math.max(0, end - start + 1)));
-      const source = await store.get(blobKey(file.sha256));
-      if (start === 0 && end === file.size - 1) return reply.send(source as Readable);
-      return reply.send(pipeline(source as Readable, byteRange(start, end), () => undefined));
+      const whole = start === 0 && end === file.size - 1;
+      // A resumed download reads from the store at its offset: a station 20 MB into a 28 MB model costs 8 MB.
+      return reply.send((await store.get(blobKey(file.sha256), whole ? undefined : { start, end })) as Readable);
     },
   );
 

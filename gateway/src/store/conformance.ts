@@ -83,6 +83,37 @@ export function describeObjectStoreConformance(name: string, make: () => Promise
         expect(await store.head('big/20mb.dcm')).toMatchObject({ size, sha256: expected });
       });
 
+      it('reads a byte range: from an offset, between two offsets, an end past the last byte', async () => {
+        const body = patternBuffer(1000, 7);
+        await store.put('models/blob', body);
+        expect((await readStream(await store.get('models/blob', { start: 10 }))).equals(body.subarray(10))).toBe(true);
+        expect((await readStream(await store.get('models/blob', { start: 10, end: 19 }))).equals(body.subarray(10, 20))).toBe(true);
+        expect((await readStream(await store.get('models/blob', { start: 999 }))).equals(body.subarray(999))).toBe(true);
+        expect((await readStream(await store.get('models/blob', { start: 990, end: 5000 }))).equals(body.subarray(990))).toBe(true);
+        expect((await readStream(await store.get('models/blob', { end: 3 }))).equals(body.subarray(0, 4))).toBe(true);
+        expect((await readStream(await store.get('models/blob', {}))).equals(body)).toBe(true);
+        // Read from the offset, not skipped over: a 20 MB object read from its last MiB.
+        const size = 20 * MiB + 123;
+        const big = patternBuffer(size, 3);
+        await store.put('models/big', big);
+        const tail = await readStream(await store.get('models/big', { start: size - MiB }));
+        expect(tail.length).toBe(MiB);
+        expect(sha256(tail)).toBe(sha256(big.subarray(size - MiB)));
+      });
+
+      it('refuses a range that starts past the end or is malformed, and a range of a missing key is not found', async () => {
+        await store.put('models/blob', patternBuffer(1000, 7));
+        await store.put('models/empty', new Uint8Array(0));
+        const past = await storeError(store.get('models/blob', { start: 1000 }), 'CXR_STORE_INVALID_ARGUMENT');
+        expect(past.message).toMatch(/starts at byte 1000, the object has 1000 bytes/u);
+        await storeError(store.get('models/empty', { start: 0, end: 0 }), 'CXR_STORE_INVALID_ARGUMENT');
+        expect((await readStream(await store.get('models/empty', { start: 0 }))).length).toBe(0);
+        for (const bad of [{ start: -1 }, { start: 1.5 }, { start: 5, end: 4 }, { start: Number.NaN }, { end: -1 }]) {
+          await storeError(store.get('models/blob', bad), 'CXR_STORE_INVALID_ARGUMENT');
+        }
+        await storeError(store.get('models/missing', { start: 10 }), 'CXR_STORE_NOT_FOUND');
+      });
+
       it('rethrows the error of a failing body unchanged and leaves nothing', async () => {
         const boom = new Error('the station hung up');
         async function* failing(): AsyncGenerator<Uint8Array> {

@@ -28,12 +28,15 @@ import { Readable } from 'node:stream';
 import {
   BodySourceError,
   ObjectStoreError,
+  assertValidGetOptions,
   assertValidKey,
   assertValidListOptions,
   assertValidPrefix,
   bodyChunks,
   isValidKey,
   normalizePutOptions,
+  rangePastEnd,
+  type GetOptions,
   type ListOptions,
   type NormalizedPutOptions,
   type ObjectBody,
@@ -120,19 +123,23 @@ class FsStore implements FsObjectStore {
     return this.#track(this.#put(key, body, opts));
   }
 
-  async get(key: string): Promise<NodeJS.ReadableStream> {
+  async get(key: string, options?: GetOptions): Promise<NodeJS.ReadableStream> {
     this.#assertOpen();
     assertValidKey(key);
+    const range = assertValidGetOptions(options);
     const handle = await this.#open(key);
     if (!handle) throw notFound(key);
     try {
       const info = await readTrailer(handle, key);
+      if (range && range.start >= info.size) throw rangePastEnd(key, range.start, info.size);
       if (info.size === 0) {
         await handle.close();
         return Readable.from([], { objectMode: false });
       }
+      const start = range?.start ?? 0;
+      const end = Math.min(range?.end ?? info.size - 1, info.size - 1);
       // The handle pins this version of the object: an overwrite meanwhile renames a new inode over the name.
-      return handle.createReadStream({ start: 0, end: info.size - 1, autoClose: true });
+      return handle.createReadStream({ start, end, autoClose: true });
     } catch (err) {
       await handle.close().catch(() => undefined);
       throw fsError(err, key);

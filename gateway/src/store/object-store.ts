@@ -48,6 +48,17 @@ export interface ListOptions {
   limit?: number;
 }
 
+/**
+ * Part of a body, by byte offset as in an HTTP Range: from `start` (default 0) to `end` included (default: the
+ * last byte; past it, the last byte). A `start` at or past the end of the body is `CXR_STORE_INVALID_ARGUMENT`
+ * (an empty body read whole is fine). Read from the store, not skipped over: resuming a download late in a big
+ * object costs what is sent.
+ */
+export interface GetOptions {
+  start?: number;
+  end?: number;
+}
+
 export interface ObjectStore {
   readonly kind: 'fs' | 's3';
   /**
@@ -55,8 +66,8 @@ export interface ObjectStore {
    * way through. Overwrites are atomic: a concurrent reader sees the old object or the new one, never a mix.
    */
   put(key: string, body: ObjectBody, options?: PutOptions): Promise<ObjectInfo>;
-  /** The body as a stream; `CXR_STORE_NOT_FOUND` when missing. */
-  get(key: string): Promise<NodeJS.ReadableStream>;
+  /** The body, or the part `options` asks for, as a stream; `CXR_STORE_NOT_FOUND` when missing. */
+  get(key: string, options?: GetOptions): Promise<NodeJS.ReadableStream>;
   /** The body in memory (for small objects); `CXR_STORE_NOT_FOUND` when missing. */
   getBytes(key: string): Promise<Uint8Array>;
   /** `undefined` when missing. */
@@ -191,6 +202,22 @@ export function assertValidListOptions(options: ListOptions | undefined): { star
     throw new ObjectStoreError('CXR_STORE_INVALID_ARGUMENT', `limit must be a positive integer, got ${String(limit)}`);
   }
   return { startAfter, limit };
+}
+
+/** Checks a range; `undefined` means the whole body. */
+export function assertValidGetOptions(options: GetOptions | undefined): { start: number; end: number | undefined } | undefined {
+  if (options === undefined) return undefined;
+  const { start = 0, end } = options;
+  if (!Number.isSafeInteger(start) || start < 0) throw new ObjectStoreError('CXR_STORE_INVALID_ARGUMENT', `start must be a byte offset (an integer >= 0), got ${String(start)}`);
+  if (end !== undefined && (!Number.isSafeInteger(end) || end < start)) {
+    throw new ObjectStoreError('CXR_STORE_INVALID_ARGUMENT', `end must be an integer >= start (${start}), got ${String(end)}`);
+  }
+  return start === 0 && end === undefined ? undefined : { start, end };
+}
+
+/** The error for a range that starts at or past the end of a body of `size` bytes. */
+export function rangePastEnd(key: string, start: number, size: number): ObjectStoreError {
+  return new ObjectStoreError('CXR_STORE_INVALID_ARGUMENT', `range starts at byte ${start}, the object has ${size} bytes`, { key });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

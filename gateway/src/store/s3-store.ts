@@ -43,13 +43,16 @@ import {
   BodySourceError,
   DEFAULT_CONTENT_TYPE,
   ObjectStoreError,
+  assertValidGetOptions,
   assertValidKey,
   assertValidListOptions,
   assertValidPrefix,
   bodyChunks,
   isValidKey,
   normalizePutOptions,
+  rangePastEnd,
   readAll,
+  type GetOptions,
   type ListOptions,
   type NormalizedPutOptions,
   type ObjectBody,
@@ -191,13 +194,26 @@ class S3Store implements S3ObjectStore {
     return this.#track(this.#put(key, body, opts));
   }
 
-  async get(key: string): Promise<NodeJS.ReadableStream> {
+  async get(key: string, options?: GetOptions): Promise<NodeJS.ReadableStream> {
     this.#assertOpen();
     assertValidKey(key);
+    const range = assertValidGetOptions(options);
+    if (range) {
+      // S3 answers a range past the end with 416, some S3-protocol servers with the whole body: ask the size first.
+      const info = await this.#head(key);
+      if (!info) throw new ObjectStoreError('CXR_STORE_NOT_FOUND', key, { key });
+      if (range.start >= info.size) throw rangePastEnd(key, range.start, info.size);
+    }
     let response: Readable;
     try {
-      response = await this.#client.getObject(this.bucket, key);
+      response = range
+        ? await this.#client.getPartialObject(this.bucket, key, range.start, range.end === undefined ? undefined : range.end - range.start + 1)
+        : await this.#client.getObject(this.bucket, key);
     } catch (err) {
+      if (range && errorCode(err) === 'InvalidRange') {
+        const size = (await this.#head(key))?.size;
+        if (size !== undefined) throw rangePastEnd(key, range.start, size);
+      }
       throw s3Error(err, key);
     }
     // A failure mid-body (connection reset) reaches the reader as a store error too.
