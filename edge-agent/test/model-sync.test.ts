@@ -603,6 +603,7 @@ describe('model updates end to end: cxr-registry, the real gateway and its regis
     const login = await run(process.execPath, [registryBin, 'login', '--gateway', hospital.url, '--username', 'ml.an', '--password', 'mat-khau-ml-dai-1']);
     token = login.stdout.trim().split('\n').at(-1) ?? '';
     const station = await hospital.addStation('tram-e2e');
+    await hospital.addStation('tram-khac');
     const golden = await goldenProbabilities();
     for (const version of ['1.0.0', '1.1.0']) {
       const pushed = JSON.parse(await registry('push', makeVersion(root, version, golden))) as { accepted: boolean; errors: unknown[] };
@@ -651,5 +652,28 @@ describe('model updates end to end: cxr-registry, the real gateway and its regis
     const h = await running('1.0.0');
     expect(h.model).toMatchObject({ source: 'registry', lastGood: { version: '1.1.0' } });
     expect(agent.output()).toMatch(/"rollback":true[^\n]*"msg":"model swapped"/u);
+  });
+
+  it('follows its cohort again after an unpin, though the cohort deployment is older than the pin', async () => {
+    await registry('cohort', 'add', 'vung-1', 'tram-e2e');
+    await registry('deploy', `${NAME}@1.1.0`, '--cohort', 'vung-1');
+    // Pinned after the cohort's deployment was issued (the station stays on 1.0.0, now by its own deployment).
+    const pin = JSON.parse(await registry('deploy', `${NAME}@1.0.0`, '--station', 'tram-e2e', '--json')) as { deploymentId: string };
+    await waitFor('the pin in force', async () => ((await health()).model.deploymentId === pin.deploymentId ? true : undefined));
+    expect(await registry('unpin', '--station', 'tram-e2e')).toMatch(/follows its cohort again/u);
+    const h = await running('1.1.0');
+    expect(h.model).toMatchObject({ source: 'registry', lastGood: { version: '1.0.0' } });
+    expect(h.model.error).toBeUndefined();
+
+    // Moved to a cohort that runs an older version, deployed before the move: it follows that one (signed anew
+    // for it, as a rollback), and back.
+    await registry('cohort', 'add', 'vung-2', 'tram-khac');
+    await registry('deploy', `${NAME}@1.0.0`, '--cohort', 'vung-2');
+    await registry('cohort', 'add', 'vung-2', 'tram-e2e');
+    expect((await running('1.0.0')).model.error).toBeUndefined();
+    await registry('cohort', 'add', 'vung-1', 'tram-e2e');
+    expect((await running('1.1.0')).model.error).toBeUndefined();
+    const rows = JSON.parse(await registry('status', '--json')) as { stationId: string; desired: { version: string; source: string } | null }[];
+    expect(rows.find((r) => r.stationId === 'tram-e2e')?.desired).toMatchObject({ version: '1.1.0', source: 'cohort' });
   });
 });

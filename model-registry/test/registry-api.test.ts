@@ -306,7 +306,17 @@ describe('deployments and the station routes', () => {
   it('lets a station follow its cohort again after its own deployment is unpinned', async () => {
     expect((await inject('POST', '/api/v1/registry/cohorts/pilot/stations', mlops, { stations: ['tram-a'] })).statusCode).toBe(200);
     expect(JSON.parse(((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json() as { deployment: { payload: string } }).deployment.payload)).toMatchObject({ target: { station: 'tram-a' } });
+    const pinned = JSON.parse(((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json() as { deployment: { payload: string } }).deployment.payload) as { issuedAt: string };
     expect((await inject('POST', '/api/v1/registry/stations/tram-a/unpin', mlops)).statusCode).toBe(201);
+    // The cohort's deployment, signed anew for this station: issued after its pin (stations refuse an older one
+    // as a replay) and as a rollback (the cohort's version may be older than the pinned one).
+    const cohortNow = ((await inject('GET', '/api/v1/registry/deployments?cohort=pilot', mlops)).json() as { deploymentId: string; name: string; version: string; thresholds: object }[])[0];
+    const followed = JSON.parse(((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json() as { deployment: { payload: string } }).deployment.payload) as { deploymentId: string; issuedAt: string };
+    expect(followed).toMatchObject({ target: { station: 'tram-a' }, name: cohortNow?.name, version: cohortNow?.version, thresholds: cohortNow?.thresholds, rollback: true });
+    expect(followed.deploymentId).not.toBe(cohortNow?.deploymentId);
+    expect(Date.parse(followed.issuedAt)).toBeGreaterThan(Date.parse(pinned.issuedAt));
+    // Once the cohort moves on, its own deployment.
+    expect((await inject('POST', '/api/v1/registry/deployments', mlops, { name: cohortNow?.name, version: cohortNow?.version, cohort: 'pilot' })).statusCode).toBe(201);
     expect(JSON.parse(((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json() as { deployment: { payload: string } }).deployment.payload)).toMatchObject({ target: { cohort: 'pilot' } });
     expect((await inject('DELETE', '/api/v1/registry/cohorts/pilot/stations/tram-a', mlops)).statusCode).toBe(204);
     expect((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json()).toEqual({ deployment: null, release: null });

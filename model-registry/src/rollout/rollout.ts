@@ -33,12 +33,24 @@ export interface DeploymentRecord {
 }
 
 /** Ends a station's own deployment: the station follows its cohort again. */
+/**
+ * The station has no deployment of its own from here on: it follows its cohort (after `unpin`, or after a move to
+ * another cohort).
+ */
 export interface UnpinRecord {
   readonly kind: 'unpin';
   readonly deploymentId: string;
   readonly target: { readonly station: string };
   readonly issuedAt: string;
   readonly issuedBy: string;
+  /** why: an unpin, or a move to another cohort (absent in records written before moves made one) */
+  readonly reason?: 'unpin' | 'cohort';
+  /**
+   * The cohort deployment that applied to the station then, signed anew for it, issued now and as a rollback:
+   * a station refuses a deployment issued before the one in force (a replayed document), and its cohort's may be
+   * older than the pin it leaves, or name an older version. Served while that cohort deployment still applies.
+   */
+  readonly follow?: { readonly cohort: string; readonly source: string; readonly deployment: DeploymentRecord };
 }
 
 export type TargetEntry = DeploymentRecord | UnpinRecord;
@@ -127,16 +139,24 @@ export class Resolver {
    * cohort whose canary percent covers it.
    */
   async forStation(stationId: string, cohort: string | null): Promise<Resolved | null> {
+    let follow: UnpinRecord['follow'];
     for await (const entry of history(this.store, { station: stationId })) {
       if (entry.kind === 'deploy') return { deployment: entry, source: 'station' };
+      follow = entry.follow;
       break;
     }
     if (!cohort) return null;
+    const applies = await this.forCohortMember(stationId, cohort);
+    if (!applies) return null;
+    // The copy signed for this station when it came to follow the cohort, while the cohort has not moved on.
+    if (follow && follow.cohort === cohort && follow.source === applies.deploymentId) return { deployment: follow.deployment, source: 'cohort' };
+    return { deployment: applies, source: 'cohort' };
+  }
+
+  /** The newest deployment of the cohort whose canary percent covers the station. */
+  async forCohortMember(stationId: string, cohort: string): Promise<DeploymentRecord | undefined> {
     const bucket = canaryBucket(cohort, stationId);
-    for (const d of await this.#cohortChain(cohort)) {
-      if ('cohort' in d.target && bucket < d.target.percent) return { deployment: d, source: 'cohort' };
-    }
-    return null;
+    return (await this.#cohortChain(cohort)).find((d) => 'cohort' in d.target && bucket < d.target.percent);
   }
 }
 
@@ -155,11 +175,42 @@ export async function memberships(store: RegistryObjectStore): Promise<Map<strin
   return out;
 }
 
-/** Puts a station in a cohort (a station is in one cohort at most: this moves it). */
+/**
+ * Puts a station in a cohort (a station is in one cohort at most: this moves it). A station without a deployment
+ * of its own follows the new cohort from now: what applies to it there is signed anew for it (see `UnpinRecord`).
+ */
 export async function setCohort(store: RegistryObjectStore, stationId: string, cohort: string, by: string): Promise<CohortMembership> {
+  const before = await cohortOf(store, stationId);
   const membership: CohortMembership = { stationId, cohort, updatedAt: new Date().toISOString(), updatedBy: by };
   await store.put(stationCohortKey(stationId), Buffer.from(JSON.stringify(membership)), { contentType: 'application/json' });
+  if (before !== cohort && !(await isPinned(store, stationId))) await appendFollow(store, stationId, cohort, by, 'cohort');
   return membership;
+}
+
+async function isPinned(store: RegistryObjectStore, stationId: string): Promise<boolean> {
+  for await (const entry of history(store, { station: stationId })) return entry.kind === 'deploy';
+  return false;
+}
+
+/** Records that the station follows `cohort` from now, with the cohort's deployment for it signed anew. */
+async function appendFollow(store: RegistryObjectStore, stationId: string, cohort: string | null, issuedBy: string, reason: 'unpin' | 'cohort'): Promise<UnpinRecord> {
+  const now = new Date();
+  const applies = cohort ? await new Resolver(store).forCohortMember(stationId, cohort) : undefined;
+  const follow =
+    cohort && applies
+      ? {
+          cohort,
+          source: applies.deploymentId,
+          deployment: await signDeployment(
+            store,
+            { target: { station: stationId }, name: applies.name, version: applies.version, rollback: true, rolledBackFrom: null, thresholds: applies.thresholds, issuedBy },
+            now,
+          ),
+        }
+      : undefined;
+  const record: UnpinRecord = { kind: 'unpin', deploymentId: timeId(now), target: { station: stationId }, issuedAt: now.toISOString(), issuedBy, reason, ...(follow ? { follow } : {}) };
+  await putJsonOnce(store, `${stationDeploymentsPrefix(stationId)}${newestFirstSegment(now)}.json`, record);
+  return record;
 }
 
 export async function leaveCohort(store: RegistryObjectStore, stationId: string): Promise<void> {
@@ -186,11 +237,25 @@ export function thresholdsFor(json: unknown, labels: readonly string[], what: st
   return out;
 }
 
-async function signAndStore(
-  store: RegistryObjectStore,
-  input: { target: Target; name: string; version: string; rollback: boolean; rolledBackFrom: string | null; thresholds: Record<string, number>; issuedBy: string },
-): Promise<DeploymentRecord> {
+interface DeploymentInput {
+  target: Target;
+  name: string;
+  version: string;
+  rollback: boolean;
+  rolledBackFrom: string | null;
+  thresholds: Record<string, number>;
+  issuedBy: string;
+}
+
+async function signAndStore(store: RegistryObjectStore, input: DeploymentInput): Promise<DeploymentRecord> {
   const now = new Date();
+  const record = await signDeployment(store, input, now);
+  await putJsonOnce(store, `${prefixOf(input.target)}${newestFirstSegment(now)}.json`, record);
+  return record;
+}
+
+/** A deployment record with its document signed by the registry key, issued `now`. */
+async function signDeployment(store: RegistryObjectStore, input: DeploymentInput, now: Date): Promise<DeploymentRecord> {
   const deploymentId = timeId(now);
   const document: ModelDeployment = {
     kind: 'cxr-model-deployment',
@@ -216,7 +281,6 @@ async function signAndStore(
     issuedBy: input.issuedBy,
     signed: signDocument(document, key.privateKeyPem),
   };
-  await putJsonOnce(store, `${prefixOf(input.target)}${newestFirstSegment(now)}.json`, record);
   return record;
 }
 
@@ -284,10 +348,7 @@ export async function rollback(store: RegistryObjectStore, target: { cohort: str
   });
 }
 
-/** Ends a station's own deployment so that it follows its cohort again. */
+/** Ends a station's own deployment so that it follows its cohort again (its deployment signed anew for it). */
 export async function unpin(store: RegistryObjectStore, stationId: string, issuedBy: string): Promise<UnpinRecord> {
-  const now = new Date();
-  const record: UnpinRecord = { kind: 'unpin', deploymentId: timeId(now), target: { station: stationId }, issuedAt: now.toISOString(), issuedBy };
-  await putJsonOnce(store, `${stationDeploymentsPrefix(stationId)}${newestFirstSegment(now)}.json`, record);
-  return record;
+  return appendFollow(store, stationId, await cohortOf(store, stationId), issuedBy, 'unpin');
 }
