@@ -45,6 +45,7 @@ interface Health {
     state: 'ok' | 'downloading' | 'verifying' | 'failed';
     lastGood?: { name: string; version: string };
     thresholds: Record<string, number>;
+    deploymentId: string | null;
     error?: { code: string; message: string; name: string; version: string };
   };
 }

@@ -315,6 +315,9 @@ describe('deployments and the station routes', () => {
     expect(followed).toMatchObject({ target: { station: 'tram-a' }, name: cohortNow?.name, version: cohortNow?.version, thresholds: cohortNow?.thresholds, rollback: true });
     expect(followed.deploymentId).not.toBe(cohortNow?.deploymentId);
     expect(Date.parse(followed.issuedAt)).toBeGreaterThan(Date.parse(pinned.issuedAt));
+    // The fleet view shows the cohort's deployment itself.
+    const fleet = ((await inject('GET', '/api/v1/registry/status', mlops)).json() as { stations: { stationId: string; desired: { deploymentId: string; source: string; rollback: boolean } | null }[] }).stations;
+    expect(fleet.find((r) => r.stationId === 'tram-a')?.desired).toMatchObject({ deploymentId: cohortNow?.deploymentId, source: 'cohort' });
     // Once the cohort moves on, its own deployment.
     expect((await inject('POST', '/api/v1/registry/deployments', mlops, { name: cohortNow?.name, version: cohortNow?.version, cohort: 'pilot' })).statusCode).toBe(201);
     expect(JSON.parse(((await inject('GET', '/api/v1/stations/tram-a/model', stationToken('tram-a'))).json() as { deployment: { payload: string } }).deployment.payload)).toMatchObject({ target: { cohort: 'pilot' } });

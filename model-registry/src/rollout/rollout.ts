@@ -149,11 +149,16 @@ export class Resolver {
     const applies = await this.forCohortMember(stationId, cohort);
     if (!applies) return null;
     // The copy signed for this station when it came to follow the cohort, while the cohort has not moved on.
-    if (follow && follow.cohort === cohort && follow.source === applies.deploymentId) return { deployment: follow.deployment, source: 'cohort' };
+    // People see the cohort's deployment; the station gets its copy.
+    if (follow && follow.cohort === cohort && follow.source === applies.deploymentId) return { deployment: { ...applies, signed: follow.deployment.signed }, source: 'cohort' };
     return { deployment: applies, source: 'cohort' };
   }
 
-  /** The newest deployment of the cohort whose canary percent covers the station. */
+  /**
+   * The newest deployment of the cohort whose canary percent covers the station. (A station never falls back to an
+   * older one within its cohort: a canary's stations stay covered by it when a newer deployment has a lower
+   * percent, and a station's bucket is fixed; a move or an unpin is signed anew, see `UnpinRecord`.)
+   */
   async forCohortMember(stationId: string, cohort: string): Promise<DeploymentRecord | undefined> {
     const bucket = canaryBucket(cohort, stationId);
     return (await this.#cohortChain(cohort)).find((d) => 'cohort' in d.target && bucket < d.target.percent);
