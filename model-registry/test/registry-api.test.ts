@@ -7,7 +7,7 @@
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ModelDeploymentSchema, ModelReleaseSchema, openSignedDocument } from '@cxr/inference';
 import { buildGateway } from '../../gateway/test/support/gateway.js';
 import { canaryBucket, getOrCreateSigningKey } from '../src/index.js';
@@ -18,7 +18,7 @@ let gw: TestGateway;
 let mlops = '';
 let radiologist = '';
 const stationTokens = new Map<string, string>();
-/** ten stations for the canary percentages, plus tram-a and tram-b */
+/** ten stations for the canary percentages, plus tram-a, tram-b and tram-c */
 const pilot = Array.from({ length: 10 }, (_, i) => `tram-p${String(i).padStart(2, '0')}`);
 const folders: string[] = [];
 let sqz100 = '';
@@ -37,7 +37,7 @@ async function folder(model: string, spec: Parameters<typeof makeModelFolder>[1]
 beforeAll(async () => {
   await buildGateway();
   gw = await startTestGateway();
-  for (const id of ['tram-a', 'tram-b', ...pilot]) stationTokens.set(id, (await gw.accounts.addStation({ stationId: id })).token);
+  for (const id of ['tram-a', 'tram-b', 'tram-c', ...pilot]) stationTokens.set(id, (await gw.accounts.addStation({ stationId: id })).token);
   await gw.accounts.addUser({ username: 'kt.hung', password: 'mat-khau-dai-3', role: 'mlops' });
   await gw.accounts.addUser({ username: 'bs.lan', password: 'mat-khau-dai-1', role: 'radiologist' });
   mlops = await login(gw.app, 'kt.hung', 'mat-khau-dai-3');
@@ -275,7 +275,7 @@ describe('deployments and the station routes', () => {
     expect((await inject('POST', `/api/v1/stations/${canaryStation}/model/status`, stationToken(canaryStation), { state: 'ok' })).statusCode).toBe(400);
 
     const { stations } = (await inject('GET', '/api/v1/registry/status', mlops)).json() as { stations: { stationId: string; [k: string]: unknown }[] };
-    expect(stations.map((s) => s.stationId)).toEqual(['tram-a', 'tram-b', ...pilot]);
+    expect(stations.map((s) => s.stationId)).toEqual(['tram-a', 'tram-b', 'tram-c', ...pilot]);
     const row = (id: string) => stations.find((s) => s.stationId === id);
     expect(row(canaryStation)).toMatchObject({ cohort: 'pilot', desired: { version: '1.1.0', source: 'cohort' }, running: { version: '1.1.0' }, state: 'ok', sync: 'in-sync', lastError: null });
     expect(row(canaryStation)?.lastSeen).toEqual(expect.any(String));
@@ -301,6 +301,28 @@ describe('deployments and the station routes', () => {
     expect((await inject('POST', '/api/v1/registry/rollbacks', mlops, { cohort: 'never-deployed' })).statusCode).toBe(404);
     const history = (await inject('GET', '/api/v1/registry/deployments?cohort=pilot', mlops)).json() as { version: string; rollback: boolean }[];
     expect(history.map((d) => `${d.version}${d.rollback ? ' rollback' : ''}`)).toEqual(['1.0.0 rollback', '1.1.0', '1.0.0']);
+  });
+
+  it("keeps a target's deployments in the order they were made when a gateway's clock runs ahead", async () => {
+    const deployTo = async (body: object): Promise<{ issuedAt: string; deploymentId: string }> => {
+      const res = await inject('POST', '/api/v1/registry/deployments', mlops, body);
+      expect(res.statusCode).toBe(201);
+      return res.json() as { issuedAt: string; deploymentId: string };
+    };
+    // One gateway, its clock ten minutes ahead, deploys; another, on time, rolls back a moment later.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 10 * 60_000 });
+    let ahead: { issuedAt: string; deploymentId: string };
+    try {
+      ahead = await deployTo({ name: SQUEEZENET, version: '1.1.0', station: 'tram-c' });
+    } finally {
+      vi.useRealTimers();
+    }
+    const back = await deployTo({ name: SQUEEZENET, version: '1.0.0', station: 'tram-c', rollback: true });
+    expect(Date.parse(back.issuedAt)).toBeGreaterThan(Date.parse(ahead.issuedAt));
+    const history = (await inject('GET', '/api/v1/registry/deployments?station=tram-c', mlops)).json() as { deploymentId: string }[];
+    expect(history.map((d) => d.deploymentId).slice(0, 2)).toEqual([back.deploymentId, ahead.deploymentId]);
+    const served = JSON.parse(((await inject('GET', '/api/v1/stations/tram-c/model', stationToken('tram-c'))).json() as { deployment: { payload: string } }).deployment.payload) as { version: string; issuedAt: string };
+    expect(served).toMatchObject({ version: '1.0.0', issuedAt: back.issuedAt });
   });
 
   it('lets a station follow its cohort again after its own deployment is unpinned', async () => {

@@ -199,7 +199,7 @@ async function isPinned(store: RegistryObjectStore, stationId: string): Promise<
 
 /** Records that the station follows `cohort` from now, with the cohort's deployment for it signed anew. */
 async function appendFollow(store: RegistryObjectStore, stationId: string, cohort: string | null, issuedBy: string, reason: 'unpin' | 'cohort'): Promise<UnpinRecord> {
-  const now = new Date();
+  const now = await issueTime(store, { station: stationId });
   const applies = cohort ? await new Resolver(store).forCohortMember(stationId, cohort) : undefined;
   const follow =
     cohort && applies
@@ -252,8 +252,23 @@ interface DeploymentInput {
   issuedBy: string;
 }
 
+/**
+ * When an entry of `target` is issued: now, or just after the newest entry of the target when that one looks later
+ * (issued by a gateway whose clock runs ahead). Several gateways issue deployments; a target's entries must stay
+ * in the order people made them, for the registry (newest first by key) and for the stations (they refuse a
+ * deployment issued before the one in force).
+ */
+async function issueTime(store: RegistryObjectStore, target: Target): Promise<Date> {
+  const now = Date.now();
+  for await (const entry of history(store, target)) {
+    const newest = Date.parse(entry.issuedAt);
+    return new Date(Number.isFinite(newest) && newest >= now ? newest + 1 : now);
+  }
+  return new Date(now);
+}
+
 async function signAndStore(store: RegistryObjectStore, input: DeploymentInput): Promise<DeploymentRecord> {
-  const now = new Date();
+  const now = await issueTime(store, input.target);
   const record = await signDeployment(store, input, now);
   await putJsonOnce(store, `${prefixOf(input.target)}${newestFirstSegment(now)}.json`, record);
   return record;
