@@ -509,6 +509,8 @@ describe('model updates from the registry', () => {
     // At once, with the hospital unreachable: the last verified model, with its thresholds.
     const h = await health();
     expect(h.model).toMatchObject({ name: NAME, version: '1.4.0', source: 'registry', thresholds: { viral_pneumonia: 0.44 }, lastGood: { version: '1.0.0' } });
+    // Its golden case run again at start, not only at the swap.
+    expect(agent.output()).toMatch(/"model":"squeezenet-pneumonia-peds@1\.4\.0"[^\n]*"goldenCases":1[^\n]*"msg":"model loaded"/u);
 
     const requestsBefore = gateway.fileRequests.length;
     gateway.down = false;

@@ -125,7 +125,8 @@ export class ModelSync {
 
   /**
    * Starts serving: the last verified registry model when there is one (its files checked again against its
-   * signed release), else the one before it, else the --model folder. Throws only when none of them loads.
+   * signed release, its golden cases run again), else the one before it, else the --model folder. Throws only
+   * when none of them loads.
    */
   async startModel(): Promise<DeployedModel> {
     const { log, processor } = this.#deps;
@@ -145,10 +146,11 @@ export class ModelSync {
         const { deployment, release } = openDocuments(candidate.deployment, candidate.release, key);
         const folder = path.join(this.#modelsDir, candidate.folder);
         await verifyFolder(folder, release);
-        const prepared = await processor.prepare({ dir: folder, thresholds: deployment.thresholds }, { golden: false });
+        // Its golden cases again too: the station's software (its runtime) may have changed since the swap.
+        const prepared = await processor.prepare({ dir: folder, thresholds: deployment.thresholds }, { golden: true });
         await processor.activate(prepared);
         this.#running = { stored: candidate, model: prepared.model };
-        log.info({ model: `${candidate.name}@${candidate.version}`, source: 'registry', deploymentId: candidate.deploymentId }, 'model loaded');
+        log.info({ model: `${candidate.name}@${candidate.version}`, source: 'registry', deploymentId: candidate.deploymentId, goldenCases: prepared.golden.cases.length }, 'model loaded');
         return prepared.model;
       } catch (err) {
         const e = toCxrError(err, 'CXR_MODEL_LOAD_FAILED');
