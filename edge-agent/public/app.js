@@ -1,7 +1,8 @@
 // The radiographer's page: today's studies, live, with the AI result, an image viewer and the heatmap; the remote
 // consult with the hospital (request, its state, the radiologist's report) and the hospital link in the header.
 // Plain ES module, no framework, no build step, nothing from outside the station.
-import { LANGS, strings, errorText, missingFromNotes } from './i18n.js';
+import { LANGS, strings, errorText } from './i18n.js';
+import { resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import {
   createWords,
@@ -492,25 +493,7 @@ function resultParts(result) {
       ),
     );
   } else {
-    const positives = result.findings.filter((f) => f.positive);
-    parts.push(h('p', { class: 'result-priority' }, h('span', {}, `${t('priority')}:`), badge(result.priority)));
-    if (result.applicability && result.applicability.verified === false) {
-      const missing = missingFromNotes(state.lang, result.applicability.notes);
-      parts.push(
-        h(
-          'div',
-          { class: 'notice notice-unverified', role: 'note' },
-          h('p', { class: 'notice-title' }, t('notVerifiedTitle')),
-          h('p', {}, t('notVerifiedBody', { missing: missing.join(', ') || '—' })),
-        ),
-      );
-    }
-    if (result.forced) parts.push(h('div', { class: 'notice notice-unverified' }, h('p', {}, t('forced'))));
-    parts.push(
-      positives.length > 0
-        ? h('p', { class: 'result-summary has-positives' }, tn('positives', positives.length))
-        : h('div', { class: 'result-summary none' }, h('p', {}, t('noneAbove')), h('p', { class: 'hint' }, t('noFindingHint'))),
-    );
+    parts.push(...resultHeadParts(result, { t, tn, badge, priorityLabel: t('priority') }));
     const rank = { stat: 0, urgent: 1, routine: 2 };
     const sorted = [...result.findings].sort(
       (a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability || (rank[a.priority] ?? 3) - (rank[b.priority] ?? 3),

@@ -1,6 +1,7 @@
 // Words of the radiographer's page, Vietnamese first (terms from shared/i18n-vi.md), English second.
 // `{name}` placeholders are filled by t(); plural(n, key) picks `key` or `key_1` (English singular).
 
+import { aiResultWords } from '/shared/ai-result.js';
 import { viewerWords } from '/shared/viewer-words.js';
 
 export const LANGS = ['vi', 'en'];
@@ -8,6 +9,7 @@ export const LANGS = ['vi', 'en'];
 export const strings = {
   vi: {
     ...viewerWords.vi,
+    ...aiResultWords.vi,
     appTitle: 'Đọc phim X-quang ngực bằng AI',
     langGroup: 'Ngôn ngữ',
     modelLabel: 'Mô hình',
@@ -39,8 +41,6 @@ export const strings = {
     failed: 'lỗi',
     notApplicableBadge: 'không áp dụng',
     images: '{n} ảnh',
-    positives: '{n} dấu hiệu nghi ngờ',
-    noneAbove: 'không thấy dấu hiệu vượt ngưỡng',
     notApplicable: 'AI không áp dụng cho ảnh này',
     aiReading: 'AI đang đọc phim…',
     failedSummary: 'Không xử lý được ảnh — mở ca để xem cách khắc phục',
@@ -69,15 +69,8 @@ export const strings = {
     above: 'trên ngưỡng',
     below: 'dưới ngưỡng',
     threshold: 'ngưỡng',
-    noFindingHint: 'AI không xác nhận phim bình thường',
     reason: 'Lý do',
     notApplicableHint: 'Ảnh vẫn được lưu và xem được ở đây. AI chỉ đọc phim X-quang ngực thẳng (PA/AP).',
-    notVerifiedTitle: 'Chưa kiểm tra được ảnh có phù hợp với AI không',
-    notVerifiedBody: 'Thông tin kèm ảnh (DICOM) không ghi {missing}, nên AI không kiểm tra được đây có phải phim ngực thẳng (PA/AP) hay không. Kết quả chỉ có giá trị với phim ngực thẳng.',
-    noteModality: 'loại máy chụp',
-    noteBodyPart: 'vùng chụp',
-    noteView: 'tư thế chụp',
-    forced: 'AI được chạy ép trên ảnh ngoài phạm vi áp dụng — chỉ để tham khảo.',
     modelLine: 'Mô hình {name}, phiên bản {version}',
     processingImage: 'AI đang đọc ảnh này…',
     processingHint: 'Kết quả sẽ hiện ở đây sau vài giây, không cần tải lại trang.',
@@ -147,6 +140,7 @@ export const strings = {
   },
   en: {
     ...viewerWords.en,
+    ...aiResultWords.en,
     appTitle: 'Chest X-ray AI triage',
     langGroup: 'Language',
     modelLabel: 'Model',
@@ -179,9 +173,6 @@ export const strings = {
     notApplicableBadge: 'not applicable',
     images: '{n} images',
     images_1: '1 image',
-    positives: '{n} suspected findings',
-    positives_1: '1 suspected finding',
-    noneAbove: 'no finding above threshold',
     notApplicable: 'AI not applicable to this image',
     aiReading: 'AI is reading…',
     failedSummary: 'Image could not be processed — open the study for what to do',
@@ -212,15 +203,8 @@ export const strings = {
     above: 'above threshold',
     below: 'below threshold',
     threshold: 'threshold',
-    noFindingHint: 'The AI does not certify a normal film',
     reason: 'Reason',
     notApplicableHint: 'The image is still stored and can be viewed here. The AI reads frontal (PA/AP) chest X-rays only.',
-    notVerifiedTitle: 'Could not check that the AI applies to this image',
-    notVerifiedBody: 'The image header (DICOM) has no {missing}, so the AI could not check that this is a frontal chest film (PA/AP). The result is only valid for a frontal chest film.',
-    noteModality: 'modality',
-    noteBodyPart: 'body part',
-    noteView: 'view position',
-    forced: 'The AI was forced to run on an image outside its scope — for reference only.',
     modelLine: 'Model {name}, version {version}',
     processingImage: 'The AI is reading this image…',
     processingHint: 'The result appears here in a few seconds, no reload needed.',
@@ -340,16 +324,4 @@ export function errorText(lang, code) {
   if (code.startsWith('CXR_MODEL') || code === 'CXR_MANIFEST_INVALID') return table.CXR_MODEL;
   if (code === 'CXR_FILE_NOT_FOUND') return table.CXR_IO;
   return table.default;
-}
-
-/** Applicability notes ("body part not in the header") as the names of what is missing; unknown notes as they are. */
-export function missingFromNotes(lang, notes) {
-  const s = strings[lang] ?? strings.vi;
-  return (notes ?? []).map((note) => {
-    const n = String(note).toLowerCase();
-    if (n.includes('body part')) return s.noteBodyPart;
-    if (n.includes('view')) return s.noteView;
-    if (n.includes('modality')) return s.noteModality;
-    return String(note);
-  });
 }

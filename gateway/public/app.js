@@ -1,6 +1,7 @@
 // The radiologist's page: sign in, the worklist of consults from the stations, the film with the AI result and its
 // heatmap, claim / release, and the signed report. Plain ES module, no framework, no build step, nothing from outside.
-import { LANGS, strings, missingFromNotes } from './i18n.js';
+import { LANGS, strings } from './i18n.js';
+import { resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import {
   ageText,
@@ -840,24 +841,7 @@ function renderFindings(instance, mode) {
   } else {
     const positives = result.findings.filter((f) => f.positive);
     const negatives = result.findings.filter((f) => !f.positive);
-    out.push(h('p', { class: 'result-priority' }, h('span', {}, `${t('aiPriority')}:`), badge(result.priority)));
-    if (result.applicability && result.applicability.verified === false) {
-      const missing = missingFromNotes(state.lang, result.applicability.notes);
-      out.push(
-        h(
-          'div',
-          { class: 'notice notice-unverified', role: 'note' },
-          h('p', { class: 'notice-title' }, t('notVerifiedTitle')),
-          h('p', {}, t('notVerifiedBody', { missing: missing.join(', ') || '—' })),
-        ),
-      );
-    }
-    if (result.forced) out.push(h('div', { class: 'notice notice-unverified' }, h('p', {}, t('forced'))));
-    out.push(
-      positives.length > 0
-        ? h('p', { class: 'result-summary has-positives' }, tn('positives', positives.length))
-        : h('div', { class: 'result-summary none' }, h('p', {}, t('noneAbove')), h('p', { class: 'hint' }, t('noFindingHint'))),
-    );
+    out.push(...resultHeadParts(result, { t, tn, badge, priorityLabel: t('aiPriority') }));
     const order = (a, b) => b.probability - a.probability || a.code.localeCompare(b.code);
     if (positives.length > 0) {
       out.push(h('h4', { class: 'findings-title' }, t('findingsAbove')), h('ul', { class: 'findings findings-above' }, [...positives].sort(order).map((f) => findingItem(f, mode))));

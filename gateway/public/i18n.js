@@ -1,6 +1,7 @@
 // Words of the radiologist's page, Vietnamese first (terms from shared/i18n-vi.md), English second.
 // `{name}` placeholders are filled by t(); tn(key, n) picks `key` or `key_1` (English singular).
 
+import { aiResultWords } from '/shared/ai-result.js';
 import { viewerWords } from '/shared/viewer-words.js';
 
 export const LANGS = ['vi', 'en'];
@@ -8,6 +9,7 @@ export const LANGS = ['vi', 'en'];
 export const strings = {
   vi: {
     ...viewerWords.vi,
+    ...aiResultWords.vi,
     appTitle: 'Hội chẩn X-quang ngực từ xa',
     langGroup: 'Ngôn ngữ',
     // sign in / out
@@ -76,9 +78,6 @@ export const strings = {
     aiResult: 'Kết quả AI',
     aiPriority: 'Mức ưu tiên theo AI',
     noResult: 'Trạm chưa gửi kết quả AI cho ảnh này.',
-    positives: '{n} dấu hiệu nghi ngờ',
-    noneAbove: 'không thấy dấu hiệu vượt ngưỡng',
-    noFindingHint: 'AI không xác nhận phim bình thường',
     findingsAbove: 'Dấu hiệu nghi ngờ (trên ngưỡng)',
     findingsBelow: '{n} dấu hiệu dưới ngưỡng',
     above: 'trên ngưỡng',
@@ -87,12 +86,6 @@ export const strings = {
     notApplicable: 'AI không áp dụng cho ảnh này',
     reason: 'Lý do',
     notApplicableHint: 'AI chỉ đọc phim X-quang ngực thẳng (PA/AP). Ảnh vẫn xem được ở đây; hãy đọc phim như bình thường.',
-    notVerifiedTitle: 'Chưa kiểm tra được ảnh có phù hợp với AI không',
-    notVerifiedBody: 'Thông tin kèm ảnh (DICOM) không ghi {missing}, nên AI không kiểm tra được đây có phải phim ngực thẳng (PA/AP) hay không.',
-    noteModality: 'loại máy chụp',
-    noteBodyPart: 'vùng chụp',
-    noteView: 'tư thế chụp',
-    forced: 'AI được chạy ép trên ảnh ngoài phạm vi áp dụng — chỉ để tham khảo.',
     modelLine: 'Mô hình {name}, phiên bản {version}',
     agree: 'đồng ý',
     disagree: 'không đồng ý',
@@ -144,6 +137,7 @@ export const strings = {
   },
   en: {
     ...viewerWords.en,
+    ...aiResultWords.en,
     appTitle: 'Remote chest X-ray consults',
     langGroup: 'Language',
     signInTitle: 'Sign in',
@@ -207,10 +201,6 @@ export const strings = {
     aiResult: 'AI result',
     aiPriority: 'AI priority',
     noResult: 'The station has not sent an AI result for this image.',
-    positives: '{n} suspected findings',
-    positives_1: '1 suspected finding',
-    noneAbove: 'no finding above threshold',
-    noFindingHint: 'The AI does not certify a normal film',
     findingsAbove: 'Suspected findings (above threshold)',
     findingsBelow: '{n} findings below threshold',
     findingsBelow_1: '1 finding below threshold',
@@ -220,12 +210,6 @@ export const strings = {
     notApplicable: 'AI not applicable to this image',
     reason: 'Reason',
     notApplicableHint: 'The AI reads frontal (PA/AP) chest X-rays only. The image can still be viewed here; read the film as usual.',
-    notVerifiedTitle: 'Could not check that the AI applies to this image',
-    notVerifiedBody: 'The image header (DICOM) has no {missing}, so the AI could not check that this is a frontal chest film (PA/AP).',
-    noteModality: 'modality',
-    noteBodyPart: 'body part',
-    noteView: 'view position',
-    forced: 'The AI was forced to run on an image outside its scope — for reference only.',
     modelLine: 'Model {name}, version {version}',
     agree: 'agree',
     disagree: 'disagree',
@@ -274,15 +258,3 @@ export const strings = {
     errImage: 'Could not load the image.',
   },
 };
-
-/** Applicability notes ("body part not in the header") as the names of what is missing; unknown notes as they are. */
-export function missingFromNotes(lang, notes) {
-  const s = strings[lang] ?? strings.vi;
-  return (notes ?? []).map((note) => {
-    const n = String(note).toLowerCase();
-    if (n.includes('body part')) return s.noteBodyPart;
-    if (n.includes('view')) return s.noteView;
-    if (n.includes('modality')) return s.noteModality;
-    return String(note);
-  });
-}

@@ -1,0 +1,68 @@
+// The head of the AI result, as the station's page and the radiologist's page show it: the priority, a notice
+// when applicability could not be checked or the model was forced, and the summary line. With its words,
+// Vietnamese first (terms from shared/i18n-vi.md), which each page spreads into its own before its own words.
+import { h } from '/shared/page-kit.js';
+
+export const aiResultWords = {
+  vi: {
+    notVerifiedTitle: 'Chưa kiểm tra được ảnh có phù hợp với AI không',
+    notVerifiedBody: 'Thông tin kèm ảnh (DICOM) không ghi {missing}, nên AI không kiểm tra được đây có phải phim ngực thẳng (PA/AP) hay không. Kết quả chỉ có giá trị với phim ngực thẳng.',
+    forced: 'AI được chạy ép trên ảnh ngoài phạm vi áp dụng — chỉ để tham khảo.',
+    noneAbove: 'không thấy dấu hiệu vượt ngưỡng',
+    noFindingHint: 'AI không xác nhận phim bình thường',
+    positives: '{n} dấu hiệu nghi ngờ',
+    noteModality: 'loại máy chụp',
+    noteBodyPart: 'vùng chụp',
+    noteView: 'tư thế chụp',
+  },
+  en: {
+    notVerifiedTitle: 'Could not check that the AI applies to this image',
+    notVerifiedBody: 'The image header (DICOM) has no {missing}, so the AI could not check that this is a frontal chest film (PA/AP). The result is only valid for a frontal chest film.',
+    forced: 'The AI was forced to run on an image outside its scope — for reference only.',
+    noneAbove: 'no finding above threshold',
+    noFindingHint: 'The AI does not certify a normal film',
+    positives: '{n} suspected findings',
+    positives_1: '1 suspected finding',
+    noteModality: 'modality',
+    noteBodyPart: 'body part',
+    noteView: 'view position',
+  },
+};
+
+/** Applicability notes ("body part not in the header") as the names of what is missing; unknown notes as they are. */
+export function missingFromNotes(notes, t) {
+  return (notes ?? []).map((note) => {
+    const n = String(note).toLowerCase();
+    if (n.includes('body part')) return t('noteBodyPart');
+    if (n.includes('view')) return t('noteView');
+    if (n.includes('modality')) return t('noteModality');
+    return String(note);
+  });
+}
+
+/**
+ * The elements above the findings of an applicable result: "<priorityLabel>: <badge>", the notices, the summary.
+ * `badge(priority)` is the page's priority badge.
+ */
+export function resultHeadParts(result, { t, tn, badge, priorityLabel }) {
+  const parts = [h('p', { class: 'result-priority' }, h('span', {}, `${priorityLabel}:`), badge(result.priority))];
+  if (result.applicability && result.applicability.verified === false) {
+    const missing = missingFromNotes(result.applicability.notes, t);
+    parts.push(
+      h(
+        'div',
+        { class: 'notice notice-unverified', role: 'note' },
+        h('p', { class: 'notice-title' }, t('notVerifiedTitle')),
+        h('p', {}, t('notVerifiedBody', { missing: missing.join(', ') || '—' })),
+      ),
+    );
+  }
+  if (result.forced) parts.push(h('div', { class: 'notice notice-unverified' }, h('p', {}, t('forced'))));
+  const positives = result.findings.filter((f) => f.positive).length;
+  parts.push(
+    positives > 0
+      ? h('p', { class: 'result-summary has-positives' }, tn('positives', positives))
+      : h('div', { class: 'result-summary none' }, h('p', {}, t('noneAbove')), h('p', { class: 'hint' }, t('noFindingHint'))),
+  );
+  return parts;
+}
