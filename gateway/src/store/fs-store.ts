@@ -35,6 +35,7 @@ import {
   bodyChunks,
   isValidKey,
   normalizePutOptions,
+  StoreLifecycle,
   rangePastEnd,
   type GetOptions,
   type ListOptions,
@@ -107,8 +108,7 @@ class FsStore implements FsObjectStore {
   readonly root: string;
   readonly #objects: string;
   readonly #tmp: string;
-  readonly #inFlight = new Set<Promise<unknown>>();
-  #closed = false;
+  readonly #lifecycle = new StoreLifecycle();
 
   constructor(root: string) {
     this.root = root;
@@ -190,8 +190,7 @@ class FsStore implements FsObjectStore {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.allSettled([...this.#inFlight]);
+    await this.#lifecycle.close();
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -361,16 +360,11 @@ class FsStore implements FsObjectStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new ObjectStoreError('CXR_STORE_FAILED', 'the store is closed');
+    this.#lifecycle.assertOpen();
   }
 
-  async #track<T>(work: Promise<T>): Promise<T> {
-    this.#inFlight.add(work);
-    try {
-      return await work;
-    } finally {
-      this.#inFlight.delete(work);
-    }
+  #track<T>(work: Promise<T>): Promise<T> {
+    return this.#lifecycle.track(work);
   }
 }
 

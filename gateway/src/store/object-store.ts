@@ -204,6 +204,41 @@ export function assertValidListOptions(options: ListOptions | undefined): { star
   return { startAfter, limit };
 }
 
+/**
+ * What both stores do about closing: calls after `close()` fail (`CXR_STORE_FAILED`), and `close()` waits for the
+ * puts in flight.
+ */
+export class StoreLifecycle {
+  readonly #inFlight = new Set<Promise<unknown>>();
+  #closed = false;
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  assertOpen(): void {
+    if (this.#closed) throw new ObjectStoreError('CXR_STORE_FAILED', 'the store is closed');
+  }
+
+  /** Runs `work` as one that `close()` waits for. */
+  async track<T>(work: Promise<T>): Promise<T> {
+    this.#inFlight.add(work);
+    try {
+      return await work;
+    } finally {
+      this.#inFlight.delete(work);
+    }
+  }
+
+  /** Refuses new calls, then waits for those in flight. false when it was closed already. */
+  async close(): Promise<boolean> {
+    if (this.#closed) return false;
+    this.#closed = true;
+    await Promise.allSettled([...this.#inFlight]);
+    return true;
+  }
+}
+
 /** Checks a range; `undefined` means the whole body. */
 export function assertValidGetOptions(options: GetOptions | undefined): { start: number; end: number | undefined } | undefined {
   if (options === undefined) return undefined;

@@ -50,6 +50,7 @@ import {
   bodyChunks,
   isValidKey,
   normalizePutOptions,
+  StoreLifecycle,
   rangePastEnd,
   readAll,
   type GetOptions,
@@ -136,8 +137,7 @@ class S3Store implements S3ObjectStore {
   readonly #pageSize: number;
   readonly #headConcurrency: number;
   readonly #turns = new KeyedTurns();
-  readonly #inFlight = new Set<Promise<unknown>>();
-  #closed = false;
+  readonly #lifecycle = new StoreLifecycle();
 
   constructor(options: S3ObjectStoreOptions) {
     const problems: string[] = [];
@@ -294,10 +294,7 @@ class S3Store implements S3ObjectStore {
   }
 
   async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await Promise.allSettled([...this.#inFlight]);
-    this.#agent.destroy();
+    if (await this.#lifecycle.close()) this.#agent.destroy();
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -404,16 +401,11 @@ class S3Store implements S3ObjectStore {
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new ObjectStoreError('CXR_STORE_FAILED', 'the store is closed');
+    this.#lifecycle.assertOpen();
   }
 
-  async #track<T>(work: Promise<T>): Promise<T> {
-    this.#inFlight.add(work);
-    try {
-      return await work;
-    } finally {
-      this.#inFlight.delete(work);
-    }
+  #track<T>(work: Promise<T>): Promise<T> {
+    return this.#lifecycle.track(work);
   }
 }
 
