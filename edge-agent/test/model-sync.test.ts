@@ -565,6 +565,30 @@ describe('model updates from the registry', () => {
     }
   });
 
+  it('refuses every deployment when its state file is damaged (the pinned key is lost), and leaves that file as it is', async () => {
+    const dataDir = tempDir('cxr-edge-lost-state-');
+    const stateFile = path.join(dataDir, 'models', 'state.json');
+    const damaged = '{"schemaVersion": 1, "pinnedKey": "MCowBQYDK2Vw';
+    mkdirSync(path.dirname(stateFile), { recursive: true });
+    writeFileSync(stateFile, damaged);
+    const reportsBefore = gateway.statuses.length;
+    const second = await startAgent({
+      dataDir,
+      args: ['--gateway', gateway.url, '--station-id', STATION, '--station-token', TOKEN, '--model-poll-ms', '400', '--consult-priorities', ''],
+      env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
+    });
+    try {
+      const report = await waitFor('the refusal', async () => gateway.statuses.slice(reportsBefore).find((s) => s.error?.message.includes('was lost')));
+      expect(report.error?.code).toBe('CXR_SIGNATURE_INVALID');
+      expect((await second.api<{ model: { source: string } }>('/api/health')).model.source).toBe('local');
+      // Not replaced by a fresh state (which would let the next start trust whatever key the gateway offers).
+      expect(readFileSync(stateFile, 'utf8')).toBe(damaged);
+    } finally {
+      await second.stop();
+      removeDir(dataDir);
+    }
+  });
+
   it('logs the model sync as objects, and no patient identifier anywhere', async () => {
     const listed = await agent.api<{ patient: { name: string | null; id: string | null } }[]>('/api/studies');
     expect(listed.some((s) => s.patient.id === PATIENT_ID)).toBe(true);

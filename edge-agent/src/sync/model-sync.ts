@@ -368,6 +368,8 @@ export class ModelSync {
   async #keepRefusal(refusal: RefusedDeployment): Promise<void> {
     this.#refused.delete(refusal.fingerprint);
     this.#refused.set(refusal.fingerprint, refusal);
+    // An unreadable state file stays as it is: writing a fresh one would lose the fact that a key was pinned.
+    if (this.#stateLost) return;
     this.#state = { ...this.#state, refused: [...this.#refused.values()].slice(-REFUSALS_KEPT) };
     try {
       await this.#file.write(this.#state);

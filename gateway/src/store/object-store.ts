@@ -212,10 +212,6 @@ export class StoreLifecycle {
   readonly #inFlight = new Set<Promise<unknown>>();
   #closed = false;
 
-  get closed(): boolean {
-    return this.#closed;
-  }
-
   assertOpen(): void {
     if (this.#closed) throw new ObjectStoreError('CXR_STORE_FAILED', 'the store is closed');
   }
