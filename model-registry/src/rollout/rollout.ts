@@ -32,7 +32,6 @@ export interface DeploymentRecord {
   readonly signed: SignedEnvelope;
 }
 
-/** Ends a station's own deployment: the station follows its cohort again. */
 /**
  * The station has no deployment of its own from here on: it follows its cohort (after `unpin`, or after a move to
  * another cohort).
