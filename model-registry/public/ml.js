@@ -81,6 +81,13 @@ function stationErrorText(error) {
   return text === key ? error.message : text;
 }
 
+/** A refusal's reason: the page's sentence for its code, then the server's own words as detail; or those alone. */
+function reasonText(prefix, error) {
+  const key = `${prefix}${error.code}`;
+  const text = t(key);
+  return text === key ? [error.message] : [text, ' ', h('span', { class: 'reason-detail' }, error.message)];
+}
+
 /** Plain words for a failed request, with what to do next. */
 function errorText(err) {
   const status = err?.status ?? 0;
@@ -358,7 +365,7 @@ function renderModels() {
                 'li',
                 { class: 'refused-item' },
                 h('div', { class: 'refused-head' }, t('refusedLine', { model: r.name ? `${r.name}@${r.version}` : t('unnamed'), time: fmtDateTime(new Date(r.refusedAt)), who: r.pushedBy })),
-                h('ul', { class: 'reasons' }, r.errors.map((e) => h('li', {}, h('span', { class: 'err-code' }, e.code), ' ', e.message))),
+                h('ul', { class: 'reasons' }, r.errors.map((e) => h('li', {}, h('span', { class: 'err-code' }, e.code), ' ', ...reasonText('pushErr_', e)))),
               ),
             ),
           ),

@@ -151,8 +151,8 @@ describe("the ML engineer's page", () => {
     expect(await refused.count()).toBe(1);
     expect(await text(refused.locator('.refused-head'))).toMatch(new RegExp(`^${SQUEEZENET}@1\\.2\\.0 — \\d{2}/\\d{2}/\\d{4} \\d{2}:\\d{2}, kt\\.hung$`, 'u'));
     const reasons = await text(refused.locator('.reasons'));
-    expect(reasons).toContain('CXR_MODEL_HASH_MISMATCH');
-    expect(reasons).toContain('CXR_MODEL_GOLDEN_MISMATCH');
+    expect(reasons).toContain('CXR_MODEL_HASH_MISMATCH Tệp mô hình không khớp với mã sha256 trong manifest. model.onnx has sha256');
+    expect(reasons).toContain('CXR_MODEL_GOLDEN_MISMATCH Mô hình cho kết quả khác với ca mẫu (golden). golden/');
     await shot('vi-models');
   });
 
