@@ -22,7 +22,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -33,6 +32,7 @@ import autocannon from 'autocannon';
 import { Queue } from 'bullmq';
 import { createLogger, openContext, type ConsultJob, type GatewayContext } from '@cxr/gateway';
 import { analyzeBytes, loadModel, renderPreview, type Priority, type TriageResult } from '@cxr/inference';
+import { freePort } from './free-port.js';
 import { fmt, median, quantile } from './stats.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -89,15 +89,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 // ------------------------------------------------------------------------------------------------ processes
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 /** Resolves with the first match of `pattern` in what `stream` prints; rejects when the process ends first. */
 function waitForOutput(child: ChildProcess, stream: Readable | null, pattern: RegExp, what: string): Promise<RegExpExecArray> {

@@ -1,25 +1,16 @@
 import { execFile, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../gateway/src/test-support/redis-server.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
 import { spawnGateway } from './support/hospital.js';
+import { freePort } from '../../gateway/src/test-support/free-port.js';
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** Everything the gateway processes logged, to look for patient data in. */
 let gatewayLogs = '';

@@ -3,25 +3,17 @@
  * stopped and started again), its admin CLI for a station and a radiologist, and the radiologist's API calls.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { startRedis, type RedisServer } from '../../../gateway/src/test-support/redis-server.js';
 import { removeDir, repoRoot, tempDir } from '../harness/agent-process.js';
+import { freePort } from '../../../gateway/src/test-support/free-port.js';
+
+export { freePort };
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 /** Ends a child process: SIGTERM, then SIGKILL after `graceMs`. Resolves with the signal that ended it (null: exited). */
 export async function endProcess(child: ChildProcess, graceMs = 5_000): Promise<NodeJS.Signals | null> {
