@@ -45,7 +45,8 @@ fi
 pids+=($!)
 wait_http "http://127.0.0.1:$gateway_port/api/health"
 
-node edge-agent/bin/cxr-edge.js --data-dir "$data/edge" --model "$model" --dicom-port "$dicom_port" --http-port "$edge_port" \
+# --single-threaded-gc: V8's GC threads would otherwise take a core from the model (edge-agent README, benchmarks).
+node --single-threaded-gc edge-agent/bin/cxr-edge.js --data-dir "$data/edge" --model "$model" --dicom-port "$dicom_port" --http-port "$edge_port" \
   --gateway "http://127.0.0.1:$gateway_port" --station-id tram-demo --station-token "$(cat "$data/station-token")" >"$data/edge.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$edge_port/api/health"

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import { inferenceNodeFlags } from '@cxr/inference';
 import { fmt, median, quantile } from './stats.js';
 
 const run = promisify(execFile);
@@ -32,7 +33,7 @@ interface Instance {
 }
 
 async function startAgent(dataDir: string): Promise<{ dicomPort: number; httpPort: number; stop: () => void }> {
-  const child = spawn(process.execPath, [path.join(root, 'edge-agent/bin/cxr-edge.js'), '--data-dir', dataDir, '--dicom-port', '0', '--http-port', '0', '--http-host', '127.0.0.1', '--model', args.model ?? '', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...inferenceNodeFlags, path.join(root, 'edge-agent/bin/cxr-edge.js'), '--data-dir', dataDir, '--dicom-port', '0', '--http-port', '0', '--http-host', '127.0.0.1', '--model', args.model ?? '', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   const ports = await new Promise<{ dicomPort: number; httpPort: number }>((resolve, reject) => {
     child.stderr.on('data', (d: Buffer) => {

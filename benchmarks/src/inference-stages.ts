@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel, type LoadedModel } from '@cxr/inference';
+import { inferenceNodeFlags, loadModel, startedWithInferenceFlags, type LoadedModel } from '@cxr/inference';
 import { machineDescription, modelDir, resultsDir, sharedDicomFiles, shippedModels } from './corpus.js';
 import { medianTimes, timeOurs, type StageTimes } from './ours.js';
 import { fmt, median, quantile } from './stats.js';
@@ -52,10 +52,12 @@ for (const name of shippedModels.filter((shipped) => args.model === undefined ||
 }
 
 const machine = machineDescription();
-writeFileSync(path.join(resultsDir, 'inference-stages.json'), JSON.stringify({ date: new Date().toISOString(), machine, runs, threads, results, bestTotals }, null, 1));
+// As the edge agent runs (`npm run inference` gives the flags); said in the table's title either way.
+const node = startedWithInferenceFlags() ? `node ${inferenceNodeFlags.join(' ')}` : 'node without --single-threaded-gc';
+writeFileSync(path.join(resultsDir, 'inference-stages.json'), JSON.stringify({ date: new Date().toISOString(), machine, node, runs, threads, results, bestTotals }, null, 1));
 
 for (const [name, rows] of Object.entries(results)) {
-  console.log(`\n#### ${name} (median of ${runs} warm runs, files taking turns, ${threads} threads; ${machine})\n`);
+  console.log(`\n#### ${name} (median of ${runs} warm runs, files taking turns, ${threads} threads, ${node}; ${machine})\n`);
   console.log('| file | decoder | read | decode | preprocess | infer | total ms |');
   console.log('|---|---|---:|---:|---:|---:|---:|');
   for (const r of rows) console.log(`| ${r.file} | ${r.decoder} | ${fmt(r.read)} | ${fmt(r.decode)} | ${fmt(r.preprocess)} | ${fmt(r.infer)} | ${fmt(r.total)} |`);

@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import { inferenceNodeFlags } from '@cxr/inference';
 import { fmt, median, quantile } from './stats.js';
 import { freePort } from './free-port.js';
 
@@ -267,6 +268,7 @@ for (const version of versions) {
 const edge = await start(
   process.execPath,
   [
+    ...inferenceNodeFlags,
     edgeBin,
     '--data-dir', edgeDir,
     '--dicom-port', '0',

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import { inferenceNodeFlags } from '@cxr/inference';
 import { benchmarksDir, machineDescription, modelDir, repositoryRoot, resultsDir, sharedDicomFiles, shippedModels } from './corpus.js';
 import { startLineWorker, type LineWorker } from './line-worker.js';
 import { medianTimes, stages, type StageTimes } from './ours.js';
@@ -48,7 +49,7 @@ const here = fileURLToPath(import.meta.url);
 // Compiled (npm run peer) the worker is plain JavaScript; through tsx it needs tsx's loader, whose memory then
 // counts in our peak RSS.
 const oursWorker = path.join(path.dirname(here), `ours-worker${path.extname(here)}`);
-const nodeArgs = path.extname(here) === '.ts' ? ['--import', 'tsx'] : [];
+const nodeArgs = [...inferenceNodeFlags, ...(path.extname(here) === '.ts' ? ['--import', 'tsx'] : [])];
 const configs: readonly Config[] = [
   { id: 'ours-2', label: 'ours, 2 threads', start: (m) => startLineWorker('ours, 2 threads', process.execPath, [...nodeArgs, oursWorker, '--model', modelDir(m), '--threads', '2']) },
   { id: 'ours-1', label: 'ours, 1 thread', start: (m) => startLineWorker('ours, 1 thread', process.execPath, [...nodeArgs, oursWorker, '--model', modelDir(m), '--threads', '1']) },

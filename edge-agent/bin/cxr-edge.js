@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 import { main } from '../dist/main.js';
 
 for (const stream of [process.stdout, process.stderr]) {

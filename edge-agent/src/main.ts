@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { inferenceNodeFlags, startedWithInferenceFlags } from '@cxr/inference';
 import { startEdgeAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -89,6 +90,9 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw err;
       }
       const log = createLogger({ level: config.logLevel });
+      if (!startedWithInferenceFlags()) {
+        log.warn({ flags: inferenceNodeFlags }, 'node was started without these flags: V8 garbage collection threads will slow the model on a 2-core PC');
+      }
       let agent;
       try {
         agent = await startEdgeAgent({ log }, config);
@@ -98,8 +102,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         exitCode = 1;
         return;
       }
-      process.stderr.write(`cxr-edge: ready. DICOM ${config.aeTitle}@${agent.dicomPort}, page http://localhost:${agent.httpPort}/\n`);
-      await new Promise<void>((resolve) => {
+      // The handlers go in before "ready" is said: whoever waits for that line may stop the agent at once.
+      const stopped = new Promise<void>((resolve) => {
         const shutdown = (signal: string): void => {
           log.info({ signal }, 'shutting down');
           void agent.stop().then(resolve, resolve);
@@ -107,6 +111,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
       });
+      process.stderr.write(`cxr-edge: ready. DICOM ${config.aeTitle}@${agent.dicomPort}, page http://localhost:${agent.httpPort}/\n`);
+      await stopped;
     });
 
   program

@@ -239,6 +239,21 @@ describe('operation', () => {
     removeDir(agent.dataDir);
   });
 
+  it('says in its log when node was started without the flags inference needs, and not when started as npx or start.sh start it', async () => {
+    const plain = await startAgent({ launch: 'plain-node' });
+    expect(await plain.stop()).toBe(0);
+    expect(plain.output()).toContain('node was started without these flags');
+    expect(plain.output()).toContain('--single-threaded-gc');
+    removeDir(plain.dataDir);
+    for (const launch of ['shebang', 'node-with-flags'] as const) {
+      const agent = await startAgent({ launch });
+      expect(await agent.stop()).toBe(0);
+      expect(agent.output()).toContain('edge agent ready');
+      expect(agent.output()).not.toContain('node was started without these flags');
+      removeDir(agent.dataDir);
+    }
+  });
+
   it('never writes patient identifiers to its log', async () => {
     const agent = await startAgent({ args: ['--log-level', 'debug'] });
     // The NIH file's patient name and ID are "Covid0000".

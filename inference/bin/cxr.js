@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --single-threaded-gc
 import { main } from '../dist/cli/main.js';
 
 // `cxr ... | head` closes the pipe early: stop quietly, as Unix tools do.

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { inferenceNodeFlags } from '@cxr/inference';
 
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 export const sharedDir = path.resolve(repoRoot, '..', 'shared');
@@ -27,11 +28,21 @@ export function tempDir(prefix: string): string {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
 
-export async function startAgent(options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv } = {}): Promise<AgentProcess> {
+/**
+ * How the process is started: `node` with `inferenceNodeFlags` as `scripts/start.sh` does (the default), `node`
+ * without them, or the bin file itself as `npx cxr-edge` does (its shebang gives the flags).
+ */
+export type AgentLaunch = 'node-with-flags' | 'plain-node' | 'shebang';
+
+export async function startAgent(
+  options: { dataDir?: string; args?: string[]; env?: NodeJS.ProcessEnv; launch?: AgentLaunch } = {},
+): Promise<AgentProcess> {
   const dataDir = options.dataDir ?? tempDir('cxr-edge-');
+  const launch = options.launch ?? 'node-with-flags';
+  const [command, ...prefix] = launch === 'shebang' ? [bin] : launch === 'plain-node' ? [process.execPath, bin] : [process.execPath, ...inferenceNodeFlags, bin];
   const child = spawn(
-    process.execPath,
-    [bin, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', '0', '--http-host', '127.0.0.1', '--model', densenet, ...(options.args ?? [])],
+    command ?? bin,
+    [...prefix, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', '0', '--http-host', '127.0.0.1', '--model', densenet, ...(options.args ?? [])],
     // A short stability wait keeps the watched-folder tests quick.
     { env: { ...process.env, CXR_EDGE_WATCH_STABLE_MS: '300', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { inferenceNodeFlags } from '@cxr/inference';
 
 /** The monorepo root (…/main/) and the shared folder beside it. */
 export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
@@ -43,7 +44,7 @@ export function removeDir(dir: string): void {
  */
 export async function startAgent(options: { dataDir?: string; httpPort?: number; timeoutMs?: number } = {}): Promise<RunningAgent> {
   const dataDir = options.dataDir ?? tempDir('cxr-edge-page-');
-  const args = [bin, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', String(options.httpPort ?? 0), '--model', modelDir, '--log-level', 'warn'];
+  const args = [...inferenceNodeFlags, bin, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', String(options.httpPort ?? 0), '--model', modelDir, '--log-level', 'warn'];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Never outlive the test process, even when a test dies before its afterAll.
   const reap = (): void => {

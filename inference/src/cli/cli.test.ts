@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { dicomDir, modelsDir, referenceTensor, sharedDir } from '../test-support/shared.js';
 
 const run = promisify(execFile);
-/** The built `cxr` command, as a user runs it (scripts/test.sh builds before testing). */
+/** The built `cxr` command, run as `npx cxr` runs it: the file itself, through its shebang (scripts/test.sh builds first). */
 const bin = fileURLToPath(new URL('../../bin/cxr.js', import.meta.url));
 const densenet = path.join(modelsDir, 'densenet121-cxr18-random');
 const squeezenet = path.join(modelsDir, 'squeezenet-pneumonia-peds');
@@ -16,7 +16,7 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'cxr-cli-'));
 
 async function cxr(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { maxBuffer: 1 << 24 });
+    const { stdout, stderr } = await run(bin, args, { maxBuffer: 1 << 24 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

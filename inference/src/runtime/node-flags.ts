@@ -1,0 +1,17 @@
+/**
+ * Node flags for a process that runs models: the edge agent, `cxr`, the benchmarks.
+ *
+ * `--single-threaded-gc`: ONNX Runtime splits each operator evenly between its two threads, so a pass takes as long
+ * as the slower half. V8's concurrent marking threads start every few images (the decoded 2k images are large
+ * ArrayBuffers, and their allocation asks for an old-space collection) and run while the model does: measured on the
+ * 2-core machines (`npm run gc-threads -w benchmarks`), during about 40 % of DenseNet-121 passes, taking one core's
+ * share and the pass from 33 to 35 ms to the one-thread 50 to 55 ms. With the flag V8 collects on the main thread,
+ * which is inside ONNX Runtime during a pass. It must be given at launch: V8 aborts when it is set at run time.
+ */
+export const inferenceNodeFlags = ['--single-threaded-gc'] as const;
+
+/** Whether this process was started with `inferenceNodeFlags` (V8 also accepts underscores in flag names). */
+export function startedWithInferenceFlags(execArgv: readonly string[] = process.execArgv): boolean {
+  const given = new Set(execArgv.map((arg) => arg.replaceAll('_', '-')));
+  return inferenceNodeFlags.every((flag) => given.has(flag));
+}
