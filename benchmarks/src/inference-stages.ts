@@ -26,7 +26,7 @@ interface Row extends StageTimes {
  * Files take turns, round after round (one warm-up round first, not counted): these shared machines slow down for
  * seconds at a time, and a file timed in one block would carry whatever state the machine was in then.
  */
-async function measureAll(model: LoadedModel): Promise<{ rows: Row[]; best: number[] }> {
+async function measureAll(model: LoadedModel): Promise<{ rows: Row[]; best: number[]; runsByFile: Record<string, StageTimes[]> }> {
   const samples = new Map<string, StageTimes[]>(files.map((file) => [file, []]));
   const decoders = new Map<string, string>();
   for (let round = 0; round <= runs; round++) {
@@ -38,15 +38,19 @@ async function measureAll(model: LoadedModel): Promise<{ rows: Row[]; best: numb
   }
   const rows = files.map((file) => ({ file: path.basename(file), decoder: decoders.get(file) ?? '', ...medianTimes(samples.get(file) ?? []) }));
   const best = files.map((file) => Math.min(...(samples.get(file) ?? []).map((t) => t.total)));
-  return { rows, best };
+  const runsByFile = Object.fromEntries(files.map((file) => [path.basename(file), samples.get(file) ?? []]));
+  return { rows, best, runsByFile };
 }
 
 const results: Record<string, Row[]> = {};
 const bestTotals: Record<string, number[]> = {};
+/** Every timed run, so that a median can be taken apart later (a total's median is not the sum of the stages'). */
+const everyRun: Record<string, Record<string, StageTimes[]>> = {};
 for (const name of shippedModels.filter((shipped) => args.model === undefined || shipped === args.model)) {
   const model = await loadModel(modelDir(name), { intraOpThreads: threads });
-  const { rows, best } = await measureAll(model);
+  const { rows, best, runsByFile } = await measureAll(model);
   results[name] = rows;
+  everyRun[name] = runsByFile;
   bestTotals[name] = best;
   await model.close();
 }
@@ -54,7 +58,7 @@ for (const name of shippedModels.filter((shipped) => args.model === undefined ||
 const machine = machineDescription();
 // As the edge agent runs (`npm run inference` gives the flags); said in the table's title either way.
 const node = startedWithInferenceFlags() ? `node ${inferenceNodeFlags.join(' ')}` : 'node without --single-threaded-gc';
-writeFileSync(path.join(resultsDir, 'inference-stages.json'), JSON.stringify({ date: new Date().toISOString(), machine, node, runs, threads, results, bestTotals }, null, 1));
+writeFileSync(path.join(resultsDir, 'inference-stages.json'), JSON.stringify({ date: new Date().toISOString(), machine, node, runs, threads, results, bestTotals, everyRun }, null, 1));
 
 for (const [name, rows] of Object.entries(results)) {
   console.log(`\n#### ${name} (median of ${runs} warm runs, files taking turns, ${threads} threads, ${node}; ${machine})\n`);
