@@ -4,9 +4,9 @@
  * `--single-threaded-gc`: ONNX Runtime splits each operator evenly between its two threads, so a pass takes as long
  * as the slower half. V8's concurrent marking threads start every few images (the decoded 2k images are large
  * ArrayBuffers, and their allocation asks for an old-space collection) and run while the model does: measured on the
- * 2-core machines (`npm run gc-threads -w benchmarks`), during about 40 % of DenseNet-121 passes, taking one core's
- * share and the pass from 33 to 35 ms to the one-thread 50 to 55 ms. With the flag V8 collects on the main thread,
- * which is inside ONNX Runtime during a pass. It must be given at launch: V8 aborts when it is set at run time.
+ * 2-core machines (`npm run gc-threads -w benchmarks`), during 26 to 35 % of DenseNet-121 passes, with 13 to 19 ms of
+ * one core, pushing the pass from 33 to 35 ms toward the one-thread 55 ms. With the flag V8 marks on the thread that
+ * runs JavaScript, which is inside ONNX Runtime during a pass. Launch flag only: V8 aborts when it is set at run time.
  */
 export const inferenceNodeFlags = ['--single-threaded-gc'] as const;
 
