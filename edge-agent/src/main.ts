@@ -4,7 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { inferenceNodeFlags, startedWithInferenceFlags } from '@cxr/inference';
+import { inferenceNodeFlags, readPackageVersion, startedWithInferenceFlags } from '@cxr/inference';
 import { startEdgeAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
@@ -22,6 +22,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   let exitCode = 0;
   const program = new Command()
     .name('cxr-edge')
+    .version(readPackageVersion(new URL('../package.json', import.meta.url)), '-V, --version', 'print the version of cxr-edge')
     .description("The station's edge agent: receives DICOM from the X-ray unit, runs the AI at once, shows the radiographer's page.")
     // Options after a subcommand belong to it (send-demo has its own --dicom-port).
     .enablePositionalOptions()

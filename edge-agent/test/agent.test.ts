@@ -239,6 +239,13 @@ describe('operation', () => {
     removeDir(agent.dataDir);
   });
 
+  it("prints the edge-agent package's version", async () => {
+    const bin = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'cxr-edge.js');
+    const { version } = JSON.parse(readFileSync(path.join(path.dirname(bin), '..', 'package.json'), 'utf8')) as { version: string };
+    const { stdout } = await promisify(execFile)(bin, ['--version']);
+    expect(stdout).toBe(`${version}\n`);
+  });
+
   it('says in its log when node was started without the flags inference needs, and not when started as npx or start.sh start it', async () => {
     const plain = await startAgent({ launch: 'plain-node' });
     expect(await plain.stop()).toBe(0);

@@ -20,3 +20,4 @@ export { loadNativeOpenJpeg } from './codecs/openjpeg-native.js';
 export { loadNativeDcmjpeg } from './codecs/dcmjpeg-native.js';
 export { loadNativeResize } from './preprocess/native-resize.js';
 export { sharedUiDir } from './ui.js';
+export { readPackageVersion } from './cli/package-version.js';

@@ -3,6 +3,7 @@
  * `cxr-gateway serve` process (real redis-server, folder store, accounts made with `cxr-gateway admin`).
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,6 +50,12 @@ afterAll(async () => {
 });
 
 describe('cxr-registry', () => {
+  it('cxr-registry --version and cxr-gateway --version print their packages\' versions', async () => {
+    const versionOf = (pkg: string): string => (JSON.parse(readFileSync(path.join(repoRoot, pkg, 'package.json'), 'utf8')) as { version: string }).version;
+    expect(await registry(['--version'])).toMatchObject({ code: 0, stdout: `${versionOf('model-registry')}\n` });
+    expect(await gatewayCli(['--version'])).toBe(`${versionOf('gateway')}\n`);
+  });
+
   it('signs in an mlops account made with cxr-gateway admin add-user --role mlops', async () => {
     const run = await registry(['login', '--gateway', gateway.baseUrl, '--username', HUNG.username, '--password', HUNG.password]);
     expect(run.code).toBe(0);

@@ -1,15 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { readPackageVersion } from '@cxr/inference';
 import { build } from '../app.js';
 import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
 import { rebuildQueueFromStore } from '../queue/rebuild.js';
 import { sweepStaleUploads } from '../plugins/uploads.js';
+import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 /** Chunks of an upload untouched for this long are removed at start (the station starts it again if it must). */
 const STALE_UPLOAD_MS = 7 * 24 * 3600 * 1000;
-import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 function port(value: string): number {
   const n = Number(value);
@@ -46,7 +47,11 @@ function readTlsFiles(opts: { tlsCert?: string; tlsKey?: string; tlsCa?: string 
 /** `cxr-gateway`: serve the API, or administer accounts. Returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   let exitCode = 0;
-  const program = new Command().name('cxr-gateway').description('The hospital side of CXR triage: station ingest, consult queue, radiologists.').exitOverride();
+  const program = new Command()
+    .name('cxr-gateway')
+    .version(readPackageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version of cxr-gateway')
+    .description('The hospital side of CXR triage: station ingest, consult queue, radiologists.')
+    .exitOverride();
 
   program
     .command('serve')

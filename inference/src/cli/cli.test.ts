@@ -30,6 +30,13 @@ const jsonLines = (stdout: string): Record<string, unknown>[] =>
     .split('\n')
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 
+describe('cxr --version', () => {
+  it("prints the inference package's version", async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    expect(await cxr('--version')).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+});
+
 describe('cxr infer', () => {
   it('prints one JSON line per file; a bad file is reported and does not stop the batch', async () => {
     const bad = path.join(tmp, 'not-dicom.dcm');

@@ -1,4 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { readPackageVersion } from './package-version.js';
 import { errorLine, writeLine, type CliIo } from './output.js';
 import { inferCommand } from './commands/infer.js';
 import { infoCommand } from './commands/info.js';
@@ -35,6 +36,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   };
   const program = new Command()
     .name('cxr')
+    .version(readPackageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version of cxr')
     .description('Chest X-ray triage: DICOM, PNG or JPEG to AI findings, exactly by the model manifest v1 contract.')
     .showHelpAfterError()
     .exitOverride()

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { readPackageVersion } from '@cxr/inference';
 import type { FleetRow } from '../fleet/status.js';
 import type { DeploymentRecord } from '../rollout/rollout.js';
 import type { PushError } from '../validate/validate.js';
@@ -162,6 +163,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   const out = (text: string): void => void process.stdout.write(text);
   const program = new Command()
     .name('cxr-registry')
+    .version(readPackageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version of cxr-registry')
     .description('The model registry: push (validated, signed) model versions, deploy them to stations and cohorts, watch the fleet, roll back.')
     .exitOverride();
 
