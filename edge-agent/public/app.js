@@ -17,6 +17,7 @@ import {
   syncKeyedList,
   translateDocument,
   wireLangButtons,
+  wireListbox,
 } from '/shared/page-kit.js';
 
 const LANG_KEY = 'cxr-edge.lang';
@@ -156,6 +157,8 @@ function modalityText(study) {
 const list = $('#study-list');
 /** li elements by study UID: a row is rebuilt only when what it shows changed. */
 const rows = new Map();
+const markSelected = wireListbox(list, rows, { datasetKey: 'uid', choose: (uid) => select(uid, null, true) });
+const updateSelection = () => markSelected(state.selectedUid);
 
 function visibleStudies() {
   const studies = state.showAll ? state.studies : state.studies.filter((s) => isToday(latestReceived(s)));
@@ -218,45 +221,6 @@ function renderList() {
     empty.hidden = false;
   } else empty.hidden = true;
 }
-
-function updateSelection() {
-  let focusable = null;
-  for (const [uid, li] of rows) {
-    const selected = uid === state.selectedUid;
-    li.setAttribute('aria-selected', String(selected));
-    if (selected) focusable = li;
-  }
-  // One row in the tab order: the selected one, or the first.
-  const target = focusable ?? list.firstElementChild;
-  for (const li of rows.values()) li.tabIndex = li === target ? 0 : -1;
-}
-
-list.addEventListener('click', (event) => {
-  const li = event.target.closest('li[data-uid]');
-  if (li) select(li.dataset.uid, null, true);
-});
-
-list.addEventListener('keydown', (event) => {
-  const current = event.target.closest('li[data-uid]');
-  if (!current) return;
-  let next = null;
-  if (event.key === 'ArrowDown') next = current.nextElementSibling;
-  else if (event.key === 'ArrowUp') next = current.previousElementSibling;
-  else if (event.key === 'Home') next = list.firstElementChild;
-  else if (event.key === 'End') next = list.lastElementChild;
-  else if (event.key === 'Enter' || event.key === ' ') {
-    event.preventDefault();
-    select(current.dataset.uid, null, true);
-    return;
-  } else return;
-  event.preventDefault();
-  if (next) {
-    current.tabIndex = -1;
-    next.tabIndex = 0;
-    next.focus();
-    next.scrollIntoView({ block: 'nearest' });
-  }
-});
 
 $('#show-all').addEventListener('change', (event) => {
   state.showAll = event.target.checked;

@@ -21,6 +21,7 @@ import {
   syncKeyedList,
   translateDocument,
   wireLangButtons,
+  wireListbox,
 } from '/shared/page-kit.js';
 
 const LANG_KEY = 'cxr-gw.lang';
@@ -243,6 +244,8 @@ $('#sign-out').addEventListener('click', () => {
 const list = $('#worklist');
 /** li elements by consult id: a row is rebuilt only when what it shows changed, so polling never flickers. */
 const rows = new Map();
+const markSelected = wireListbox(list, rows, { datasetKey: 'id', choose: (id) => select(id) });
+const updateSelection = () => markSelected(state.selectedId);
 
 function rowModel(item) {
   const received = new Date(item.receivedAt);
@@ -289,44 +292,6 @@ function renderWorklist() {
   const waiting = state.worklist.filter((c) => !c.claimedBy).length;
   document.title = waiting > 0 ? `(${waiting}) ${t('appTitle')}` : t('appTitle');
 }
-
-function updateSelection() {
-  let focusable = null;
-  for (const [id, li] of rows) {
-    const selected = id === state.selectedId;
-    li.setAttribute('aria-selected', String(selected));
-    if (selected) focusable = li;
-  }
-  const target = focusable ?? list.firstElementChild;
-  for (const li of rows.values()) li.tabIndex = li === target ? 0 : -1;
-}
-
-list.addEventListener('click', (event) => {
-  const li = event.target.closest('li[data-id]');
-  if (li) select(li.dataset.id);
-});
-
-list.addEventListener('keydown', (event) => {
-  const current = event.target.closest('li[data-id]');
-  if (!current) return;
-  let next = null;
-  if (event.key === 'ArrowDown') next = current.nextElementSibling;
-  else if (event.key === 'ArrowUp') next = current.previousElementSibling;
-  else if (event.key === 'Home') next = list.firstElementChild;
-  else if (event.key === 'End') next = list.lastElementChild;
-  else if (event.key === 'Enter' || event.key === ' ') {
-    event.preventDefault();
-    select(current.dataset.id);
-    return;
-  } else return;
-  event.preventDefault();
-  if (next) {
-    current.tabIndex = -1;
-    next.tabIndex = 0;
-    next.focus();
-    next.scrollIntoView({ block: 'nearest' });
-  }
-});
 
 let inflight = null;
 let again = false;

@@ -173,6 +173,40 @@ describe('page-kit.js (the pages shared module, in Chromium)', () => {
     expect(out).toEqual({ firstFills: ['A', 'B', 'C'], secondFills: ['B2'], order: ['c:C', 'b:B2'], sameElement: true, kept: ['b', 'c'], role: 'option' });
   });
 
+  it('wireListbox: click, Enter and Space choose a row; arrows, Home and End move the focus; one row in the tab order', async () => {
+    await inPage(`
+      const list = kit.h('ul', { id: 'listbox', role: 'listbox' });
+      document.body.append(list);
+      const rows = new Map();
+      window.chosen = [];
+      window.markSelected = kit.wireListbox(list, rows, { datasetKey: 'uid', choose: (uid) => window.chosen.push(uid) });
+      const items = ['a', 'b', 'c', 'd'].map((id) => ({ id }));
+      kit.syncKeyedList(list, rows, items, { keyOf: (i) => i.id, datasetKey: 'uid', rowModel: (i) => i, fillRow: (li, m) => { li.textContent = m.id; } });
+      window.markSelected(undefined);
+    `);
+    const focused = (): Promise<string | undefined> => inPage('return document.activeElement?.dataset.uid;');
+    const tabOrder = (): Promise<string[]> => inPage("return [...document.querySelectorAll('#listbox li')].filter((li) => li.tabIndex === 0).map((li) => li.dataset.uid);");
+    expect(await tabOrder()).toEqual(['a']);
+    await page.focus('#listbox li[data-uid="a"]');
+    await page.keyboard.press('ArrowDown');
+    expect(await focused()).toBe('b');
+    expect(await tabOrder()).toEqual(['b']);
+    await page.keyboard.press('End');
+    expect(await focused()).toBe('d');
+    await page.keyboard.press('ArrowDown');
+    expect(await focused()).toBe('d');
+    await page.keyboard.press('Home');
+    await page.keyboard.press('Enter');
+    await page.keyboard.press('ArrowDown');
+    await page.keyboard.press(' ');
+    await page.click('#listbox li[data-uid="c"]');
+    expect(await inPage('return window.chosen;')).toEqual(['a', 'b', 'c']);
+    await inPage("window.markSelected('c');");
+    expect(await tabOrder()).toEqual(['c']);
+    expect(await inPage("return [...document.querySelectorAll('#listbox li')].map((li) => li.getAttribute('aria-selected'));")).toEqual(['false', 'false', 'true', 'false']);
+    expect(pageErrors).toEqual([]);
+  });
+
   it('sessionStore keeps a session with a token and a username, and forgets it', async () => {
     const out = await inPage<unknown[]>(`
       const store = kit.sessionStore('test.session');

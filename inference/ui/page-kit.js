@@ -173,6 +173,51 @@ export function syncKeyedList(list, rows, items, { keyOf, datasetKey, rowModel, 
   }
 }
 
+/**
+ * Pointer and keyboard for a listbox of `syncKeyedList` rows: a click, Enter or Space on a row calls `choose(key)`;
+ * the arrow keys, Home and End move the focus; one row is in the tab order (the selected one, or the first).
+ * `datasetKey` is the rows' lower-case `data-` key. Returns `markSelected(key)`: call it after each change of the
+ * rows or of the selection.
+ */
+export function wireListbox(list, rows, { datasetKey, choose }) {
+  const rowOf = (target) => target.closest(`li[data-${datasetKey}]`);
+  list.addEventListener('click', (event) => {
+    const li = rowOf(event.target);
+    if (li) choose(li.dataset[datasetKey]);
+  });
+  list.addEventListener('keydown', (event) => {
+    const current = rowOf(event.target);
+    if (!current) return;
+    let next = null;
+    if (event.key === 'ArrowDown') next = current.nextElementSibling;
+    else if (event.key === 'ArrowUp') next = current.previousElementSibling;
+    else if (event.key === 'Home') next = list.firstElementChild;
+    else if (event.key === 'End') next = list.lastElementChild;
+    else if (event.key === 'Enter' || event.key === ' ') {
+      event.preventDefault();
+      choose(current.dataset[datasetKey]);
+      return;
+    } else return;
+    event.preventDefault();
+    if (next) {
+      current.tabIndex = -1;
+      next.tabIndex = 0;
+      next.focus();
+      next.scrollIntoView({ block: 'nearest' });
+    }
+  });
+  return function markSelected(selectedKey) {
+    let focusable = null;
+    for (const [key, li] of rows) {
+      const selected = key === selectedKey;
+      li.setAttribute('aria-selected', String(selected));
+      if (selected) focusable = li;
+    }
+    const target = focusable ?? list.firstElementChild;
+    for (const li of rows.values()) li.tabIndex = li === target ? 0 : -1;
+  };
+}
+
 // ---------------------------------------------------------------------------------------------- session and server
 
 /** The signed-in session ({ token, username, ... }) in sessionStorage under `storageKey`: gone with the tab. */
