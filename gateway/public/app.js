@@ -3,6 +3,7 @@
 import { LANGS, strings } from './i18n.js';
 import { resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
+import { wireSignIn } from '/shared/sign-in.js';
 import {
   ageText,
   createApi,
@@ -143,22 +144,8 @@ function showSignIn(message, username) {
   $('#work-screen').hidden = true;
   $('#user-box').hidden = true;
   $('#banner').hidden = true;
-  $('#signin-screen').hidden = false;
-  signInMessage = message ?? null;
-  renderSignInMessage();
-  if (username) $('#username').value = username;
-  $('#password').value = '';
-  ($('#username').value ? $('#password') : $('#username')).focus();
+  signIn.show(message, username);
   document.title = t('appTitle');
-}
-
-let signInMessage = null;
-
-function renderSignInMessage() {
-  const box = $('#signin-msg');
-  box.hidden = !signInMessage;
-  box.className = `form-msg ${signInMessage?.kind ?? ''}`;
-  box.textContent = signInMessage ? t(signInMessage.key, signInMessage.params) : '';
 }
 
 function showWork() {
@@ -188,45 +175,14 @@ function sessionLost() {
   showSignIn({ kind: 'error', key: 'sessionLost' }, username);
 }
 
-$('#signin-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const username = $('#username').value.trim();
-  const password = $('#password').value;
-  if (!username || !password) {
-    signInMessage = { kind: 'error', key: 'signInMissing' };
-    renderSignInMessage();
-    (username ? $('#password') : $('#username')).focus();
-    return;
-  }
-  const button = $('#signin-button');
-  signInMessage = null;
-  renderSignInMessage();
-  button.disabled = true;
-  button.textContent = t('signingIn');
-  try {
-    const session = await api('/api/v1/login', { method: 'POST', body: { username, password }, auth: false });
-    if (!READER_ROLES.includes(session.role)) {
-      // Not a reader: do not keep a session that can do nothing here.
-      void fetch('/api/v1/logout', { method: 'POST', headers: { authorization: `Bearer ${session.token}` } }).catch(() => undefined);
-      signInMessage = { kind: 'error', key: 'signInRole' };
-      renderSignInMessage();
-      return;
-    }
-    $('#password').value = '';
-    signInMessage = null;
-    renderSignInMessage();
+const signIn = wireSignIn({
+  t,
+  api,
+  roles: READER_ROLES,
+  onSignedIn: (session) => {
     saveSession(session);
     showWork();
-  } catch (err) {
-    const status = err?.status ?? 0;
-    const key = status === 401 || status === 400 ? 'signInFailed' : status === 0 ? (err.code === 'TIMEOUT' ? 'errTimeout' : 'errNetwork') : 'errServer';
-    signInMessage = { kind: 'error', key, params: { status } };
-    renderSignInMessage();
-    $('#password').select();
-  } finally {
-    button.disabled = false;
-    button.textContent = t('signIn');
-  }
+  },
 });
 
 $('#sign-out').addEventListener('click', () => {
@@ -1116,7 +1072,7 @@ const viewer = new Viewer({ t, formatDecimal: fmtDecimal, loadImage: authenticat
 function applyLang() {
   translateDocument(state.lang, t);
   list.setAttribute('aria-label', t('worklist'));
-  renderSignInMessage();
+  signIn.render();
   if (state.session) {
     renderUser();
     renderWorklist();

@@ -1,6 +1,7 @@
 // The ML engineer's page: which model each station runs, the models with their validation reports, deployments by
 // cohort; deploy and roll back. Plain ES module, no framework, no build step, nothing from outside.
 import { LANGS, strings } from './i18n.js';
+import { wireSignIn } from '/shared/sign-in.js';
 import { ageText, createApi, createWords, fmtDateTime, fmtTime, h, savedLang, sessionStore, translateDocument, wireLangButtons } from '/shared/page-kit.js';
 
 // The language choice is shared with the radiologist's page (same origin, same key).
@@ -112,16 +113,7 @@ function saveSession(session) {
   sessions.save(session);
 }
 
-let signInMessage = null;
 let pollTimer = null;
-
-function renderSignInMessage() {
-  const box = $('#signin-msg');
-  box.hidden = !signInMessage;
-  box.className = `form-msg ${signInMessage?.kind ?? ''}`;
-  box.textContent = signInMessage ? t(signInMessage.key) : '';
-  $('#to-reader').hidden = signInMessage?.key !== 'signInRole';
-}
 
 function showSignIn(message, username) {
   clearInterval(pollTimer);
@@ -130,12 +122,7 @@ function showSignIn(message, username) {
   $('#tabs').hidden = true;
   $('#user-box').hidden = true;
   $('#banner').hidden = true;
-  $('#signin-screen').hidden = false;
-  signInMessage = message ?? null;
-  renderSignInMessage();
-  if (username) $('#username').value = username;
-  $('#password').value = '';
-  ($('#username').value ? $('#password') : $('#username')).focus();
+  signIn.show(message, username);
 }
 
 function sessionLost() {
@@ -163,42 +150,16 @@ function renderUser() {
   $('#user-name').title = s.role === 'admin' ? t('roleAdmin') : t('roleMlops');
 }
 
-$('#signin-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
-  const username = $('#username').value.trim();
-  const password = $('#password').value;
-  if (!username || !password) {
-    signInMessage = { kind: 'error', key: 'signInMissing' };
-    renderSignInMessage();
-    (username ? $('#password') : $('#username')).focus();
-    return;
-  }
-  const button = $('#signin-button');
-  signInMessage = null;
-  renderSignInMessage();
-  button.disabled = true;
-  button.textContent = t('signingIn');
-  try {
-    const session = await api('/api/v1/login', { method: 'POST', body: { username, password }, auth: false });
-    if (!ROLES.includes(session.role)) {
-      // Not a model engineer: do not keep a session that can do nothing here.
-      void fetch('/api/v1/logout', { method: 'POST', headers: { authorization: `Bearer ${session.token}` } }).catch(() => undefined);
-      signInMessage = { kind: 'error', key: 'signInRole' };
-      renderSignInMessage();
-      return;
-    }
-    $('#password').value = '';
+const signIn = wireSignIn({
+  t,
+  api,
+  roles: ROLES,
+  onSignedIn: (session) => {
     saveSession(session);
     showWork();
-  } catch (err) {
-    const status = err?.status ?? 0;
-    signInMessage = { kind: 'error', key: status === 401 || status === 400 ? 'signInFailed' : status === 0 ? (err.code === 'TIMEOUT' ? 'errTimeout' : 'errNetwork') : 'errServer' };
-    renderSignInMessage();
-    $('#password').select();
-  } finally {
-    button.disabled = false;
-    button.textContent = t('signIn');
-  }
+  },
+  // An account that reads films signed in here: a link to its own page.
+  onMessage: (message) => void ($('#to-reader').hidden = message?.key !== 'signInRole'),
 });
 
 $('#sign-out').addEventListener('click', () => {
@@ -714,7 +675,7 @@ $('#confirm-ok').addEventListener('click', async () => {
 
 function applyLang() {
   translateDocument(state.lang, t);
-  renderSignInMessage();
+  signIn.render();
   if (state.session) {
     renderUser();
     render();

@@ -94,6 +94,7 @@ describe("the ML engineer's page", () => {
     await signIn(LAN);
     await expect.poll(() => text(page.locator('#signin-msg')), { timeout: 5_000 }).toContain('Tài khoản này không dùng để quản lý mô hình AI.');
     expect(await page.locator('#to-reader').getAttribute('href')).toBe('/');
+    expect(await page.locator('#to-reader').isVisible()).toBe(true);
     expect(await page.locator('#work-screen').isVisible()).toBe(false);
     await shot('vi-signin-refused');
   });
