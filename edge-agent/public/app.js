@@ -2,7 +2,7 @@
 // consult with the hospital (request, its state, the radiologist's report) and the hospital link in the header.
 // Plain ES module, no framework, no build step, nothing from outside the station.
 import { LANGS, strings, errorText } from './i18n.js';
-import { resultHeadParts } from '/shared/ai-result.js';
+import { modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import {
   createWords,
@@ -446,16 +446,7 @@ function renderFindings(study, instance) {
 function resultParts(result) {
   const parts = [];
   if (!result.applicable) {
-    const reason = state.lang === 'vi' ? (result.applicability?.reasonVi ?? result.reason) : (result.reason ?? result.applicability?.reasonVi);
-    parts.push(
-      h(
-        'div',
-        { class: 'notice notice-na' },
-        h('p', { class: 'notice-title' }, t('notApplicable')),
-        reason ? h('p', { class: 'na-reason' }, `${t('reason')}: ${reason}`) : null,
-        h('p', { class: 'hint' }, t('notApplicableHint')),
-      ),
-    );
+    parts.push(notApplicableNotice(result, { t, lang: state.lang }));
   } else {
     parts.push(...resultHeadParts(result, { t, tn, badge, priorityLabel: t('priority') }));
     const rank = { stat: 0, urgent: 1, routine: 2 };
@@ -464,16 +455,8 @@ function resultParts(result) {
     );
     parts.push(h('h4', { class: 'findings-title' }, t('findings')), h('ul', { class: 'findings' }, sorted.map(findingItem)));
   }
-  if (result.model) {
-    parts.push(
-      h(
-        'p',
-        { class: 'model-line' },
-        t('modelLine', { name: result.model.name, version: result.model.version }),
-        result.model.sha256 ? h('span', { class: 'sha', title: result.model.sha256 }, ` · sha256 ${result.model.sha256.slice(0, 12)}`) : null,
-      ),
-    );
-  }
+  const model = modelLine(result, { t });
+  if (model) parts.push(model);
   return parts;
 }
 

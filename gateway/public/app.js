@@ -1,7 +1,7 @@
 // The radiologist's page: sign in, the worklist of consults from the stations, the film with the AI result and its
 // heatmap, claim / release, and the signed report. Plain ES module, no framework, no build step, nothing from outside.
 import { LANGS, strings } from './i18n.js';
-import { resultHeadParts } from '/shared/ai-result.js';
+import { modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import { wireSignIn } from '/shared/sign-in.js';
 import {
@@ -749,16 +749,7 @@ function renderFindings(instance, mode) {
     return;
   }
   if (!result.applicable) {
-    const reason = state.lang === 'vi' ? (result.applicability?.reasonVi ?? result.reason) : (result.reason ?? result.applicability?.reasonVi);
-    out.push(
-      h(
-        'div',
-        { class: 'notice notice-na' },
-        h('p', { class: 'notice-title' }, t('notApplicable')),
-        reason ? h('p', { class: 'na-reason' }, `${t('reason')}: ${reason}`) : null,
-        h('p', { class: 'hint' }, t('notApplicableHint')),
-      ),
-    );
+    out.push(notApplicableNotice(result, { t, lang: state.lang }));
   } else {
     const positives = result.findings.filter((f) => f.positive);
     const negatives = result.findings.filter((f) => !f.positive);
@@ -784,16 +775,8 @@ function renderFindings(instance, mode) {
       out.push(details);
     }
   }
-  if (result.model) {
-    out.push(
-      h(
-        'p',
-        { class: 'model-line' },
-        t('modelLine', { name: result.model.name, version: result.model.version }),
-        result.model.sha256 ? h('span', { class: 'sha', title: result.model.sha256 }, ` · sha256 ${result.model.sha256.slice(0, 12)}`) : null,
-      ),
-    );
-  }
+  const model = modelLine(result, { t });
+  if (model) out.push(model);
   box.replaceChildren(...out);
 }
 

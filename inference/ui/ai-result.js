@@ -1,6 +1,7 @@
-// The head of the AI result, as the station's page and the radiologist's page show it: the priority, a notice
-// when applicability could not be checked or the model was forced, and the summary line. With its words,
-// Vietnamese first (terms from shared/i18n-vi.md), which each page spreads into its own before its own words.
+// The AI result's parts that the station's page and the radiologist's page show alike: the head (the priority, a
+// notice when applicability could not be checked or the model was forced, the summary line), the "not applicable"
+// notice and the model's line. With their words, Vietnamese first (terms from shared/i18n-vi.md), which each page
+// spreads into its own before its own words; `notApplicableHint` is each page's own (what to do differs).
 import { h } from '/shared/page-kit.js';
 
 export const aiResultWords = {
@@ -14,6 +15,9 @@ export const aiResultWords = {
     noteModality: 'loại máy chụp',
     noteBodyPart: 'vùng chụp',
     noteView: 'tư thế chụp',
+    notApplicable: 'AI không áp dụng cho ảnh này',
+    reason: 'Lý do',
+    modelLine: 'Mô hình {name}, phiên bản {version}',
   },
   en: {
     notVerifiedTitle: 'Could not check that the AI applies to this image',
@@ -26,6 +30,9 @@ export const aiResultWords = {
     noteModality: 'modality',
     noteBodyPart: 'body part',
     noteView: 'view position',
+    notApplicable: 'AI not applicable to this image',
+    reason: 'Reason',
+    modelLine: 'Model {name}, version {version}',
   },
 };
 
@@ -65,4 +72,27 @@ export function resultHeadParts(result, { t, tn, badge, priorityLabel }) {
       : h('div', { class: 'result-summary none' }, h('p', {}, t('noneAbove')), h('p', { class: 'hint' }, t('noFindingHint'))),
   );
   return parts;
+}
+
+/** The notice for a result outside the model's applicability: why (in the page's language when the server has it). */
+export function notApplicableNotice(result, { t, lang }) {
+  const reason = lang === 'vi' ? (result.applicability?.reasonVi ?? result.reason) : (result.reason ?? result.applicability?.reasonVi);
+  return h(
+    'div',
+    { class: 'notice notice-na' },
+    h('p', { class: 'notice-title' }, t('notApplicable')),
+    reason ? h('p', { class: 'na-reason' }, `${t('reason')}: ${reason}`) : null,
+    h('p', { class: 'hint' }, t('notApplicableHint')),
+  );
+}
+
+/** "Model <name>, version <version> · sha256 <first 12>" (the full digest as its title), or null without a model. */
+export function modelLine(result, { t }) {
+  if (!result.model) return null;
+  return h(
+    'p',
+    { class: 'model-line' },
+    t('modelLine', { name: result.model.name, version: result.model.version }),
+    result.model.sha256 ? h('span', { class: 'sha', title: result.model.sha256 }, ` · sha256 ${result.model.sha256.slice(0, 12)}`) : null,
+  );
 }
