@@ -2,13 +2,12 @@
 // consult with the hospital (request, its state, the radiologist's report) and the hospital link in the header.
 // Plain ES module, no framework, no build step, nothing from outside the station.
 import { LANGS, strings, errorText } from './i18n.js';
-import { modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
+import { findingItem, modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import {
   createWords,
   fmtDate,
   fmtDecimal as fmtDecimalIn,
-  fmtPercent,
   fmtTime,
   h,
   sameDay,
@@ -379,29 +378,6 @@ function renderThumbs(study, instance) {
   );
 }
 
-function findingItem(f) {
-  const name = state.lang === 'vi' ? f.displayVi : f.display;
-  const thr = `${Math.round(f.threshold * 100)}%`;
-  const pct = Math.max(0, Math.min(100, f.probability * 100));
-  return h(
-    'li',
-    { class: `finding ${f.positive ? 'above' : 'below'}`, dataset: { code: f.code } },
-    h('span', { class: 'f-text' }, `${name} — ${fmtPercent(f)} (${t('threshold')} ${thr})`),
-    h(
-      'div',
-      { class: 'f-line' },
-      h(
-        'span',
-        { class: 'f-bar', 'aria-hidden': 'true' },
-        h('span', { class: 'f-fill', style: `width:${pct.toFixed(1)}%` }),
-        h('span', { class: 'f-thr', style: `left:${(f.threshold * 100).toFixed(1)}%` }),
-      ),
-      h('span', { class: 'f-mark' }, f.positive ? '▲ ' : '▽ ', f.positive ? t('above') : t('below')),
-      f.positive && f.priority !== 'routine' ? h('span', { class: `f-prio prio-${f.priority}` }, t(f.priority)) : null,
-    ),
-  );
-}
-
 function renderFindings(study, instance) {
   const box = $('#findings');
   const out = [h('h3', { class: 'panel-title' }, t('aiResult'))];
@@ -453,7 +429,7 @@ function resultParts(result) {
     const sorted = [...result.findings].sort(
       (a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability || (rank[a.priority] ?? 3) - (rank[b.priority] ?? 3),
     );
-    parts.push(h('h4', { class: 'findings-title' }, t('findings')), h('ul', { class: 'findings' }, sorted.map(findingItem)));
+    parts.push(h('h4', { class: 'findings-title' }, t('findings')), h('ul', { class: 'findings' }, sorted.map((f) => findingItem(f, { t, lang: state.lang }))));
   }
   const model = modelLine(result, { t });
   if (model) parts.push(model);

@@ -1,7 +1,7 @@
 // The radiologist's page: sign in, the worklist of consults from the stations, the film with the AI result and its
 // heatmap, claim / release, and the signed report. Plain ES module, no framework, no build step, nothing from outside.
 import { LANGS, strings } from './i18n.js';
-import { modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
+import { findingItem, findingName as findingNameIn, modelLine, notApplicableNotice, resultHeadParts } from '/shared/ai-result.js';
 import { Viewer } from '/shared/viewer.js';
 import { wireSignIn } from '/shared/sign-in.js';
 import {
@@ -11,7 +11,6 @@ import {
   fmtDate,
   fmtDateTime,
   fmtDecimal as fmtDecimalIn,
-  fmtPercent,
   fmtTime,
   h,
   pad,
@@ -83,7 +82,7 @@ const fmtWhen = (date) => (isToday(date) ? fmtTime(date) : fmtDateTime(date));
 const fmtAge = (date) => ageText((serverNow() - date.getTime()) / 60_000, t, tn);
 const fmtDecimal = (x, digits) => fmtDecimalIn(x, digits, state.lang);
 
-const findingName = (f) => (state.lang === 'vi' ? f.displayVi || f.display : f.display || f.displayVi) || f.code;
+const findingName = (f) => findingNameIn(f, state.lang);
 
 const lockIcon = () => svgIcon('M6 11h12v9H6zM8.5 11V8a3.5 3.5 0 0 1 7 0v3');
 const penIcon = () => svgIcon('M4 20h4L19 9l-4-4L4 16zM13.5 6.5l4 4');
@@ -706,29 +705,10 @@ function verdictChip(agree) {
   return h('span', { class: `verdict ${agree ? 'verdict-agree' : 'verdict-disagree'}` }, agree ? checkIcon() : crossIcon(), agree ? t('agree') : t('disagree'));
 }
 
-function findingItem(f, mode) {
-  const thr = `${Math.round(f.threshold * 100)}%`;
-  const pct = Math.max(0, Math.min(100, f.probability * 100));
+function consultFindingItem(f, mode) {
   const signed = mode === 'signed' ? state.detail.report.findings.find((x) => x.code === f.code) : null;
-  return h(
-    'li',
-    { class: `finding ${f.positive ? 'above' : 'below'}`, dataset: { code: f.code } },
-    h('span', { class: 'f-text' }, `${findingName(f)} — ${fmtPercent(f)} (${t('threshold')} ${thr})`),
-    h(
-      'div',
-      { class: 'f-line' },
-      h(
-        'span',
-        { class: 'f-bar', 'aria-hidden': 'true' },
-        h('span', { class: 'f-fill', style: `width:${pct.toFixed(1)}%` }),
-        h('span', { class: 'f-thr', style: `left:${(f.threshold * 100).toFixed(1)}%` }),
-      ),
-      h('span', { class: 'f-mark' }, f.positive ? '▲ ' : '▽ ', f.positive ? t('above') : t('below')),
-      f.positive && f.priority !== 'routine' ? h('span', { class: `f-prio prio-${f.priority}` }, t(f.priority)) : null,
-    ),
-    mode === 'edit' ? choiceGroup(f) : null,
-    signed ? h('div', { class: 'f-verdict' }, verdictChip(signed.agree)) : null,
-  );
+  const extras = [mode === 'edit' ? choiceGroup(f) : null, signed ? h('div', { class: 'f-verdict' }, verdictChip(signed.agree)) : null];
+  return findingItem(f, { t, lang: state.lang, extras });
 }
 
 function belowOpen() {
@@ -756,14 +736,14 @@ function renderFindings(instance, mode) {
     out.push(...resultHeadParts(result, { t, tn, badge, priorityLabel: t('aiPriority') }));
     const order = (a, b) => b.probability - a.probability || a.code.localeCompare(b.code);
     if (positives.length > 0) {
-      out.push(h('h4', { class: 'findings-title' }, t('findingsAbove')), h('ul', { class: 'findings findings-above' }, [...positives].sort(order).map((f) => findingItem(f, mode))));
+      out.push(h('h4', { class: 'findings-title' }, t('findingsAbove')), h('ul', { class: 'findings findings-above' }, [...positives].sort(order).map((f) => consultFindingItem(f, mode))));
     }
     if (negatives.length > 0) {
       const details = h(
         'details',
         { class: 'below-list', open: belowOpen() },
         h('summary', {}, tn('findingsBelow', negatives.length)),
-        h('ul', { class: 'findings findings-below' }, [...negatives].sort(order).map((f) => findingItem(f, mode))),
+        h('ul', { class: 'findings findings-below' }, [...negatives].sort(order).map((f) => consultFindingItem(f, mode))),
       );
       details.addEventListener('toggle', () => {
         try {

@@ -1,8 +1,8 @@
 // The AI result's parts that the station's page and the radiologist's page show alike: the head (the priority, a
 // notice when applicability could not be checked or the model was forced, the summary line), the "not applicable"
-// notice and the model's line. With their words, Vietnamese first (terms from shared/i18n-vi.md), which each page
+// notice, each finding and the model's line. With their words, Vietnamese first (terms from shared/i18n-vi.md), which each page
 // spreads into its own before its own words; `notApplicableHint` is each page's own (what to do differs).
-import { h } from '/shared/page-kit.js';
+import { fmtPercent, h } from '/shared/page-kit.js';
 
 export const aiResultWords = {
   vi: {
@@ -17,6 +17,9 @@ export const aiResultWords = {
     noteView: 'tư thế chụp',
     notApplicable: 'AI không áp dụng cho ảnh này',
     reason: 'Lý do',
+    threshold: 'ngưỡng',
+    above: 'trên ngưỡng',
+    below: 'dưới ngưỡng',
     modelLine: 'Mô hình {name}, phiên bản {version}',
   },
   en: {
@@ -32,6 +35,9 @@ export const aiResultWords = {
     noteView: 'view position',
     notApplicable: 'AI not applicable to this image',
     reason: 'Reason',
+    threshold: 'threshold',
+    above: 'above threshold',
+    below: 'below threshold',
     modelLine: 'Model {name}, version {version}',
   },
 };
@@ -94,5 +100,36 @@ export function modelLine(result, { t }) {
     { class: 'model-line' },
     t('modelLine', { name: result.model.name, version: result.model.version }),
     result.model.sha256 ? h('span', { class: 'sha', title: result.model.sha256 }, ` · sha256 ${result.model.sha256.slice(0, 12)}`) : null,
+  );
+}
+
+/** A finding's name in the page's language, the other language's or its code when the model gave none. */
+export function findingName(f, lang) {
+  return (lang === 'vi' ? f.displayVi || f.display : f.display || f.displayVi) || f.code;
+}
+
+/**
+ * One finding: "<name> — <percent> (threshold <t>)", a bar with the threshold marked, above or below, and the
+ * priority it raises (the pages' words stat, urgent). `extras` follow (the radiologist's agree/disagree).
+ */
+export function findingItem(f, { t, lang, extras = [] }) {
+  const pct = Math.max(0, Math.min(100, f.probability * 100));
+  return h(
+    'li',
+    { class: `finding ${f.positive ? 'above' : 'below'}`, dataset: { code: f.code } },
+    h('span', { class: 'f-text' }, `${findingName(f, lang)} — ${fmtPercent(f)} (${t('threshold')} ${Math.round(f.threshold * 100)}%)`),
+    h(
+      'div',
+      { class: 'f-line' },
+      h(
+        'span',
+        { class: 'f-bar', 'aria-hidden': 'true' },
+        h('span', { class: 'f-fill', style: `width:${pct.toFixed(1)}%` }),
+        h('span', { class: 'f-thr', style: `left:${(f.threshold * 100).toFixed(1)}%` }),
+      ),
+      h('span', { class: 'f-mark' }, f.positive ? '▲ ' : '▽ ', f.positive ? t('above') : t('below')),
+      f.positive && f.priority !== 'routine' ? h('span', { class: `f-prio prio-${f.priority}` }, t(f.priority)) : null,
+    ),
+    ...extras,
   );
 }
