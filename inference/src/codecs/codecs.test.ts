@@ -62,6 +62,31 @@ describe('WebAssembly codecs after failures', () => {
   });
 });
 
+describe("decoded pixels are the caller's own", () => {
+  it('an image keeps its pixels while the next images are decoded by the same WebAssembly codecs', async () => {
+    const decoders = [
+      (file: string) => decodeWithDcmjs('rle', load(file).codestream, load(file).info),
+      (file: string) => decodeWithDcmjs('jpeg', load(file).codestream, load(file).info),
+      (file: string) => decodeWithCharls(load(file).codestream, load(file).info),
+    ];
+    const pairs = [
+      ['cr_extremity_RG3_RLE.dcm', 'cr_hip_RG2_RLE.dcm'],
+      ['cr_extremity_RG3_JPLY.dcm', 'cr_hip_RG2_JPLY.dcm'],
+      ['cr_extremity_RG3_JLSL.dcm', 'cr_hip_RG2_JLSL.dcm'],
+    ] as const;
+    for (const [i, [first, second]] of pairs.entries()) {
+      const decode = decoders[i];
+      if (!decode) continue;
+      const kept = await decode(first);
+      const before = sum(kept.samples);
+      expect(kept.samples.length).toBe(kept.rows * kept.columns);
+      await decode(second);
+      await decode(first);
+      expect(sum(kept.samples)).toBe(before);
+    }
+  });
+});
+
 describe('decoders check what they return against the header', () => {
   it('refuses a JPEG whose size differs from Rows x Columns instead of cropping it', async () => {
     const { info, codestream } = load('cr_hip_RG2_JPLY.dcm');

@@ -13,6 +13,8 @@ interface CodecContext {
   getBitsAllocated(): number | undefined;
 }
 interface NativeCodecsApi {
+  /** The module's WebAssembly instance (not in the package's types; read only to tell a view of its memory). */
+  wasmApi?: { wasmMemory?: { buffer: ArrayBufferLike } };
   initializeAsync(opts?: { logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
   isInitialized(): boolean;
   release(): void;
@@ -109,16 +111,19 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
   if (!bytes || bytes.length < pixels * bytesPerSample) {
     throw new CxrError('CXR_DECODE_FAILED', `${codec}: decoded ${bytes?.length ?? 0} bytes, expected ${pixels * bytesPerSample}`);
   }
-  // The buffer may be a view into WebAssembly memory that the next call reuses: copy it out.
-  const copy = bytes.slice(0, pixels * bytesPerSample);
+  // dcmjs-codecs 0.0.8 already hands back a copy of its output: a second one would only be 7 MB more garbage for a
+  // 2k image, and more collections beside the model. A view of the WebAssembly memory (which the next call reuses)
+  // or an odd offset is still copied.
+  const ownBuffer = bytes.buffer !== mod.NativeCodecs.wasmApi?.wasmMemory?.buffer && bytes.byteOffset % bytesPerSample === 0;
+  const own = ownBuffer ? bytes : bytes.slice(0, pixels * bytesPerSample);
   const samples =
     bytesPerSample === 1
       ? geometry.pixelRepresentation === 1
-        ? new Int8Array(copy.buffer, 0, pixels)
-        : copy
+        ? new Int8Array(own.buffer, own.byteOffset, pixels)
+        : own.subarray(0, pixels)
       : geometry.pixelRepresentation === 1
-        ? new Int16Array(copy.buffer, 0, pixels)
-        : new Uint16Array(copy.buffer, 0, pixels);
+        ? new Int16Array(own.buffer, own.byteOffset, pixels)
+        : new Uint16Array(own.buffer, own.byteOffset, pixels);
   return {
     samples,
     rows: geometry.rows,
