@@ -1,7 +1,8 @@
 // The AI result's parts that the station's page and the radiologist's page show alike: the head (the priority, a
 // notice when applicability could not be checked or the model was forced, the summary line), the "not applicable"
-// notice, each finding and the model's line. With their words, Vietnamese first (terms from shared/i18n-vi.md), which each page
-// spreads into its own before its own words; `notApplicableHint` is each page's own (what to do differs).
+// notice, each finding and the model's line. With their words, Vietnamese first (terms from shared/i18n-vi.md),
+// which each page spreads into its own before its own words; `notApplicableHint` is each page's own (what to do
+// differs).
 import { fmtPercent, h } from '/shared/page-kit.js';
 
 export const aiResultWords = {
