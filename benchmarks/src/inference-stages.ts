@@ -69,4 +69,9 @@ for (const [name, rows] of Object.entries(results)) {
   console.log(`\np50 ${fmt(median(totals))} ms, p95 ${fmt(quantile(totals, 0.95))} ms, max ${fmt(Math.max(...totals))} ms, sum ${fmt(totals.reduce((a, b) => a + b, 0))} ms over ${rows.length} files`);
   const best = bestTotals[name] ?? [];
   console.log(`each file's fastest of the ${runs} runs: p50 ${fmt(median(best))} ms, max ${fmt(Math.max(...best))} ms, sum ${fmt(best.reduce((a, b) => a + b, 0))} ms`);
+  // Which state the host was in: a pass more than 1.3 times the fast passes' time had the two threads no faster than one.
+  const passes = Object.values(everyRun[name] ?? {}).flatMap((timed) => timed.map((t) => t.infer));
+  const fast = quantile(passes, 0.1);
+  const slowShare = passes.filter((ms) => ms > 1.3 * fast).length / Math.max(1, passes.length);
+  console.log(`model passes: p10 ${fmt(fast)} ms, p50 ${fmt(median(passes))} ms, p90 ${fmt(quantile(passes, 0.9))} ms; ${(100 * slowShare).toFixed(0)} % over 1.3 x the p10 (the host's slow state)`);
 }
