@@ -21,3 +21,4 @@ export { loadNativeDcmjpeg } from './codecs/dcmjpeg-native.js';
 export { loadNativeResize } from './preprocess/native-resize.js';
 export { sharedUiDir } from './ui.js';
 export { readPackageVersion } from './cli/package-version.js';
+export { crashPoint, crashPointLine } from './faults/crash-point.js';

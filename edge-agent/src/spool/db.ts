@@ -260,6 +260,11 @@ export class SpoolDb {
     return row ? toRecord(row) : undefined;
   }
 
+  /** Every stored version of one SOP Instance UID, oldest first. */
+  versions(sopInstanceUid: string): InstanceRecord[] {
+    return (this.#db.prepare('SELECT * FROM instances WHERE sop_instance_uid = ? ORDER BY version').all(sopInstanceUid) as Row[]).map(toRecord);
+  }
+
   hasFile(file: string): boolean {
     return this.#db.prepare('SELECT 1 FROM instances WHERE file = ? LIMIT 1').get(file) !== undefined;
   }
