@@ -9,9 +9,11 @@ import { FolderIntake } from './intake/folder-watch.js';
 import type { Logger } from './log.js';
 import { InferenceProcessor } from './pipeline/processor.js';
 import { createGatewayFetch } from './outbox/gateway-fetch.js';
+import { OutboxDb } from './outbox/outbox-db.js';
 import { OutboxSender } from './outbox/sender.js';
-import { OutboxDb, SpoolDb, type InstanceRecord } from './spool/db.js';
+import { SpoolDb, type InstanceRecord } from './spool/db.js';
 import { Spool, type SpoolFaults } from './spool/spool.js';
+import { InstanceStages } from './spool/stages.js';
 import { ModelSync } from './sync/model-sync.js';
 import { RegistryClient } from './sync/registry-client.js';
 import { buildEdgeApp } from './web/app.js';
@@ -51,6 +53,9 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     ...(config.clientCert ? { certFile: config.clientCert } : {}),
     ...(config.clientKey ? { keyFile: config.clientKey } : {}),
   };
+  const stages = new InstanceStages({ db, outbox }, { enabled: link !== undefined, consultPriorities: config.consultPriorities });
+  const reconciled = stages.reconcile();
+  if (reconciled > 0) log.warn({ count: reconciled }, 'queued for the hospital what analysed instances still owed it');
   const sender = link
     ? new OutboxSender(
         {
@@ -71,34 +76,12 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         },
       )
     : undefined;
-  /** Once an instance is fully processed, what goes to the hospital goes into the outbox (durably, in order). */
-  const toOutbox = (record: InstanceRecord): void => {
-    if (!sender || record.status !== 'inferred' || !record.result) return;
-    const priority = record.result.applicable ? record.result.priority : 'routine';
-    const base = { instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority };
-    outbox.add({ ...base, kind: 'result' });
-    if (record.previewFile) outbox.add({ ...base, kind: 'preview' });
-    if (record.heatmapFile) outbox.add({ ...base, kind: 'heatmap' });
-    outbox.add({ ...base, kind: 'dicom' });
-    if (record.result.applicable && config.consultPriorities.includes(record.result.priority)) {
-      outbox.requestConsult({ studyInstanceUid: record.studyInstanceUid, reason: 'policy', note: null, priority: record.result.priority });
-    }
-    sender.kick();
-  };
-  /** A consult asked by hand sends the study even when its priority would not have. */
-  const toOutboxForConsult = (record: InstanceRecord): void => {
-    if (!record.result) return;
-    const base = { instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority: 'routine' as const };
-    outbox.add({ ...base, kind: 'result' });
-    if (record.previewFile) outbox.add({ ...base, kind: 'preview' });
-    if (record.heatmapFile) outbox.add({ ...base, kind: 'heatmap' });
-    outbox.add({ ...base, kind: 'dicom' });
-  };
+  // A stage's outbox items are committed with it (spool/stages.ts); the sender is only told there is work.
   const changed = (record: InstanceRecord, stage?: 'result' | 'done'): void => {
     announce(record);
-    if (stage === 'done') toOutbox(record);
+    if (stage) sender?.kick();
   };
-  const processor = new InferenceProcessor({ db, spool, log, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
+  const processor = new InferenceProcessor({ stages, spool, log, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
   if (!link && config.registryKey) log.warn({}, '--registry-key is used only with a gateway: model sync is off');
   const modelSync = new ModelSync(
     {
@@ -131,22 +114,13 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       spool,
       log,
       status: () => ({ ready, model: modelSync.status(), aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
-      isProcessing: (id) => processor.isProcessing(id),
       outbox,
       link: () => (sender ? sender.status() : undefined),
       requestConsult: (studyInstanceUid, note) => {
-        const records = db.study(studyInstanceUid);
-        if (records.length === 0) return undefined;
-        // One consult per study: asking again changes nothing (the gateway would answer with the same one).
-        const existing = outbox.consult(studyInstanceUid);
-        if (existing) return existing;
-        let priority: 'stat' | 'urgent' | 'routine' = 'routine';
-        for (const r of records) if (r.result?.applicable && (r.result.priority === 'stat' || (r.result.priority === 'urgent' && priority === 'routine'))) priority = r.result.priority;
-        const consult = outbox.requestConsult({ studyInstanceUid, reason: 'requested', note, priority });
-        // The study's files go too, if the policy did not send them already.
-        for (const r of records) if (r.status === 'inferred') toOutboxForConsult(r);
+        const consult = stages.requestConsult(studyInstanceUid, note);
+        if (!consult) return undefined;
         sender?.kick();
-        const first = records[0];
+        const first = db.study(studyInstanceUid)[0];
         if (first) announce(first);
         return consult;
       },

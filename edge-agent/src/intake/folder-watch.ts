@@ -1,6 +1,8 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
+import { crashPoint } from '@cxr/inference';
+import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { InstanceRecord } from '../spool/db.js';
 import { SpoolRefusal, type Spool } from '../spool/spool.js';
@@ -69,6 +71,7 @@ export class FolderIntake {
       const written = await spool.writeBytes(bytes);
       const outcome = await spool.commit(written, { source: 'folder', callingAe: null });
       if (outcome.kind === 'stored') this.#deps.onStored(outcome.record);
+      crashPoint(EdgeCrashPoint.IntakeRecorded);
       const done = path.join(this.#options.doneDir, `${new Date().toISOString().slice(0, 10)}`, path.basename(file));
       await mkdir(path.dirname(done), { recursive: true });
       await rename(file, `${done}.${outcome.record.id}`).catch(() => rm(file, { force: true }));

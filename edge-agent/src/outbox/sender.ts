@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { crashPoint } from '@cxr/inference';
+import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
-import type { InstanceRecord, OutboxDb, OutboxItem, SpoolDb } from '../spool/db.js';
+import type { InstanceRecord, SpoolDb } from '../spool/db.js';
+import type { OutboxDb, OutboxItem } from './outbox-db.js';
 import type { Spool } from '../spool/spool.js';
 import { createGatewayFetch, type GatewayFetch, type GatewayTls } from './gateway-fetch.js';
 
@@ -18,10 +21,17 @@ export interface SenderOptions {
   readonly gateway: GatewayLink;
   /** ms between asking the gateway about open consults. Default 15 000. */
   readonly pollMs?: number;
-  /** longest wait between retries of one item, ms. Default 300 000 (5 minutes). */
+  /**
+   * longest wait between retries of one item that the gateway, reachable, fails with a 5xx, ms. Default 300 000
+   * (5 minutes). Items never wait on their own while the link is down: the link is retried instead.
+   */
   readonly maxBackoffMs?: number;
+  /** longest wait between two checks of a link that is down, ms (1 s, doubling up to this). Default 30 000. */
+  readonly linkRetryMaxMs?: number;
   /** one request's time limit, ms. Default 120 000. */
   readonly requestTimeoutMs?: number;
+  /** time limit of a link check (`GET /api/v1/me`), ms. Default 10 000. */
+  readonly probeTimeoutMs?: number;
   /** DICOM files larger than this go up in resumable chunks of this many bytes. Default 8 MiB. */
   readonly uploadChunkBytes?: number;
   /** CA and client certificate for the gateway (mTLS); default: plain HTTPS with the system's CAs */
@@ -39,6 +49,10 @@ export interface LinkStatus {
   readonly failed: number;
   readonly lastSuccessAt: string | null;
   readonly lastError: string | null;
+  /** when the link went down (null while online) */
+  readonly offlineSince: string | null;
+  /** when the link is checked next while down (null while online) */
+  readonly nextRetryAt: string | null;
 }
 
 class TransientError extends Error {}
@@ -55,18 +69,25 @@ class UploadOffsetError extends TransientError {
 }
 
 /**
- * Sends the outbox to the gateway, one item at a time, in order: results and previews before DICOM files, stat
- * before urgent before routine, then oldest. A network failure or a 5xx waits and tries again (backing off up to
- * five minutes) for as long as it takes; a refusal (4xx) is kept as failed with its reason. Every item is
+ * Sends the outbox to the gateway, one item at a time, in order: stat before urgent before routine, within one
+ * results and previews before DICOM files, then oldest. When the link is down the link is retried, not each item:
+ * one check (`GET /api/v1/me`) per round, 1 s doubling up to `linkRetryMaxMs`, one log line a round; once it
+ * answers, every waiting item is due at once, in that order. An item that fails with a 5xx while the link is up
+ * backs off by itself (up to `maxBackoffMs`); a refusal (4xx) is kept as failed with its reason. Every item is
  * idempotent on the gateway, so a retry after a lost answer does not send anything twice in effect.
  */
 export class OutboxSender {
   readonly #deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void };
   readonly #options: Required<Omit<SenderOptions, 'tls'>>;
   readonly #fetch: GatewayFetch;
+  /** Unknown until the first check, which runs at once. */
   #state: LinkState = 'offline';
   #lastSuccessAt: string | null = null;
   #lastError: string | null = null;
+  #offlineSince: number | null = Date.now();
+  /** rounds of link checks failed in a row */
+  #failedRounds = 0;
+  #linkRetryAt = 0;
   #stopped = false;
   #wake: (() => void) | undefined;
   #loop: Promise<void> | undefined;
@@ -75,7 +96,7 @@ export class OutboxSender {
 
   constructor(deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void }, options: SenderOptions) {
     this.#deps = deps;
-    this.#options = { pollMs: 15_000, maxBackoffMs: 300_000, requestTimeoutMs: 120_000, uploadChunkBytes: 8 * 1024 * 1024, ...options };
+    this.#options = { pollMs: 15_000, maxBackoffMs: 300_000, linkRetryMaxMs: 30_000, requestTimeoutMs: 120_000, probeTimeoutMs: 10_000, uploadChunkBytes: 8 * 1024 * 1024, ...options };
     this.#fetch = createGatewayFetch(options.tls);
   }
 
@@ -88,6 +109,8 @@ export class OutboxSender {
       failed: outbox.failedCount(),
       lastSuccessAt: this.#lastSuccessAt,
       lastError: this.#lastError,
+      offlineSince: this.#state === 'online' || this.#offlineSince === null ? null : new Date(this.#offlineSince).toISOString(),
+      nextRetryAt: this.#state === 'online' ? null : new Date(this.#linkRetryAt).toISOString(),
     };
   }
 
@@ -109,7 +132,17 @@ export class OutboxSender {
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
-      if (Date.now() - this.#lastPoll >= this.#options.pollMs && this.#state !== 'unauthorized') await this.#pollConsults();
+      if (this.#state !== 'online') {
+        const wait = this.#linkRetryAt - Date.now();
+        // New work does not hurry a link that is down: only the next round's check does.
+        if (wait > 0) await this.#sleep(wait);
+        else await this.#checkLink();
+        continue;
+      }
+      if (Date.now() - this.#lastPoll >= this.#options.pollMs) {
+        await this.#pollConsults();
+        continue;
+      }
       const item = this.#deps.outbox.next(Date.now());
       if (!item) {
         const due = this.#deps.outbox.nextDueAt();
@@ -121,14 +154,26 @@ export class OutboxSender {
     }
   }
 
+  /** One round of checking a link that is down: up, every waiting item is due; down, the next round is later. */
+  async #checkLink(): Promise<void> {
+    try {
+      await this.#request('GET', '/api/v1/me', {}, this.#options.probeTimeoutMs);
+      this.#linkUp();
+    } catch (err) {
+      if (!this.#stopped) this.#linkDown(err);
+    }
+  }
+
   async #send(item: OutboxItem): Promise<void> {
     const { outbox, log } = this.#deps;
     try {
       await this.#deliver(item);
+      crashPoint(EdgeCrashPoint.ItemDelivered);
       outbox.done(item.id);
-      this.#online();
+      this.#linkUp();
       this.#deps.onChange(item.studyInstanceUid);
     } catch (err) {
+      if (this.#stopped) return;
       const message = (err as Error).message;
       if (err instanceof PermanentError) {
         outbox.fail(item.id, message);
@@ -136,11 +181,18 @@ export class OutboxSender {
         this.#deps.onChange(item.studyInstanceUid);
         return;
       }
-      this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
-      this.#lastError = message;
+      // The link or this item? A link that is down is retried as a whole, the item keeping its place in the order.
+      try {
+        if (err instanceof UnauthorizedError) throw err;
+        await this.#request('GET', '/api/v1/me', {}, this.#options.probeTimeoutMs);
+      } catch (linkErr) {
+        outbox.attempted(item.id, message);
+        this.#linkDown(linkErr);
+        return;
+      }
       const backoff = Math.min(this.#options.maxBackoffMs, 1000 * 2 ** Math.min(item.attempts, 16));
       outbox.retryLater(item.id, message, Date.now() + backoff * (0.8 + Math.random() * 0.4));
-      log.info({ outboxId: item.id, kind: item.kind, attempts: item.attempts + 1, retryInMs: Math.round(backoff) }, 'gateway unreachable, will retry');
+      log.warn({ outboxId: item.id, kind: item.kind, attempts: item.attempts + 1, retryInMs: Math.round(backoff), error: message }, 'gateway failed an item, will retry it');
     }
   }
 
@@ -154,6 +206,7 @@ export class OutboxSender {
         headers: { 'content-type': 'application/json' },
       });
       const { consultId } = (await res.json()) as { consultId: string };
+      // A crash here repeats the request, which the gateway answers with the same consult (one per station and study).
       this.#deps.outbox.updateConsult(item.studyInstanceUid, { consultId, status: consult.status === 'pending' ? 'queued' : consult.status });
       return;
     }
@@ -210,6 +263,7 @@ export class OutboxSender {
               headers: { 'content-type': 'application/octet-stream', 'x-upload-length': String(size) },
             });
             offset = ((await res.json()) as { offset: number }).offset;
+            crashPoint(EdgeCrashPoint.ChunkDelivered);
           } catch (err) {
             // The same offset back would loop for ever: retry later instead, like any other transient failure.
             if (!(err instanceof UploadOffsetError) || err.offset === offset) throw err;
@@ -235,11 +289,10 @@ export class OutboxSender {
     const { outbox, log } = this.#deps;
     // The page shows whether the hospital is reachable, and accepts this station's token, even with nothing to send.
     try {
-      await this.#request('GET', '/api/v1/me', {});
-      this.#online();
+      await this.#request('GET', '/api/v1/me', {}, this.#options.probeTimeoutMs);
+      this.#linkUp();
     } catch (err) {
-      this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
-      this.#lastError = (err as Error).message;
+      if (!this.#stopped) this.#linkDown(err);
       return;
     }
     for (const consult of outbox.openConsults()) {
@@ -251,25 +304,24 @@ export class OutboxSender {
           log.info({ consultId: consult.consultId, status: answer.status }, 'consult updated');
           this.#deps.onChange(consult.studyInstanceUid);
         }
-        this.#online();
+        this.#linkUp();
       } catch (err) {
         if (!(err instanceof PermanentError)) {
-          this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
-          this.#lastError = (err as Error).message;
+          if (!this.#stopped) this.#linkDown(err);
           return;
         }
       }
     }
   }
 
-  async #request(method: string, route: string, init: { body?: RequestInit['body']; headers?: Record<string, string> }): Promise<Response> {
+  async #request(method: string, route: string, init: { body?: RequestInit['body']; headers?: Record<string, string> }, timeoutMs = this.#options.requestTimeoutMs): Promise<Response> {
     let res: Response;
     try {
       res = await this.#fetch(new URL(route, this.#options.gateway.url), {
         method,
         ...init,
         headers: { ...init.headers, authorization: `Bearer ${this.#options.gateway.token}` },
-        signal: AbortSignal.any([this.#inflight.signal, AbortSignal.timeout(this.#options.requestTimeoutMs)]),
+        signal: AbortSignal.any([this.#inflight.signal, AbortSignal.timeout(timeoutMs)]),
         ...(init.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       } as RequestInit);
     } catch (err) {
@@ -285,10 +337,33 @@ export class OutboxSender {
     throw new PermanentError(detail);
   }
 
-  #online(): void {
+  #linkUp(): void {
+    const wasDown = this.#state !== 'online';
     this.#state = 'online';
     this.#lastSuccessAt = new Date().toISOString();
     this.#lastError = null;
+    if (!wasDown) return;
+    // Whatever waited on the link goes now, most urgent first; consults are asked about at once too.
+    const due = this.#deps.outbox.dueNow();
+    const downMs = this.#offlineSince === null ? 0 : Date.now() - this.#offlineSince;
+    this.#deps.log.info({ pending: this.#deps.outbox.pendingCount(), madeDue: due, downMs, rounds: this.#failedRounds }, 'gateway reachable');
+    this.#offlineSince = null;
+    this.#failedRounds = 0;
+    this.#lastPoll = 0;
+  }
+
+  /** A round failed: the link is down (or refuses our token) until a later round's check answers. One log line. */
+  #linkDown(err: unknown): void {
+    const wasUp = this.#state === 'online';
+    this.#state = err instanceof UnauthorizedError ? 'unauthorized' : 'offline';
+    this.#lastError = (err as Error).message;
+    this.#offlineSince ??= Date.now();
+    this.#failedRounds += 1;
+    const backoff = Math.min(this.#options.linkRetryMaxMs, 1000 * 2 ** Math.min(this.#failedRounds - 1, 16)) * (0.8 + Math.random() * 0.4);
+    this.#linkRetryAt = Date.now() + backoff;
+    const fields = { state: this.#state, round: this.#failedRounds, retryInMs: Math.round(backoff), pending: this.#deps.outbox.pendingCount(), error: this.#lastError };
+    if (wasUp || this.#failedRounds === 1) this.#deps.log.warn(fields, 'gateway unreachable');
+    else this.#deps.log.info(fields, 'gateway still unreachable, will retry');
   }
 
   #sleep(ms: number): Promise<void> {

@@ -3,12 +3,14 @@ import { MessageChannel } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { CxrError, type GoldenReport, type ThresholdOverrides, type TriageResult } from '@cxr/inference';
 import type { Logger } from '../log.js';
-import type { InstanceRecord, SpoolDb } from '../spool/db.js';
+import type { InstanceRecord } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
+import type { InstanceStages } from '../spool/stages.js';
 import type { DeployedModel, InferenceOutcome, InferenceTask } from './worker.js';
 
 export interface ProcessorDeps {
-  readonly db: SpoolDb;
+  /** writes each stage with the outbox items it implies */
+  readonly stages: InstanceStages;
   readonly spool: Spool;
   readonly log: Logger;
   /** Told of every change to an instance, for the page's live updates; `done` once its images are drawn too. */
@@ -135,11 +137,17 @@ export class InferenceProcessor {
     await slot?.pool.destroy();
   }
 
-  /** Takes up what was received but not processed before a restart; call once a model is active. */
+  /**
+   * Takes up every instance a restart found unfinished (received, or with its early result only: it runs again
+   * from its file, which gives the same result and draws the images); call once a model is active.
+   */
   resumePending(): void {
-    const pending = this.#deps.db.pending();
-    if (pending.length > 0) this.#deps.log.info({ count: pending.length }, 'resuming unfinished instances');
-    for (const record of pending) this.enqueue(record);
+    const unfinished = this.#deps.stages.unfinished();
+    if (unfinished.length > 0) {
+      const early = unfinished.filter((r) => r.status === 'inferred').length;
+      this.#deps.log.info({ count: unfinished.length, earlyResultOnly: early }, 'resuming unfinished instances');
+    }
+    for (const record of unfinished) this.enqueue(record);
   }
 
   get model(): DeployedModel | undefined {
@@ -157,11 +165,6 @@ export class InferenceProcessor {
 
   counts(): ModelCounts {
     return { studies: this.#active?.studies.size ?? 0, failed: this.#active?.failedStudies.size ?? 0 };
-  }
-
-  /** True while an instance is being processed (its result may already show; its images are coming). */
-  isProcessing(id: number): boolean {
-    return this.#queued.has(id);
   }
 
   get queueDepth(): number {
@@ -194,7 +197,7 @@ export class InferenceProcessor {
           this.#record(slot, record, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${this.#options.timeoutMs ?? 120_000} ms` }, preview: null });
           return;
         }
-        // The worker itself died or the pool closed: leave the row `received`, a restart retries it.
+        // The worker itself died or the pool closed: the instance stays unfinished and a restart runs it again.
         if (!this.#stopping) this.#deps.log.error({ instanceId: record.id, err: (err as Error).message }, 'inference worker failed');
       })
       .finally(() => {
@@ -206,29 +209,27 @@ export class InferenceProcessor {
   }
 
   #recordEarly(id: number, result: TriageResult): void {
-    // Messages on two ports are not ordered: never overwrite the final record with the early one.
-    if (this.#deps.db.get(id)?.status !== 'received') return;
-    this.#deps.db.markInferred(id, result, { preview: null, heatmap: null });
-    const record = this.#deps.db.get(id);
+    // Messages on two ports are not ordered: only a `received` row takes the early result, never a final one.
+    const record = this.#deps.stages.earlyResult(id, result);
     if (record) this.#deps.onChange(record, 'result');
   }
 
   #record(slot: Slot, record: InstanceRecord, outcome: InferenceOutcome): void {
-    const { db, log } = this.#deps;
+    const { stages, log } = this.#deps;
     const id = record.id;
     slot.studies.add(record.studyInstanceUid);
+    let updated: InstanceRecord | undefined;
     if (outcome.ok) {
-      db.markInferred(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel });
+      updated = stages.complete(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel });
       log.info(
         { instanceId: id, applicable: outcome.result.applicable, priority: outcome.result.priority, ms: outcome.result.timingsMs.total, model: `${slot.model.name}@${slot.model.version}` },
         'inferred',
       );
     } else {
       slot.failedStudies.add(record.studyInstanceUid);
-      db.markFailed(id, outcome.error, { preview: this.#relative(outcome.preview) });
+      updated = stages.failed(id, outcome.error, { preview: this.#relative(outcome.preview) });
       log.warn({ instanceId: id, code: outcome.error.code }, 'inference failed');
     }
-    const updated = db.get(id);
     if (updated) this.#deps.onChange(updated, 'done');
   }
 

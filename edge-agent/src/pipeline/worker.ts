@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import {
   analyzeBytes,
+  crashPoint,
   errorLine,
   loadModel,
   pickHeatmapLabel,
@@ -18,6 +19,7 @@ import {
   type ThresholdOverrides,
   type TriageResult,
 } from '@cxr/inference';
+import { EdgeCrashPoint } from '../crash-points.js';
 
 export interface InferenceTask {
   readonly instanceId: number;
@@ -93,6 +95,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
     if (analysis.source) {
       const rendered = await renderPreview(analysis.source);
       preview = await writeAtomically(path.join(task.derivedDir, 'preview.png'), rendered.png);
+      crashPoint(EdgeCrashPoint.PreviewWritten);
       let heatmap: string | null = null;
       let heatmapLabel: string | null = null;
       const { result } = analysis;

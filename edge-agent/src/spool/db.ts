@@ -40,6 +40,11 @@ export interface InstanceRecord {
   readonly previewFile: string | null;
   readonly heatmapFile: string | null;
   readonly heatmapLabel: string | null;
+  /**
+   * Every stage is done: the result and its images are stored (or the failure is). An `inferred` instance that is
+   * not complete has its early result only; a restart finishes it.
+   */
+  readonly complete: boolean;
 }
 
 export type NewInstance = Pick<
@@ -102,6 +107,7 @@ interface Row {
   preview_file: string | null;
   heatmap_file: string | null;
   heatmap_label: string | null;
+  complete: number;
 }
 
 const migrations = [
@@ -158,6 +164,14 @@ const migrations = [
      updated_at TEXT NOT NULL,
      report_json TEXT
    )`,
+  'ALTER TABLE instances ADD COLUMN complete INTEGER NOT NULL DEFAULT 0',
+  // Rows written before stages were recorded: an `inferred` row without a preview may be one a crash cut after its
+  // early result, so it is finished again (running it twice gives the same result).
+  "UPDATE instances SET complete = 1 WHERE status = 'failed' OR (status = 'inferred' AND preview_file IS NOT NULL)",
+  'CREATE INDEX instances_unfinished ON instances (complete, id)',
+  // The outbox goes by urgency first: a stat study's DICOM before a routine study's result.
+  'DROP INDEX outbox_due',
+  'CREATE INDEX outbox_due ON outbox (done_at, failed, priority_rank, phase, created_at)',
 ];
 
 function toRecord(row: Row): InstanceRecord {
@@ -196,6 +210,7 @@ function toRecord(row: Row): InstanceRecord {
     previewFile: row.preview_file,
     heatmapFile: row.heatmap_file,
     heatmapLabel: row.heatmap_label,
+    complete: row.complete === 1,
   };
 }
 
@@ -269,24 +284,55 @@ export class SpoolDb {
     return this.#db.prepare('SELECT 1 FROM instances WHERE file = ? LIMIT 1').get(file) !== undefined;
   }
 
-  /** Instances received but not yet processed, oldest first: the work a restart must finish. */
-  pending(): InstanceRecord[] {
-    return (this.#db.prepare("SELECT * FROM instances WHERE status = 'received' ORDER BY id").all() as Row[]).map(toRecord);
+  /** Instances with a stage still to do (received, or with their early result only), oldest first: a restart's work. */
+  unfinished(): InstanceRecord[] {
+    return (this.#db.prepare('SELECT * FROM instances WHERE complete = 0 ORDER BY id').all() as Row[]).map(toRecord);
   }
 
-  markInferred(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null; heatmapLabel?: string | null }): void {
+  /** Every instance, oldest first. */
+  all(): InstanceRecord[] {
+    return (this.#db.prepare('SELECT * FROM instances ORDER BY id').all() as Row[]).map(toRecord);
+  }
+
+  /** Every complete instance with a result, oldest first (for reconciling the outbox at start). */
+  completeWithResult(): InstanceRecord[] {
+    return (this.#db.prepare("SELECT * FROM instances WHERE complete = 1 AND status = 'inferred' ORDER BY id").all() as Row[]).map(toRecord);
+  }
+
+  /**
+   * The early result: shown at once, while the preview and heatmap are drawn. Only a `received` row takes it, so a
+   * late message never overwrites a final record. Returns whether the row changed. Call inside a transaction with the
+   * outbox items it implies (spool/stages.ts).
+   */
+  setEarlyResult(id: number, result: TriageResult): boolean {
+    const info = this.#db
+      .prepare(
+        `UPDATE instances SET status = 'inferred', processed_at = ?, result_json = ?, priority = ?, error_code = NULL, error_message = NULL
+         WHERE id = ? AND status = 'received'`,
+      )
+      .run(new Date().toISOString(), JSON.stringify(result), result.applicable ? result.priority : null, id);
+    return info.changes === 1;
+  }
+
+  /** The final record of an analysed instance: its result and the images drawn from it. */
+  setComplete(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null; heatmapLabel: string | null }): void {
     this.#db
       .prepare(
-        `UPDATE instances SET status = 'inferred', processed_at = ?, result_json = ?, priority = ?, error_code = NULL,
+        `UPDATE instances SET status = 'inferred', complete = 1, processed_at = ?, result_json = ?, priority = ?, error_code = NULL,
            error_message = NULL, preview_file = ?, heatmap_file = ?, heatmap_label = ? WHERE id = ?`,
       )
-      .run(new Date().toISOString(), JSON.stringify(result), result.applicable ? result.priority : null, files.preview, files.heatmap, files.heatmapLabel ?? null, id);
+      .run(new Date().toISOString(), JSON.stringify(result), result.applicable ? result.priority : null, files.preview, files.heatmap, files.heatmapLabel, id);
   }
 
-  markFailed(id: number, error: { code: string; message: string }, files: { preview: string | null } = { preview: null }): void {
+  setFailed(id: number, error: { code: string; message: string }, files: { preview: string | null }): void {
     this.#db
-      .prepare(`UPDATE instances SET status = 'failed', processed_at = ?, error_code = ?, error_message = ?, preview_file = ? WHERE id = ?`)
+      .prepare(`UPDATE instances SET status = 'failed', complete = 1, processed_at = ?, error_code = ?, error_message = ?, preview_file = ? WHERE id = ?`)
       .run(new Date().toISOString(), error.code, error.message, files.preview, id);
+  }
+
+  /** Runs `fn` in one IMMEDIATE transaction: every write in it commits together or not at all. */
+  transaction<T>(fn: () => T): T {
+    return this.#db.transaction(fn).immediate();
   }
 
   /** Studies with their instances, newest first (by the latest instance received). */
@@ -324,139 +370,3 @@ export class SpoolDb {
   }
 }
 
-export type OutboxKind = 'result' | 'preview' | 'heatmap' | 'dicom' | 'consult';
-
-export interface OutboxItem {
-  readonly id: number;
-  readonly kind: OutboxKind;
-  readonly instanceId: number | null;
-  readonly studyInstanceUid: string;
-  readonly attempts: number;
-  readonly createdAt: string;
-}
-
-export type ConsultStatus = 'pending' | 'queued' | 'claimed' | 'reported';
-
-export interface ConsultRecord {
-  readonly studyInstanceUid: string;
-  readonly consultId: string | null;
-  readonly status: ConsultStatus;
-  readonly reason: 'policy' | 'requested';
-  readonly note: string | null;
-  readonly priority: Priority;
-  readonly requestedAt: string;
-  readonly updatedAt: string;
-  readonly report: Record<string, unknown> | null;
-}
-
-const rankOf: Record<Priority, number> = { stat: 0, urgent: 1, routine: 2 };
-
-/** The outbox and consult state live in the same database as the spool: one commit covers both. */
-export class OutboxDb {
-  readonly #db: Database.Database;
-
-  constructor(spool: SpoolDb) {
-    this.#db = spool.raw;
-  }
-
-  /** Idempotent: an item already queued (or sent) for this instance and kind is not added again. */
-  add(item: { kind: OutboxKind; instanceId: number | null; studyInstanceUid: string; priority: Priority }): void {
-    // Results, previews and consult requests go before the DICOM files.
-    const phase = item.kind === 'dicom' ? 1 : 0;
-    this.#db
-      .prepare(
-        `INSERT OR IGNORE INTO outbox (kind, instance_id, study_instance_uid, phase, priority_rank, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      )
-      .run(item.kind, item.instanceId ?? -1, item.studyInstanceUid, phase, rankOf[item.priority], new Date().toISOString());
-  }
-
-  /** The next item due: results before files, stat before urgent before routine, then oldest. */
-  next(now: number): OutboxItem | undefined {
-    const row = this.#db
-      .prepare(
-        `SELECT id, kind, instance_id, study_instance_uid, attempts, created_at FROM outbox
-         WHERE done_at IS NULL AND failed = 0 AND next_attempt_at <= ?
-         ORDER BY phase, priority_rank, created_at, id LIMIT 1`,
-      )
-      .get(now) as { id: number; kind: OutboxKind; instance_id: number; study_instance_uid: string; attempts: number; created_at: string } | undefined;
-    return row
-      ? { id: row.id, kind: row.kind, instanceId: row.instance_id === -1 ? null : row.instance_id, studyInstanceUid: row.study_instance_uid, attempts: row.attempts, createdAt: row.created_at }
-      : undefined;
-  }
-
-  /** Soonest retry time of the items waiting, for the sender's sleep. */
-  nextDueAt(): number | undefined {
-    const row = this.#db.prepare('SELECT MIN(next_attempt_at) AS t FROM outbox WHERE done_at IS NULL AND failed = 0').get() as { t: number | null };
-    return row.t ?? undefined;
-  }
-
-  done(id: number): void {
-    this.#db.prepare('UPDATE outbox SET done_at = ?, last_error = NULL WHERE id = ?').run(new Date().toISOString(), id);
-  }
-
-  retryLater(id: number, error: string, at: number): void {
-    this.#db.prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?').run(error, at, id);
-  }
-
-  fail(id: number, error: string): void {
-    this.#db.prepare('UPDATE outbox SET attempts = attempts + 1, last_error = ?, failed = 1 WHERE id = ?').run(error, id);
-  }
-
-  pendingCount(): number {
-    return (this.#db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE done_at IS NULL AND failed = 0').get() as { n: number }).n;
-  }
-
-  pendingStudies(): number {
-    return (this.#db.prepare('SELECT COUNT(DISTINCT study_instance_uid) AS n FROM outbox WHERE done_at IS NULL AND failed = 0').get() as { n: number }).n;
-  }
-
-  failedCount(): number {
-    return (this.#db.prepare('SELECT COUNT(*) AS n FROM outbox WHERE failed = 1').get() as { n: number }).n;
-  }
-
-  requestConsult(input: { studyInstanceUid: string; reason: 'policy' | 'requested'; note: string | null; priority: Priority }): ConsultRecord {
-    const now = new Date().toISOString();
-    this.#db
-      .prepare(
-        `INSERT INTO consults (study_instance_uid, consult_id, status, reason, note, priority, requested_at, updated_at)
-         VALUES (?, NULL, 'pending', ?, ?, ?, ?, ?)
-         ON CONFLICT (study_instance_uid) DO UPDATE SET
-           note = COALESCE(excluded.note, consults.note),
-           reason = CASE WHEN excluded.reason = 'requested' THEN 'requested' ELSE consults.reason END`,
-      )
-      .run(input.studyInstanceUid, input.reason, input.note, input.priority, now, now);
-    this.add({ kind: 'consult', instanceId: null, studyInstanceUid: input.studyInstanceUid, priority: input.priority });
-    return this.consult(input.studyInstanceUid) as ConsultRecord;
-  }
-
-  consult(studyInstanceUid: string): ConsultRecord | undefined {
-    const row = this.#db.prepare('SELECT * FROM consults WHERE study_instance_uid = ?').get(studyInstanceUid) as
-      | { study_instance_uid: string; consult_id: string | null; status: ConsultStatus; reason: 'policy' | 'requested'; note: string | null; priority: Priority; requested_at: string; updated_at: string; report_json: string | null }
-      | undefined;
-    if (!row) return undefined;
-    return {
-      studyInstanceUid: row.study_instance_uid,
-      consultId: row.consult_id,
-      status: row.status,
-      reason: row.reason,
-      note: row.note,
-      priority: row.priority,
-      requestedAt: row.requested_at,
-      updatedAt: row.updated_at,
-      report: row.report_json ? (JSON.parse(row.report_json) as Record<string, unknown>) : null,
-    };
-  }
-
-  /** Consults sent and not yet answered: the ones to ask the gateway about. */
-  openConsults(): ConsultRecord[] {
-    const uids = this.#db.prepare("SELECT study_instance_uid FROM consults WHERE consult_id IS NOT NULL AND status != 'reported'").all() as { study_instance_uid: string }[];
-    return uids.map((u) => this.consult(u.study_instance_uid)).filter((c): c is ConsultRecord => c !== undefined);
-  }
-
-  updateConsult(studyInstanceUid: string, update: { consultId?: string; status: ConsultStatus; report?: Record<string, unknown> | null }): void {
-    this.#db
-      .prepare('UPDATE consults SET consult_id = COALESCE(?, consult_id), status = ?, report_json = COALESCE(?, report_json), updated_at = ? WHERE study_instance_uid = ?')
-      .run(update.consultId ?? null, update.status, update.report ? JSON.stringify(update.report) : null, new Date().toISOString(), studyInstanceUid);
-  }
-}

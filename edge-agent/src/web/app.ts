@@ -7,7 +7,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.js';
 import type { RunningModel } from '../sync/model-sync.js';
 import type { LinkStatus } from '../outbox/sender.js';
-import type { ConsultRecord, InstanceRecord, OutboxDb, SpoolDb } from '../spool/db.js';
+import type { ConsultRecord, OutboxDb } from '../outbox/outbox-db.js';
+import type { InstanceRecord, SpoolDb } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
 import { toStudyView } from './studies.js';
 
@@ -17,8 +18,6 @@ export interface EdgeAppDeps {
   readonly log: Logger;
   /** What the health route reports; read on every request. */
   readonly status: () => { ready: boolean; model: RunningModel | undefined; aeTitle: string; dicomPort: number; queue: number };
-  /** True while an instance's images are still being drawn. */
-  readonly isProcessing: (instanceId: number) => boolean;
   readonly outbox: OutboxDb;
   /** The hospital link's state; undefined when the agent works alone. */
   readonly link: () => LinkStatus | undefined;
@@ -65,13 +64,13 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     const limit = request.query.limit ? Math.max(1, Math.min(1000, Number(request.query.limit) || 200)) : 200;
     return deps.db
       .studies({ limit, ...(since && !Number.isNaN(since.getTime()) ? { since } : {}) })
-      .map((s) => toStudyView(s.studyInstanceUid, s.instances, deps.isProcessing, deps.outbox.consult(s.studyInstanceUid)));
+      .map((s) => toStudyView(s.studyInstanceUid, s.instances, deps.outbox.consult(s.studyInstanceUid)));
   });
 
   app.get<{ Params: { uid: string } }>('/api/studies/:uid', async (request, reply) => {
     const records = deps.db.study(request.params.uid);
     if (records.length === 0) return reply.code(404).send({ error: { code: 'CXR_NOT_FOUND', message: 'no such study' } });
-    return toStudyView(request.params.uid, records, deps.isProcessing, deps.outbox.consult(request.params.uid));
+    return toStudyView(request.params.uid, records, deps.outbox.consult(request.params.uid));
   });
 
   app.get('/api/link', async () => deps.link() ?? { state: 'disabled', pending: 0, pendingStudies: 0, failed: 0, lastSuccessAt: null, lastError: null });

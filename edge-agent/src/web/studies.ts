@@ -1,6 +1,7 @@
 import type { Priority, TriageResult } from '@cxr/inference';
 import { higherPriority } from '@cxr/inference';
-import type { ConsultRecord, InstanceRecord, InstanceStatus } from '../spool/db.js';
+import type { ConsultRecord } from '../outbox/outbox-db.js';
+import type { InstanceRecord, InstanceStatus } from '../spool/db.js';
 
 /** One instance as the page and outside checks see it. */
 export interface InstanceView {
@@ -51,12 +52,7 @@ export interface StudyView {
   };
 }
 
-export function toStudyView(
-  studyInstanceUid: string,
-  records: readonly InstanceRecord[],
-  isProcessing: (id: number) => boolean = () => false,
-  consult?: ConsultRecord,
-): StudyView {
+export function toStudyView(studyInstanceUid: string, records: readonly InstanceRecord[], consult?: ConsultRecord): StudyView {
   const first = records[0];
   let priority: Priority | null = null;
   for (const r of records) {
@@ -74,14 +70,14 @@ export function toStudyView(
     studyTime: first?.studyTime ?? null,
     accessionNumber: first?.accessionNumber ?? null,
     description: first?.studyDescription ?? null,
-    instances: records.map((r) => toInstanceView(r, isProcessing(r.id))),
+    instances: records.map(toInstanceView),
     consult: consult
       ? { status: consult.status, reason: consult.reason, note: consult.note, requestedAt: consult.requestedAt, ...(consult.report ? { report: consult.report } : {}) }
       : null,
   };
 }
 
-function toInstanceView(r: InstanceRecord, processing: boolean): InstanceView {
+function toInstanceView(r: InstanceRecord): InstanceView {
   return {
     id: r.id,
     sopInstanceUid: r.sopInstanceUid,
@@ -98,7 +94,7 @@ function toInstanceView(r: InstanceRecord, processing: boolean): InstanceView {
     modality: r.modality,
     previewUrl: r.previewFile ? `/api/instances/${r.id}/preview.png` : null,
     heatmapUrl: r.heatmapFile ? `/api/instances/${r.id}/heatmap.png` : null,
-    previewPending: processing && r.status === 'inferred' && !r.previewFile,
+    previewPending: r.status === 'inferred' && !r.complete,
     heatmapLabel: r.heatmapLabel,
   };
 }

@@ -1,3 +1,3 @@
 export { activate, type Activation } from './activation.js';
 export { checkApplicability, type GateResult, type ImageFacts } from './applicability.js';
-export { higherPriority, round6, triage, type ThresholdOverrides } from './triage.js';
+export { higherPriority, round6, triage, urgencyRank, type ThresholdOverrides } from './triage.js';

@@ -6,6 +6,11 @@ export function higherPriority(a: Priority, b: Priority): Priority {
   return rank[a] >= rank[b] ? a : b;
 }
 
+/** Place in a queue that serves the most urgent first: stat 0, urgent 1, routine 2. */
+export function urgencyRank(priority: Priority): number {
+  return rank.stat - rank[priority];
+}
+
 /** Per-site overrides of a label's threshold (the registry stores them with each deployment). */
 export type ThresholdOverrides = Readonly<Record<string, number>>;
 

@@ -1,0 +1,140 @@
+import { crashPoint, higherPriority, type Priority, type TriageResult } from '@cxr/inference';
+import { EdgeCrashPoint } from '../crash-points.js';
+import type { ConsultRecord, OutboxDb } from '../outbox/outbox-db.js';
+import type { InstanceRecord, SpoolDb } from './db.js';
+
+/** What goes to the hospital, and when a study asks for a consult by itself. */
+export interface ForwardingPolicy {
+  /** false when the agent works alone: nothing is queued for a gateway */
+  readonly enabled: boolean;
+  /** AI priorities whose studies ask for a consult without anyone pressing the button */
+  readonly consultPriorities: readonly Priority[];
+}
+
+/**
+ * The stages of an instance (received -> early result -> complete, or failed) and what each implies for the
+ * hospital, written together: every stage change and its outbox items commit in one transaction, so a crash leaves
+ * either the old stage or the new one with everything it owes the gateway, never a result the hospital will not
+ * hear of. `unfinished()` is what a restart must take up again.
+ */
+export class InstanceStages {
+  readonly #db: SpoolDb;
+  readonly #outbox: OutboxDb;
+  readonly #policy: ForwardingPolicy;
+
+  constructor(deps: { db: SpoolDb; outbox: OutboxDb }, policy: ForwardingPolicy) {
+    this.#db = deps.db;
+    this.#outbox = deps.outbox;
+    this.#policy = policy;
+  }
+
+  /**
+   * The model has run; the images are still being drawn. The result and, for an urgent study, its consult
+   * request go out now: a preview that fails to draw never holds back an urgent film. Undefined when the instance
+   * had already moved on (a late message).
+   */
+  earlyResult(id: number, result: TriageResult): InstanceRecord | undefined {
+    const record = this.#db.transaction(() => {
+      if (!this.#db.setEarlyResult(id, result)) return undefined;
+      const updated = this.#db.get(id);
+      if (updated) this.#forward(updated, { images: false });
+      return updated;
+    });
+    if (record) crashPoint(EdgeCrashPoint.EarlyResultCommitted);
+    return record;
+  }
+
+  /** The result with its preview and heatmap: the instance is complete, and all of it goes to the hospital. */
+  complete(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null; heatmapLabel: string | null }): InstanceRecord | undefined {
+    const record = this.#db.transaction(() => {
+      this.#db.setComplete(id, result, files);
+      const updated = this.#db.get(id);
+      if (updated) this.#forward(updated, { images: true });
+      return updated;
+    });
+    crashPoint(EdgeCrashPoint.CompleteCommitted);
+    return record;
+  }
+
+  /** The instance cannot be analysed (its error is kept and shown); nothing of it goes out by itself. */
+  failed(id: number, error: { code: string; message: string }, files: { preview: string | null }): InstanceRecord | undefined {
+    return this.#db.transaction(() => {
+      this.#db.setFailed(id, error, files);
+      return this.#db.get(id);
+    });
+  }
+
+  /**
+   * A consult asked for by hand (the page's button): the request and every analysed instance of the study, in one
+   * commit, even when its priority would not have sent them. One consult per study: asking again returns it.
+   * Undefined for an unknown study.
+   */
+  requestConsult(studyInstanceUid: string, note: string | null): ConsultRecord | undefined {
+    return this.#db.transaction(() => {
+      const records = this.#db.study(studyInstanceUid);
+      if (records.length === 0) return undefined;
+      const existing = this.#outbox.consult(studyInstanceUid);
+      if (existing) return existing;
+      const priority = studyPriority(records);
+      const consult = this.#outbox.requestConsult({ studyInstanceUid, reason: 'requested', note, priority });
+      for (const record of records) this.#queueInstance(record, priority, { images: record.complete });
+      return consult;
+    });
+  }
+
+  /** Instances a restart must finish: received, or with their early result only. */
+  unfinished(): InstanceRecord[] {
+    return this.#db.unfinished();
+  }
+
+  /**
+   * At start: every complete instance has its outbox items (an agent that ran alone and is now linked sends what it
+   * holds; a database written by an older version is made whole). Items already there are left as they are.
+   * Returns the number of instances that lacked some.
+   */
+  reconcile(): number {
+    if (!this.#policy.enabled) return 0;
+    return this.#db.transaction(() => {
+      let repaired = 0;
+      for (const record of this.#db.completeWithResult()) {
+        const have = new Set(this.#outbox.itemsOf(record.id, record.studyInstanceUid).map((i) => i.kind));
+        if (owedItems(record, { images: true }).every((kind) => have.has(kind))) continue;
+        this.#forward(record, { images: true });
+        repaired += 1;
+      }
+      return repaired;
+    });
+  }
+
+  #forward(record: InstanceRecord, stage: { images: boolean }): void {
+    if (!this.#policy.enabled || record.status !== 'inferred' || !record.result) return;
+    const result = record.result;
+    const priority: Priority = result.applicable ? result.priority : 'routine';
+    this.#queueInstance(record, priority, stage);
+    if (result.applicable && this.#policy.consultPriorities.includes(result.priority)) {
+      this.#outbox.requestConsult({ studyInstanceUid: record.studyInstanceUid, reason: 'policy', note: null, priority: result.priority });
+    }
+  }
+
+  #queueInstance(record: InstanceRecord, priority: Priority, stage: { images: boolean }): void {
+    if (record.status !== 'inferred' || !record.result) return;
+    for (const kind of owedItems(record, stage)) this.#outbox.add({ kind, instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority });
+  }
+}
+
+/** What an analysed instance owes the hospital: the result at once; its images and DICOM file once complete. */
+function owedItems(record: InstanceRecord, stage: { images: boolean }): ('result' | 'preview' | 'heatmap' | 'dicom')[] {
+  const kinds: ('result' | 'preview' | 'heatmap' | 'dicom')[] = ['result'];
+  if (!stage.images) return kinds;
+  if (record.previewFile) kinds.push('preview');
+  if (record.heatmapFile) kinds.push('heatmap');
+  kinds.push('dicom');
+  return kinds;
+}
+
+/** The highest AI priority among a study's applicable results, routine when none. */
+export function studyPriority(records: readonly InstanceRecord[]): Priority {
+  let priority: Priority = 'routine';
+  for (const r of records) if (r.result?.applicable) priority = higherPriority(priority, r.result.priority);
+  return priority;
+}
