@@ -17,6 +17,8 @@ export const EdgeConfigSchema = Type.Object({
   watchStableMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 1000, description: 'ms a watched file must stay unchanged' }),
   /** Refuse new instances (out of resources) when less than this is free on the spool's disk. */
   minFreeBytes: Type.Integer({ minimum: 0, default: 200 * 1024 * 1024, description: 'bytes that must stay free on the spool disk' }),
+  /** A DICOM sender silent this long (not one byte) has its association aborted and any partial file removed. */
+  dimseTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 60_000, description: 'ms a DICOM sender may stay silent before its association is aborted' }),
   inferenceThreads: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'threads for the model and the JPEG 2000 decoder' }),
   workers: Type.Integer({ minimum: 1, maximum: 16, default: 1, description: 'inference worker threads' }),
   gatewayUrl: Type.Optional(Type.String({ pattern: '^https?://', description: "the hospital gateway's address; without it the agent works alone" })),
@@ -60,6 +62,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   watchDir: 'CXR_EDGE_WATCH_DIR',
   watchStableMs: 'CXR_EDGE_WATCH_STABLE_MS',
   minFreeBytes: 'CXR_EDGE_MIN_FREE_BYTES',
+  dimseTimeoutMs: 'CXR_EDGE_DIMSE_TIMEOUT_MS',
   inferenceThreads: 'CXR_EDGE_THREADS',
   workers: 'CXR_EDGE_WORKERS',
   logLevel: 'CXR_EDGE_LOG_LEVEL',
@@ -77,7 +80,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   clientKey: 'CXR_EDGE_CLIENT_KEY',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'inferenceThreads', 'workers', 'gatewayPollMs', 'uploadChunkBytes', 'modelPollMs']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'gatewayPollMs', 'uploadChunkBytes', 'modelPollMs']);
 const booleans = new Set<keyof EdgeConfig>(['modelSync']);
 
 /**

@@ -36,6 +36,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)')
     .option('--workers <n>', 'inference worker threads (default 1)')
     .option('--min-free-bytes <n>', 'refuse new images below this much free disk (default 200 MiB)')
+    .option('--dimse-timeout-ms <ms>', 'abort a DICOM association whose sender stays silent this long, removing any partial file (default 60000)')
     .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
     .option('--station-id <id>', 'this station at the gateway (env CXR_EDGE_STATION_ID)')
     .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN)")
@@ -67,6 +68,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             inferenceThreads: opts.threads,
             workers: opts.workers,
             minFreeBytes: opts.minFreeBytes,
+            dimseTimeoutMs: opts.dimseTimeoutMs,
             logLevel: opts.logLevel,
             gatewayUrl: opts.gateway,
             stationId: opts.stationId,

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
-import type { Server as NetServer } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type * as DcmjsDimse from 'dcmjs-dimse';
-import type { Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { SopClass, isDecodableTransferSyntax } from '@cxr/inference';
 import type { Logger } from '../log.js';
 import { fileMetaHeader } from '../spool/part10.js';
@@ -16,7 +16,7 @@ const { Scp, Server, Dataset } = dimse;
 // Its own logger prints every PDU to stdout; our log says what matters, without patient data.
 dimse.log.setLevel('silent');
 const { CEchoResponse, CStoreResponse } = dimse.responses;
-const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
+const { AbortReason, AbortSource, PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
 type ScpInstance = InstanceType<typeof Scp>;
 type Association = Parameters<ScpInstance['associationRequested']>[0];
@@ -24,6 +24,10 @@ type CStoreRequest = Parameters<ScpInstance['cStoreRequest']>[0];
 type CStoreResponse = InstanceType<typeof CStoreResponse>;
 type PresentationContext = Parameters<ScpInstance['createStoreWritableStream']>[0];
 type DatasetInstance = InstanceType<typeof Dataset>;
+type ScpOptions = ConstructorParameters<typeof Scp>[1];
+
+/** Why a transfer ended before its last byte. */
+type CutShort = 'aborted' | 'connection closed' | 'stalled' | 'network error';
 
 /** Storage SOP classes the station's unit sends. */
 export const acceptedStorageClasses: ReadonlySet<string> = new Set([
@@ -43,7 +47,14 @@ export interface StoreScpDeps {
 export interface StoreScpOptions {
   readonly aeTitle: string;
   readonly port: number;
+  /** A sender silent this long (not one byte) has its association aborted and any partial file removed. Default 60 s. */
+  readonly idleTimeoutMs?: number;
 }
+
+export const defaultIdleTimeoutMs = 60_000;
+
+/** A writable that keeps nothing: what still arrives for an association that has ended. */
+const discard = (): Writable => new Writable({ write: (_chunk, _enc, callback) => callback() });
 
 /** The C-STORE / C-ECHO server. `listen()` resolves with the bound port. */
 export interface StoreScp {
@@ -56,9 +67,54 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
   // The dataset object dcmjs-dimse hands from the stream hook to cStoreRequest carries our pending file.
   const pendingFiles = new WeakMap<DatasetInstance, { writer: SpoolWriter; refusal?: SpoolRefusal }>();
 
+  const idleTimeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs;
+
   class CxrStoreScp extends Scp {
     #association: Association | undefined;
     #spaceRefusal: SpoolRefusal | undefined;
+    readonly #socket: Socket;
+    #ended = false;
+    /**
+     * The file of the dataset still arriving. dcmjs-dimse never tells the stream when an association dies
+     * mid-dataset (A-ABORT, a closed or failed socket, a stalled sender), so the SCP closes and deletes it itself.
+     */
+    #receiving: SpoolWriter | undefined;
+
+    constructor(socket: Socket, scpOptions?: ScpOptions) {
+      super(socket, scpOptions);
+      this.#socket = socket;
+      // Before dcmjs-dimse's own handler, which only reports a network error and half-closes the socket.
+      socket.prependListener('timeout', () => this.#cutShort('stalled', { sendAbort: true }));
+      socket.once('close', () => this.#cutShort('connection closed'));
+      // Its PDU timer (no whole PDU for pduTimeout: a trickling sender) has sent its A-ABORT already.
+      this.on('networkError', (err: Error) => this.#cutShort(/timeout/iu.test(err.message) ? 'stalled' : 'network error'));
+    }
+
+    /** Ends the association for good: the partial file (if any) is closed and deleted, nothing recorded or acknowledged. */
+    #cutShort(reason: CutShort, action: { sendAbort?: boolean } = {}): void {
+      const firstTime = !this.#ended;
+      this.#ended = true;
+      const writer = this.#receiving;
+      this.#receiving = undefined;
+      if (writer) {
+        log.warn({ reason, callingAe: this.#association?.getCallingAeTitle() }, 'C-STORE cut short: partial file removed, nothing acknowledged');
+        void writer.abort().catch((err: unknown) => log.error({ err }, 'could not remove a partial file'));
+      } else if (firstTime && reason === 'stalled') {
+        log.info({ idleTimeoutMs, callingAe: this.#association?.getCallingAeTitle() }, 'idle association aborted');
+      }
+      if (!firstTime || this.#socket.destroyed) return;
+      // The provider aborts (PS3.8). The sender may not be reading: the socket goes in any case.
+      if (action.sendAbort) this.sendAbort(AbortSource.ServiceProvider, AbortReason.NotSpecified);
+      if (reason === 'aborted') this.#socket.destroy();
+      else {
+        this.#socket.end();
+        setTimeout(() => this.#socket.destroy(), 2000).unref();
+      }
+    }
+
+    override abort(): void {
+      this.#cutShort('aborted');
+    }
 
     override associationRequested(association: Association): void {
       this.#association = association;
@@ -95,6 +151,7 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
     }
 
     override createStoreWritableStream(context: PresentationContext, request: CStoreRequest): Writable {
+      if (this.#ended) return discard();
       const header = fileMetaHeader({
         sopClassUid: request.getAffectedSopClassUid(),
         sopInstanceUid: request.getAffectedSopInstanceUid(),
@@ -102,16 +159,15 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
         sourceAeTitle: this.#association?.getCallingAeTitle(),
       });
       const writer = spool.beginWrite(header);
-      this.#currentWriter = writer;
+      this.#receiving = writer;
       return writer.stream;
     }
 
-    #currentWriter: SpoolWriter | undefined;
-
+    /** The last fragment is in: the file is complete and goes on to be stored, whatever happens to the socket now. */
     override createDatasetFromStoreWritableStream(_writable: Writable, context: PresentationContext, callback: (dataset: DatasetInstance) => void): void {
       const dataset = new Dataset({}, context.getAcceptedTransferSyntaxUid());
-      const writer = this.#currentWriter;
-      this.#currentWriter = undefined;
+      const writer = this.#receiving;
+      this.#receiving = undefined;
       if (writer) pendingFiles.set(dataset, { writer });
       callback(dataset);
     }
@@ -163,7 +219,10 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
   server.on('networkError', (err: Error) => log.warn({ err: err.message }, 'DICOM network error'));
   return {
     async listen(): Promise<number> {
-      server.listen(options.port);
+      // dcmjs-dimse's timers: connectTimeout is the socket's idle timeout (not one byte for that long), pduTimeout the
+      // time without a whole PDU (a sender trickling bytes). On their own they half-close the socket and leave the
+      // dataset's stream open: #cutShort does the rest. (Its associationTimeout never fires on the server side.)
+      server.listen(options.port, { connectTimeout: idleTimeoutMs, pduTimeout: 2 * idleTimeoutMs });
       // dcmjs-dimse does not report the bound port; read it from its net.Server.
       const netServer = (server as unknown as { server?: NetServer }).server;
       if (netServer && !netServer.listening) await new Promise<void>((resolve, reject) => {

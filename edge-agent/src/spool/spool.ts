@@ -142,7 +142,15 @@ export class Spool {
       },
       abort: async () => {
         stream.destroy();
-        file?.destroy();
+        // Wait for the descriptor to close: removing the name while the open is still queued would let the open
+        // create the file again afterwards.
+        if (file && !file.closed) {
+          const closing = file;
+          await new Promise<void>((resolve) => {
+            closing.once('close', () => resolve());
+            closing.destroy();
+          });
+        }
         await rm(tmpPath, { force: true });
       },
     };
