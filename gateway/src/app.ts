@@ -16,6 +16,7 @@ import { registerConsults } from './plugins/consults.js';
 import { registerIngest } from './plugins/ingest.js';
 import { registerUploads } from './plugins/uploads.js';
 import type { ConsultQueue } from './queue/consults.js';
+import { ConsultDesk } from './queue/desk.js';
 import type { ObjectStore } from './store/index.js';
 
 export interface GatewayDeps {
@@ -85,12 +86,13 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
   await app.register(fastifyStatic, { root: fileURLToPath(new URL('../public/', import.meta.url)), prefix: '/', index: ['index.html'] });
   await app.register(fastifyStatic, { root: sharedUiDir, prefix: '/shared/', decorateReply: false });
   const audit = new AuditTrail(deps.store);
-  registerIngest(app, { store: deps.store, queue: deps.queue, audit }, {
+  const desk = new ConsultDesk({ store: deps.store, queue: deps.queue });
+  registerIngest(app, { store: deps.store, desk, audit }, {
     maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024,
     maxPreviewBytes: options.maxPreviewBytes ?? 8 * 1024 * 1024,
   });
   registerUploads(app, { store: deps.store, audit }, { maxDicomBytes: options.maxDicomBytes ?? 512 * 1024 * 1024, ...(options.maxChunkBytes ? { maxChunkBytes: options.maxChunkBytes } : {}) });
-  registerConsults(app, { store: deps.store, queue: deps.queue, audit });
+  registerConsults(app, { store: deps.store, queue: deps.queue, desk, audit });
   // The model registry: its API, the stations' model sync and the ML engineer's page at /ml/.
   await registerModelRegistry(
     app,

@@ -4,5 +4,8 @@ export { AccountStore, type Role, type StationRecord, type UserRecord } from './
 export { SessionStore } from './accounts/sessions.js';
 export { GatewayError, GatewayErrors, type GatewayErrorCode } from './errors.js';
 export { createLogger, redactPaths } from './log.js';
-export { rebuildQueueFromStore } from './queue/rebuild.js';
+export { rebuildQueueFromStore, type RebuildSummary } from './queue/rebuild.js';
+export { RedisLossWatch, type RedisLossWatchOptions } from './queue/redis-loss.js';
+export { ConsultDesk, type ClaimRecord } from './queue/desk.js';
+export { GatewayCrashPoint, type GatewayCrashPointName } from './crash-points.js';
 export { ConsultQueue, type ConsultJob, type WorklistItem } from './queue/consults.js';

@@ -5,12 +5,18 @@ import { build } from '../app.js';
 import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
-import { rebuildQueueFromStore } from '../queue/rebuild.js';
+import { DEFAULT_REDIS_CHECK_INTERVAL_MS, RedisLossWatch } from '../queue/redis-loss.js';
 import { sweepStaleUploads } from '../plugins/uploads.js';
 import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 /** Chunks of an upload untouched for this long are removed at start (the station starts it again if it must). */
 const STALE_UPLOAD_MS = 7 * 24 * 3600 * 1000;
+
+function positiveMs(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number of milliseconds, at least 1');
+  return n;
+}
 
 function port(value: string): number {
   const n = Number(value);
@@ -64,11 +70,19 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--tls-cert <file>', "HTTPS: the gateway's certificate, PEM (env CXR_TLS_CERT)", process.env.CXR_TLS_CERT)
     .option('--tls-key <file>', "HTTPS: the gateway's private key, PEM (env CXR_TLS_KEY)", process.env.CXR_TLS_KEY)
     .option('--tls-ca <file>', 'mTLS: the CA that signs station certificates; each station must then present its own (env CXR_TLS_CA)', process.env.CXR_TLS_CA)
-    .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string; tlsCert?: string; tlsKey?: string; tlsCa?: string }) => {
+    .option(
+      '--redis-check-ms <ms>',
+      'how often to check that Redis still holds its data, in ms (also on every reconnect); if not, the queue is rebuilt from the store (env CXR_REDIS_CHECK_MS)',
+      positiveMs,
+      process.env.CXR_REDIS_CHECK_MS ? positiveMs(process.env.CXR_REDIS_CHECK_MS) : DEFAULT_REDIS_CHECK_INTERVAL_MS,
+    )
+    .action(async (opts: { store: string; redis: string; port: number; host: string; logLevel: string; tlsCert?: string; tlsKey?: string; tlsCa?: string; redisCheckMs: number }) => {
       const https = readTlsFiles(opts);
       const log = createLogger({ level: opts.logLevel });
       const context = await openContext({ store: opts.store, redis: opts.redis, log });
-      await rebuildQueueFromStore({ store: context.store, queue: context.queue, log });
+      // The start's rebuild, then a watch for a Redis that loses its data while this process serves.
+      const watch = new RedisLossWatch({ redis: context.redis, store: context.store, queue: context.queue, log }, { checkIntervalMs: opts.redisCheckMs });
+      await watch.start();
       const swept = await sweepStaleUploads(context.store, { olderThan: new Date(Date.now() - STALE_UPLOAD_MS) });
       if (swept.uploads > 0) log.info(swept, 'unfinished uploads older than 7 days removed');
       const app = await build({ ...context, log }, https ? { https } : {});
@@ -78,8 +92,9 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`cxr-gateway: ready on ${https ? 'https' : 'http'}://localhost:${bound}/${https?.ca ? ' (stations need their client certificate)' : ''}\n`);
       await new Promise<void>((resolve) => {
         const stop = (): void => {
-          void app
-            .close()
+          void watch
+            .stop()
+            .then(() => app.close())
             .then(() => context.close())
             .finally(resolve);
         };

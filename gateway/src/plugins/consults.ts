@@ -1,9 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import type { TriageResult } from '@cxr/inference';
+import { crashPoint, type TriageResult } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
+import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ConsultQueue } from '../queue/consults.js';
+import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
 import { requireUser } from './auth.js';
 import { putOnce, readJsonOptional, safeConsultId, type ConsultRecord } from './ingest.js';
@@ -29,7 +31,7 @@ const ReportBody = Type.Object(
 );
 
 /** The radiologist's side: worklist in queue order, claim and release, the study with its AI results, the report. */
-export function registerConsults(app: FastifyInstance, deps: { store: ObjectStore; queue: ConsultQueue; audit: AuditTrail }): void {
+export function registerConsults(app: FastifyInstance, deps: { store: ObjectStore; queue: ConsultQueue; desk: ConsultDesk; audit: AuditTrail }): void {
   const reader = requireUser('radiologist', 'admin');
   const actor = (request: { principal?: { kind: string; username?: string } }): string => (request.principal as { username: string }).username;
 
@@ -80,7 +82,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     }
     const report = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
     await deps.audit.record({ actor: `user:${actor(request)}`, action: 'consult.view', target: consultId });
-    return { consult, instances, report: report ?? null, claimedBy: await deps.queue.claimedBy(consultId) };
+    return { consult, instances, report: report ?? null, claimedBy: report ? null : await deps.desk.holder(consultId) };
   });
 
   app.get<{ Params: { consultId: string; sopUid: string; sha: string; image: string } }>(
@@ -100,8 +102,8 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
   for (const action of ['claim', 'release'] as const) {
     app.post<{ Params: { consultId: string } }>(`/api/v1/consults/:consultId/${action}`, { preValidation: reader }, async (request) => {
       const consultId = safeConsultId(request.params.consultId);
-      if (action === 'claim') await deps.queue.claim(consultId, actor(request));
-      else await deps.queue.release(consultId, actor(request));
+      if (action === 'claim') await deps.desk.claim(consultId, actor(request));
+      else await deps.desk.release(consultId, actor(request));
       await deps.audit.record({ actor: `user:${actor(request)}`, action: `consult.${action}`, target: consultId });
       return { consultId, status: action === 'claim' ? 'claimed' : 'queued' };
     });
@@ -114,10 +116,11 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     const stored = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
     if (stored) {
       // Signed before (perhaps the answer was lost): make sure the consult left the queue, and say so.
-      await deps.queue.remove(consultId);
+      await deps.desk.finishReported(consultId);
       throw new GatewayError('CXR_ALREADY_REPORTED', `signed by ${stored.signedBy} at ${stored.signedAt}`);
     }
-    if ((await deps.queue.claimedBy(consultId)) !== username) throw new GatewayError('CXR_CONFLICT', 'claim the consult before reporting');
+    // Redis's claim, or the record's when Redis lost its data (claims are part of the record).
+    await deps.desk.assertClaimant(consultId, username);
     const problems: string[] = [];
     if (body.impression.trim().length === 0) problems.push('impression is empty');
     const answered = new Set(body.findings.map((f) => f.code));
@@ -134,9 +137,10 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
       signedAt: new Date().toISOString(),
     };
     // The signed report is immutable and stored before the consult leaves the queue; a crash in between is
-    // finished by the next report call or the next start (rebuildQueueFromStore).
+    // finished by the next report call or the next rebuild (rebuildQueueFromStore).
     await putOnce(deps.store, `consults/${consultId}/report.json`, Buffer.from(JSON.stringify(report)), 'application/json');
-    await deps.queue.remove(consultId);
+    crashPoint(GatewayCrashPoint.reportStored);
+    await deps.desk.finishReported(consultId);
     await deps.audit.record({ actor: `user:${username}`, action: 'consult.report', target: consultId });
     return reply.code(201).send(report);
   });

@@ -2,10 +2,11 @@ import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
+import { crashPoint, TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
+import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
-import type { ConsultQueue } from '../queue/consults.js';
+import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
 import { assertSha256, assertUid, consultIdOf, instancePrefix } from './ids.js';
@@ -32,7 +33,7 @@ export interface ConsultRecord {
  * Station ingest. Everything is keyed by station, study, instance and content hash, so a replay writes nothing
  * new and answers as the first time did. A station can only ever write under its own id.
  */
-export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore; queue: ConsultQueue; audit: AuditTrail }, options: IngestOptions): void {
+export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore; desk: ConsultDesk; audit: AuditTrail }, options: IngestOptions): void {
   app.addContentTypeParser(['application/dicom', 'image/png', 'application/octet-stream'], (_request, payload, done) => done(null, payload));
   const station = requireStation();
 
@@ -46,6 +47,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
       const problems = [...Value.Errors(TriageResultSchema, result)].slice(0, 10).map((e) => `${e.path}: ${e.message}`);
       if (problems.length > 0) throw new GatewayError('CXR_VALIDATION', problems.join('; '));
       const created = await putOnce(deps.store, key, Buffer.from(JSON.stringify(result)), 'application/json');
+      crashPoint(GatewayCrashPoint.instanceResultStored);
       if (created) await deps.audit.record({ actor: `station:${stationId}`, action: 'ingest.result', target: studyUid, detail: { sopUid } });
       return reply.code(created ? 201 : 200).send({ stored: key, created, priority: (result as TriageResult).priority });
     },
@@ -79,6 +81,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
           if ((err as { code?: string }).code === 'CXR_STORE_HASH_MISMATCH') throw new GatewayError('CXR_HASH_MISMATCH');
           throw err;
         }
+        crashPoint(GatewayCrashPoint.instanceFileStored);
         await deps.audit.record({ actor: `station:${stationId}`, action: kind === 'dicom' ? 'ingest.dicom' : 'ingest.preview', target: studyUid, detail: { sopUid } });
         return reply.code(201).send({ stored: key, created: true });
       },
@@ -115,11 +118,12 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
         note: body.note ?? null,
         receivedAt: new Date().toISOString(),
       };
-      // The store first (the system of record), then the queue: a crash in between is repaired at start.
+      // The store first (the system of record), then the queue: a crash in between is repaired by the station's
+      // replay (it had no answer) and by the rebuild at start.
       const created = await putOnce(deps.store, `consults/${consultId}/consult.json`, Buffer.from(JSON.stringify(record)), 'application/json');
+      crashPoint(GatewayCrashPoint.consultStored);
       const stored = created ? record : await readJson<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
-      const reported = await deps.store.head(`consults/${consultId}/report.json`);
-      if (!reported) await deps.queue.enqueue({ consultId, stationId, studyInstanceUid: studyUid, priority: stored.priority, receivedAt: stored.receivedAt });
+      await deps.desk.enqueue(stored);
       if (created) await deps.audit.record({ actor: `station:${stationId}`, action: 'consult.request', target: consultId, detail: { priority: body.priority, reason: body.reason } });
       return reply.code(created ? 201 : 200).send({ consultId, created });
     },
@@ -134,7 +138,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
       if (!record || record.stationId !== stationId) throw new GatewayError('CXR_NOT_FOUND', 'no such consult for this station');
       const report = await readJsonOptional<Record<string, unknown>>(deps.store, `consults/${consultId}/report.json`);
       if (report) return { consultId, status: 'reported', report };
-      const claimedBy = await deps.queue.claimedBy(consultId);
+      const claimedBy = await deps.desk.holder(consultId);
       return { consultId, status: claimedBy ? 'claimed' : 'queued' };
     },
   );

@@ -1,6 +1,8 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { crashPoint } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
+import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
@@ -92,6 +94,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
       } catch (err) {
         if ((err as { code?: string }).code !== 'CXR_STORE_EXISTS') throw err;
       }
+      crashPoint(GatewayCrashPoint.uploadChunkStored);
       const after = await contiguousParts(partsPrefix);
       return reply.header('x-upload-offset', String(after.offset)).send({ offset: after.offset });
     } finally {
@@ -106,7 +109,13 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
     const fileSha = assertSha256(request.headers['x-content-sha256'] as string | undefined, 'x-content-sha256 header');
     const total = uploadLength(request.headers['x-upload-length']);
     const existing = await deps.store.head(finalKey);
-    if (existing?.sha256 === fileSha) return reply.code(200).send({ stored: finalKey, created: false });
+    if (existing?.sha256 === fileSha) {
+      // A replay after a lost answer, perhaps after a crash between the join and the removal of the chunks.
+      const left: ObjectInfo[] = [];
+      for await (const part of deps.store.list(partsPrefix)) left.push(part);
+      await removeParts(deps.store, left);
+      return reply.code(200).send({ stored: finalKey, created: false });
+    }
     const { parts, offset } = await contiguousParts(partsPrefix);
     if (offset !== total) throw offsetError(reply, 'CXR_UPLOAD_INCOMPLETE', offset, `${offset} of ${total} bytes received`);
     const store = deps.store;
@@ -122,6 +131,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
       reply.header('x-upload-offset', '0');
       throw new GatewayError('CXR_HASH_MISMATCH', 'the joined chunks do not match x-content-sha256; upload again from offset 0');
     }
+    crashPoint(GatewayCrashPoint.uploadJoined);
     await removeParts(store, parts);
     await deps.audit.record({ actor: `station:${stationId}`, action: 'ingest.dicom', target: studyUid, detail: { sopUid, resumable: true } });
     return reply.code(201).send({ stored: finalKey, created: true });

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Priority } from '@cxr/inference';
@@ -58,9 +59,28 @@ export class ConsultQueue {
     this.#queue = new Queue('consults', { connection: redis, prefix: `${options.prefix}bull` });
   }
 
+  get claimTimeoutMs(): number {
+    return this.#options.claimTimeoutMs;
+  }
+
   /** Idempotent: the consult id is the job id, so a replayed request adds nothing. */
   async enqueue(consult: ConsultJob): Promise<void> {
     await this.#queue.add('consult', consult, jobOptions(consult));
+  }
+
+  /**
+   * Puts the consult last among those of its priority: added when absent, moved to the end when present (the
+   * rebuild restores arrival order with it). Like enqueue(), it can bring back a consult reported meanwhile: the
+   * caller checks the store for a report after it.
+   */
+  async enqueueLast(consult: ConsultJob): Promise<void> {
+    const job = await this.#queue.add('consult', consult, jobOptions(consult));
+    try {
+      // BullMQ keeps a present job where it is on add(); a change of priority (to the same) re-inserts it last.
+      await job.changePriority({ priority: rank[consult.priority] });
+    } catch (err) {
+      if (await this.has(consult.consultId)) throw err;
+    }
   }
 
   /** As enqueue() for each, in one transaction (BullMQ's addBulk): for filling a queue fast. */
@@ -95,16 +115,41 @@ export class ConsultQueue {
     return (await this.#queue.getPrioritizedCount()) + (await this.#queue.getWaitingCount());
   }
 
-  async claim(consultId: string, username: string): Promise<void> {
+  /** Claims (or extends the caller's claim on) an open consult; resolves with when the claim lapses. */
+  async claim(consultId: string, username: string): Promise<{ expiresAt: Date }> {
     if (!(await this.has(consultId))) throw new GatewayError('CXR_NOT_FOUND', `no open consult ${consultId}`);
+    // Taken before the SET, so the record of the claim never outlives the Redis key.
+    const expiresAt = new Date(Date.now() + this.#options.claimTimeoutMs);
     const ok = await this.#redis.set(this.#claimKey(consultId), username, 'PX', this.#options.claimTimeoutMs, 'NX');
-    if (ok === 'OK') return;
+    if (ok === 'OK') return { expiresAt };
     const holder = await this.#redis.get(this.#claimKey(consultId));
     if (holder === username) {
       await this.#redis.pexpire(this.#claimKey(consultId), this.#options.claimTimeoutMs);
-      return;
+      return { expiresAt };
     }
     throw new GatewayError('CXR_CONFLICT', `claimed by ${holder ?? 'someone else'}`);
+  }
+
+  /** Puts back a claim Redis lost, for its remaining time, unless someone holds the consult. True when set. */
+  async restoreClaim(consultId: string, username: string, remainingMs: number): Promise<boolean> {
+    if (remainingMs < 1) return false;
+    return (await this.#redis.set(this.#claimKey(consultId), username, 'PX', Math.ceil(remainingMs), 'NX')) === 'OK';
+  }
+
+  /** Drops the consult's claim if `username` holds it; quietly does nothing otherwise. */
+  async dropClaim(consultId: string, username: string): Promise<void> {
+    await this.#redis.eval(releaseScript, 1, this.#claimKey(consultId), username);
+  }
+
+  /**
+   * The epoch of this Redis's data: a random value written once (SET NX) and never changed, so a different or new
+   * value means Redis lost what it held (restarted empty, flushed, failed over to an empty replica).
+   */
+  async epoch(): Promise<string | null> {
+    const key = `${this.#options.prefix}epoch`;
+    await this.#redis.set(key, `${Date.now()}-${randomUUID()}`, 'NX');
+    // null only when Redis lost its data again between the two commands: the caller checks again later.
+    return this.#redis.get(key);
   }
 
   async release(consultId: string, username: string): Promise<void> {

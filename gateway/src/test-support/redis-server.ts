@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from './free-port.js';
@@ -12,7 +12,11 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** SIGKILL, as a crash would. `start()` again on the same port and data. */
   kill(): Promise<void>;
-  start(): Promise<void>;
+  /**
+   * Starts the server again on the same port. With `empty`, its data folder is wiped first, so it comes back with
+   * no keys even with `persistence` (a Redis that lost its data); without persistence it always comes back empty.
+   */
+  start(options?: { empty?: boolean }): Promise<void>;
 }
 
 
@@ -20,7 +24,9 @@ export async function startRedis(options: { persistence?: boolean } = {}): Promi
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(tmpdir(), 'cxr-redis-'));
   let child: ChildProcess | undefined;
-  const start = async (): Promise<void> => {
+  const start = async (startOptions: { empty?: boolean } = {}): Promise<void> => {
+    if (child && child.exitCode === null && child.signalCode === null) throw new Error('redis-server is already running');
+    if (startOptions.empty) for (const entry of readdirSync(dataDir)) rmSync(path.join(dataDir, entry), { recursive: true, force: true });
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dataDir, '--save', '', '--appendonly', options.persistence ? 'yes' : 'no', '--protected-mode', 'no'];
     child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';

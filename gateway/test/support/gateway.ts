@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -56,37 +56,44 @@ export async function buildGateway(): Promise<void> {
   }
 }
 
-export async function startGateway(options: { stations: readonly string[]; users: readonly UserSpec[]; timeoutMs?: number }): Promise<RunningGateway> {
-  const redis = await startRedis();
-  const storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-page-store-'));
-  const common = ['--store', storeDir, '--redis', redis.url];
-  const stationTokens = new Map<string, string>();
-  let child: ChildProcess | undefined;
-  try {
-    // Accounts are separate objects in the store: created side by side.
-    await Promise.all([
-      ...options.stations.map(async (id) => {
-        const out = await gatewayCli(['admin', 'add-station', ...common, id]);
-        const token = out.trim().split('\n').at(-1)?.trim() ?? '';
-        if (!token.startsWith('cxrst_')) throw new Error(`add-station printed no token:\n${out}`);
-        stationTokens.set(id, token);
-      }),
-      ...options.users.map((u) =>
-        gatewayCli(['admin', 'add-user', ...common, u.username, '--role', u.role, '--password', u.password, ...(u.displayName ? ['--display-name', u.displayName] : [])]),
-      ),
-    ]);
+/** One `cxr-gateway serve` process over a given Redis and store, as a test drives it. */
+export interface ServeProcess {
+  /** http://127.0.0.1:<port> */
+  readonly baseUrl: string;
+  readonly port: number;
+  /** Everything the process wrote so far (stdout and stderr). */
+  output(): string;
+  /** Resolves when the process has ended: its exit code and the signal that ended it. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGTERM, then SIGKILL after 5 s. */
+  stop(): Promise<void>;
+}
 
-    child = spawn(process.execPath, [bin, 'serve', '--port', '0', '--host', '127.0.0.1', ...common, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const proc = child;
-    const reap = (): void => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-    };
-    process.once('exit', reap);
-    proc.once('exit', () => process.off('exit', reap));
-    let output = '';
-    proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+/**
+ * Starts `cxr-gateway serve` on `storeDir` and `redisUrl` and waits for its ready line. `env` is added to this
+ * process's environment (e.g. CXR_CRASH_POINT); `port` 0 (the default) takes any free port.
+ */
+export async function spawnServe(options: { storeDir: string; redisUrl: string; port?: number; env?: NodeJS.ProcessEnv; args?: readonly string[]; logLevel?: string; timeoutMs?: number }): Promise<ServeProcess> {
+  const args = [bin, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--store', options.storeDir, '--redis', options.redisUrl, '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(options.env ?? {}) } });
+  const reap = (): void => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  proc.once('exit', () => process.off('exit', reap));
+  let output = '';
+  proc.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  const stop = async (): Promise<void> => {
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+      await exited;
+      clearTimeout(timer);
+    }
+  };
+  try {
     const port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`cxr-gateway did not report ready:\n${output}`)), options.timeoutMs ?? 30_000);
       proc.stderr?.on('data', () => {
@@ -101,25 +108,53 @@ export async function startGateway(options: { stations: readonly string[]; users
         reject(new Error(`cxr-gateway exited before ready:\n${output}`));
       });
     });
+    return { baseUrl: `http://127.0.0.1:${port}`, port, output: () => output, exited, stop };
+  } catch (err) {
+    reap();
+    throw err;
+  }
+}
+
+/** Creates stations (their tokens) and users with the admin CLI, side by side (accounts are separate objects). */
+export async function addAccounts(storeDir: string, redisUrl: string, options: { stations: readonly string[]; users: readonly UserSpec[] }): Promise<Map<string, string>> {
+  const common = ['--store', storeDir, '--redis', redisUrl];
+  const stationTokens = new Map<string, string>();
+  await Promise.all([
+    ...options.stations.map(async (id) => {
+      const out = await gatewayCli(['admin', 'add-station', ...common, id]);
+      const token = out.trim().split('\n').at(-1)?.trim() ?? '';
+      if (!token.startsWith('cxrst_')) throw new Error(`add-station printed no token:\n${out}`);
+      stationTokens.set(id, token);
+    }),
+    ...options.users.map((u) =>
+      gatewayCli(['admin', 'add-user', ...common, u.username, '--role', u.role, '--password', u.password, ...(u.displayName ? ['--display-name', u.displayName] : [])]),
+    ),
+  ]);
+  return stationTokens;
+}
+
+export async function startGateway(options: { stations: readonly string[]; users: readonly UserSpec[]; timeoutMs?: number }): Promise<RunningGateway> {
+  const redis = await startRedis();
+  const storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-page-store-'));
+  let serve: ServeProcess | undefined;
+  try {
+    const stationTokens = await addAccounts(storeDir, redis.url, options);
+    serve = await spawnServe({ storeDir, redisUrl: redis.url, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
+    const proc = serve;
     return {
-      baseUrl: `http://127.0.0.1:${port}`,
+      baseUrl: proc.baseUrl,
       storeDir,
       redis,
       stationTokens,
-      output: () => output,
+      output: () => proc.output(),
       async stop(): Promise<void> {
-        if (proc.exitCode === null && proc.signalCode === null) {
-          proc.kill('SIGTERM');
-          const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-          await exited;
-          clearTimeout(timer);
-        }
+        await proc.stop();
         await redis.stop();
         rmSync(storeDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    child?.kill('SIGKILL');
+    await serve?.stop();
     await redis.stop();
     rmSync(storeDir, { recursive: true, force: true });
     throw err;
