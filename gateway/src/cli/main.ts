@@ -6,7 +6,7 @@ import { openContext } from '../context.js';
 import { createLogger } from '../log.js';
 import { roles, type Role } from '../accounts/accounts.js';
 import { DEFAULT_REDIS_CHECK_INTERVAL_MS, RedisLossWatch } from '../queue/redis-loss.js';
-import { sweepStaleUploads } from '../plugins/uploads.js';
+import { removeJoinedChunks, sweepStaleUploads } from '../plugins/uploads.js';
 import { getOrCreateSigningKey } from '@cxr/model-registry';
 
 /** Chunks of an upload untouched for this long are removed at start (the station starts it again if it must). */
@@ -85,6 +85,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       await watch.start();
       const swept = await sweepStaleUploads(context.store, { olderThan: new Date(Date.now() - STALE_UPLOAD_MS) });
       if (swept.uploads > 0) log.info(swept, 'unfinished uploads older than 7 days removed');
+      const joined = await removeJoinedChunks(context.store);
+      if (joined.uploads > 0) log.info(joined, 'chunks of joined uploads removed');
       const app = await build({ ...context, log }, https ? { https } : {});
       await app.listen({ port: opts.port, host: opts.host });
       const address = app.server.address();

@@ -168,3 +168,27 @@ export async function sweepStaleUploads(store: ObjectStore, options: { olderThan
   }
   return { uploads: swept, chunks };
 }
+
+/**
+ * Removes the chunks of uploads whose instance is stored: what a crash between the join and the chunks' removal
+ * leaves (a station that sees its upload complete does not call complete again). Run at serve start.
+ */
+export async function removeJoinedChunks(store: ObjectStore): Promise<{ uploads: number; chunks: number }> {
+  const byUpload = new Map<string, string[]>();
+  for await (const part of store.list('uploads/')) {
+    const at = part.key.lastIndexOf('/part-');
+    if (at < 0) continue;
+    const upload = part.key.slice(0, at);
+    byUpload.set(upload, [...(byUpload.get(upload) ?? []), part.key]);
+  }
+  let uploads = 0;
+  let chunks = 0;
+  for (const [upload, keys] of byUpload) {
+    // uploads/<instance prefix>/part-N -> <instance prefix>/instance.dcm
+    if (!(await store.head(`${upload.slice('uploads/'.length)}/instance.dcm`))) continue;
+    for (const key of keys) await store.delete(key);
+    uploads += 1;
+    chunks += keys.length;
+  }
+  return { uploads, chunks };
+}
