@@ -747,10 +747,18 @@ function renderConn() {
   const s = !state.reachable ? 'down' : state.sse === 'live' ? 'live' : state.sse === 'connecting' ? 'connecting' : 'polling';
   const conn = $('#conn');
   conn.dataset.state = s;
-  const starting = state.health && state.health.ready === false && state.reachable;
+  const starting = state.health?.status === 'starting' && state.reachable;
   $('#conn-text').textContent =
     s === 'down' ? t('connDown') : starting ? t('connStarting') : s === 'live' ? t('connLive') : s === 'polling' ? t('connPolling') : t('loading');
   $('#banner').hidden = state.reachable;
+  renderDisk();
+}
+
+/** The disk-full banner: the agent is up but refuses new images until someone frees space. */
+function renderDisk() {
+  const disk = state.reachable ? state.health?.disk : null;
+  $('#disk-banner').hidden = !disk?.full;
+  $('#disk-since').textContent = disk?.full && disk.since ? t('diskFullSince', { time: fmtDateTime(disk.since) }) : '';
 }
 
 /** The hospital link in words: kind (for the colour), text, and a longer hint for the tooltip. */
@@ -963,6 +971,8 @@ function connectEvents() {
   });
   // The model was swapped, or its update from the registry moved on.
   events.addEventListener('model', () => void loadHealth());
+  // The disk filled up, or has room again.
+  events.addEventListener('health', () => void loadHealth());
   events.addEventListener('error', () => {
     state.sse = 'down';
     renderConn();

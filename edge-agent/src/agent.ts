@@ -12,6 +12,7 @@ import { createGatewayFetch } from './outbox/gateway-fetch.js';
 import { OutboxDb } from './outbox/outbox-db.js';
 import { OutboxSender } from './outbox/sender.js';
 import { SpoolDb, type InstanceRecord } from './spool/db.js';
+import { DiskGuard } from './spool/disk-guard.js';
 import { Spool, type SpoolFaults } from './spool/spool.js';
 import { InstanceStages } from './spool/stages.js';
 import { ModelSync } from './sync/model-sync.js';
@@ -23,6 +24,8 @@ export interface EdgeAgent {
   readonly httpPort: number;
   readonly model: DeployedModel;
   readonly app: FastifyInstance;
+  /** Whether the data disk has room (the agent refuses new images while it has not). */
+  readonly disk: DiskGuard;
   stop(): Promise<void>;
 }
 
@@ -35,11 +38,22 @@ export interface EdgeAgentDeps {
 export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): Promise<EdgeAgent> {
   const { log } = deps;
   await mkdir(config.dataDir, { recursive: true });
+  // First, before anything writes: on a full disk the reserve is given up, so the database opens and serves.
+  const disk = new DiskGuard({ log: log.child({ component: 'disk' }) }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
+  await disk.start();
   const db = new SpoolDb(path.join(config.dataDir, 'edge.db'));
   const spool = new Spool({ db, log, faults: deps.faults }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
   await spool.init();
-  const orphans = await spool.recoverOrphans();
-  if (orphans > 0) log.warn({ count: orphans }, 'recorded files stored before a crash');
+  /** Files that reached objects/ before a crash cut their row: recorded now, or once there is room. */
+  const recoverOrphans = async (): Promise<void> => {
+    try {
+      const orphans = await spool.recoverOrphans();
+      if (orphans > 0) log.warn({ count: orphans }, 'recorded files stored before a crash');
+    } catch (err) {
+      if (!disk.report(err)) throw err;
+    }
+  };
+  await recoverOrphans();
 
   const changes = new EventEmitter();
   changes.setMaxListeners(100);
@@ -54,8 +68,15 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     ...(config.clientKey ? { keyFile: config.clientKey } : {}),
   };
   const stages = new InstanceStages({ db, outbox }, { enabled: link !== undefined, consultPriorities: config.consultPriorities });
-  const reconciled = stages.reconcile();
-  if (reconciled > 0) log.warn({ count: reconciled }, 'queued for the hospital what analysed instances still owed it');
+  const reconcile = (): void => {
+    try {
+      const reconciled = stages.reconcile();
+      if (reconciled > 0) log.warn({ count: reconciled }, 'queued for the hospital what analysed instances still owed it');
+    } catch (err) {
+      if (!disk.report(err)) throw err;
+    }
+  };
+  reconcile();
   const sender = link
     ? new OutboxSender(
         {
@@ -63,6 +84,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
           outbox,
           spool,
           log,
+          disk,
           onChange: (studyInstanceUid) => {
             const first = db.study(studyInstanceUid)[0];
             if (first) announce(first);
@@ -81,7 +103,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     announce(record);
     if (stage) sender?.kick();
   };
-  const processor = new InferenceProcessor({ stages, spool, log, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
+  const processor = new InferenceProcessor({ stages, spool, log, disk, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
   if (!link && config.registryKey) log.warn({}, '--registry-key is used only with a gateway: model sync is off');
   const modelSync = new ModelSync(
     {
@@ -113,7 +135,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       db,
       spool,
       log,
-      status: () => ({ ready, model: modelSync.status(), aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth }),
+      status: () => ({ ready, model: modelSync.status(), aeTitle: config.aeTitle, dicomPort, queue: processor.queueDepth, disk: disk.state() }),
       outbox,
       link: () => (sender ? sender.status() : undefined),
       requestConsult: (studyInstanceUid, note) => {
@@ -132,12 +154,28 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         changes.on('model', listener);
         return () => changes.off('model', listener);
       },
+      subscribeHealth: (listener) => {
+        changes.on('health', listener);
+        return () => changes.off('health', listener);
+      },
     });
     await app.listen({ port: config.httpPort, host: config.httpHost });
     const address = app.server.address();
     const httpPort = typeof address === 'object' && address ? address.port : config.httpPort;
     sender?.start();
     modelSync.start();
+    // Room again after a full disk: what waited for it is taken up (stages, files left in the watched folder).
+    disk.on('change', (state) => {
+      changes.emit('health');
+      if (state.full) return;
+      void (async () => {
+        await recoverOrphans();
+        reconcile();
+        processor.resumePending();
+        await intake?.rescan();
+        sender?.kick();
+      })().catch((err: unknown) => log.error({ err: (err as Error).message }, 'taking up work after a full disk failed'));
+    });
     ready = true;
     log.info({ dicomPort, httpPort, aeTitle: config.aeTitle, gateway: link ? link.url : null }, 'edge agent ready');
 
@@ -149,9 +187,11 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         return processor.model ?? model;
       },
       app,
+      disk,
       stop: () =>
         (stopped ??= (async () => {
           ready = false;
+          disk.stop();
           await scp?.close();
           await intake?.stop();
           await modelSync.stop();
@@ -163,6 +203,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         })()),
     };
   } catch (err) {
+    disk.stop();
     await scp?.close().catch(() => undefined);
     await intake?.stop().catch(() => undefined);
     await modelSync.stop().catch(() => undefined);

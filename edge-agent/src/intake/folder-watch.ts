@@ -5,6 +5,7 @@ import { crashPoint } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { InstanceRecord } from '../spool/db.js';
+import { isDiskFull } from '../spool/disk-guard.js';
 import { SpoolRefusal, type Spool } from '../spool/spool.js';
 
 export interface FolderIntakeDeps {
@@ -31,6 +32,10 @@ export class FolderIntake {
   readonly #options: FolderIntakeOptions;
   #watcher: FSWatcher | undefined;
   readonly #busy = new Set<Promise<void>>();
+  /** files being taken now, so that a rescan does not take one twice */
+  readonly #taking = new Set<string>();
+  /** files left in place for want of room, taken again by `rescan()` */
+  readonly #leftForRoom = new Set<string>();
 
   constructor(deps: FolderIntakeDeps, options: FolderIntakeOptions) {
     this.#deps = deps;
@@ -47,13 +52,28 @@ export class FolderIntake {
       // Partial downloads and hidden files are still being written by someone.
       ignored: (file: string) => /(^|[/\\])\.|\.(part|tmp|crdownload)$/iu.test(path.basename(file)),
     });
-    watcher.on('add', (file: string) => {
-      const job = this.#take(file).finally(() => this.#busy.delete(job));
-      this.#busy.add(job);
-    });
+    watcher.on('add', (file: string) => this.#schedule(file));
     watcher.on('error', (err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'watched folder error'));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     this.#watcher = watcher;
+  }
+
+  /** Takes again the files left in place while the disk was full (the watcher does not announce them twice). */
+  async rescan(): Promise<void> {
+    const left = [...this.#leftForRoom];
+    this.#leftForRoom.clear();
+    for (const file of left) this.#schedule(file);
+    await Promise.allSettled([...this.#busy]);
+  }
+
+  #schedule(file: string): void {
+    if (this.#taking.has(file)) return;
+    this.#taking.add(file);
+    const job = this.#take(file).finally(() => {
+      this.#taking.delete(file);
+      this.#busy.delete(job);
+    });
+    this.#busy.add(job);
   }
 
   async #take(file: string): Promise<void> {
@@ -76,9 +96,10 @@ export class FolderIntake {
       await mkdir(path.dirname(done), { recursive: true });
       await rename(file, `${done}.${outcome.record.id}`).catch(() => rm(file, { force: true }));
     } catch (err) {
-      if (err instanceof SpoolRefusal && err.reason === 'out-of-resources') {
-        // Left in place: taken again once there is room (on the next start).
-        log.error({ file: name, message: err.message }, 'watched file left in place: disk full');
+      if ((err instanceof SpoolRefusal && err.reason === 'out-of-resources') || isDiskFull(err)) {
+        // Left in place: taken again once there is room.
+        this.#leftForRoom.add(file);
+        log.error({ file: name, message: (err as Error).message }, 'watched file left in place: disk full');
         return;
       }
       const reason = err instanceof SpoolRefusal ? err.message : `${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}`;

@@ -55,6 +55,16 @@ export interface LinkStatus {
   readonly nextRetryAt: string | null;
 }
 
+export interface SenderDeps {
+  readonly db: SpoolDb;
+  readonly outbox: OutboxDb;
+  readonly spool: Spool;
+  readonly log: Logger;
+  /** Told of a write that failed: true when for want of room on the disk. */
+  readonly disk: { report(err: unknown): boolean };
+  readonly onChange: (studyInstanceUid: string) => void;
+}
+
 class TransientError extends Error {}
 class PermanentError extends Error {}
 class UnauthorizedError extends TransientError {}
@@ -77,7 +87,7 @@ class UploadOffsetError extends TransientError {
  * idempotent on the gateway, so a retry after a lost answer does not send anything twice in effect.
  */
 export class OutboxSender {
-  readonly #deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void };
+  readonly #deps: SenderDeps;
   readonly #options: Required<Omit<SenderOptions, 'tls'>>;
   readonly #fetch: GatewayFetch;
   /** Unknown until the first check, which runs at once. */
@@ -94,7 +104,7 @@ export class OutboxSender {
   #lastPoll = 0;
   readonly #inflight = new AbortController();
 
-  constructor(deps: { db: SpoolDb; outbox: OutboxDb; spool: Spool; log: Logger; onChange: (studyInstanceUid: string) => void }, options: SenderOptions) {
+  constructor(deps: SenderDeps, options: SenderOptions) {
     this.#deps = deps;
     this.#options = { pollMs: 15_000, maxBackoffMs: 300_000, linkRetryMaxMs: 30_000, requestTimeoutMs: 120_000, probeTimeoutMs: 10_000, uploadChunkBytes: 8 * 1024 * 1024, ...options };
     this.#fetch = createGatewayFetch(options.tls);
@@ -132,26 +142,37 @@ export class OutboxSender {
 
   async #run(): Promise<void> {
     while (!this.#stopped) {
-      if (this.#state !== 'online') {
-        const wait = this.#linkRetryAt - Date.now();
-        // New work does not hurry a link that is down: only the next round's check does.
-        if (wait > 0) await this.#sleep(wait);
-        else await this.#checkLink();
-        continue;
+      try {
+        await this.#step();
+      } catch (err) {
+        // Never let the loop die: a disk without room for the outbox's own bookkeeping pauses it, no more.
+        if (this.#deps.disk.report(err)) this.#deps.log.warn({}, 'disk full: outbox paused');
+        else this.#deps.log.error({ err: (err as Error).message }, 'outbox step failed');
+        await this.#sleep(5_000);
       }
-      if (Date.now() - this.#lastPoll >= this.#options.pollMs) {
-        await this.#pollConsults();
-        continue;
-      }
-      const item = this.#deps.outbox.next(Date.now());
-      if (!item) {
-        const due = this.#deps.outbox.nextDueAt();
-        const untilPoll = this.#options.pollMs - (Date.now() - this.#lastPoll);
-        await this.#sleep(Math.max(50, Math.min(untilPoll, due !== undefined ? due - Date.now() : Number.POSITIVE_INFINITY)));
-        continue;
-      }
-      await this.#send(item);
     }
+  }
+
+  async #step(): Promise<void> {
+    if (this.#state !== 'online') {
+      const wait = this.#linkRetryAt - Date.now();
+      // New work does not hurry a link that is down: only the next round's check does.
+      if (wait > 0) await this.#sleep(wait);
+      else await this.#checkLink();
+      return;
+    }
+    if (Date.now() - this.#lastPoll >= this.#options.pollMs) {
+      await this.#pollConsults();
+      return;
+    }
+    const item = this.#deps.outbox.next(Date.now());
+    if (!item) {
+      const due = this.#deps.outbox.nextDueAt();
+      const untilPoll = this.#options.pollMs - (Date.now() - this.#lastPoll);
+      await this.#sleep(Math.max(50, Math.min(untilPoll, due !== undefined ? due - Date.now() : Number.POSITIVE_INFINITY)));
+      return;
+    }
+    await this.#send(item);
   }
 
   /** One round of checking a link that is down: up, every waiting item is due; down, the next round is later. */

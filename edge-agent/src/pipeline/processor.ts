@@ -13,6 +13,8 @@ export interface ProcessorDeps {
   readonly stages: InstanceStages;
   readonly spool: Spool;
   readonly log: Logger;
+  /** Told of a write that failed: true when for want of room (the stage is then done again once there is room). */
+  readonly disk: { report(err: unknown): boolean };
   /** Told of every change to an instance, for the page's live updates; `done` once its images are drawn too. */
   readonly onChange: (record: InstanceRecord, stage: 'result' | 'done') => void;
 }
@@ -210,24 +212,47 @@ export class InferenceProcessor {
 
   #recordEarly(id: number, result: TriageResult): void {
     // Messages on two ports are not ordered: only a `received` row takes the early result, never a final one.
-    const record = this.#deps.stages.earlyResult(id, result);
+    const record = this.#writeStage(id, 'early result', () => this.#deps.stages.earlyResult(id, result));
     if (record) this.#deps.onChange(record, 'result');
+  }
+
+  /**
+   * Writes a stage. A disk without room leaves the instance unfinished, to be done again once there is room
+   * (resumePending); any other failure is logged. Never throws: it runs in message handlers.
+   */
+  #writeStage(id: number, stage: string, write: () => InstanceRecord | undefined): InstanceRecord | undefined {
+    try {
+      return write();
+    } catch (err) {
+      if (this.#deps.disk.report(err)) this.#deps.log.warn({ instanceId: id, stage }, 'disk full: stage not written, done again when there is room');
+      else if (!this.#stopping) this.#deps.log.error({ instanceId: id, stage, err: (err as Error).message }, 'stage not written');
+      return undefined;
+    }
   }
 
   #record(slot: Slot, record: InstanceRecord, outcome: InferenceOutcome): void {
     const { stages, log } = this.#deps;
     const id = record.id;
+    if (!outcome.ok && outcome.diskFull) {
+      // Not the image's fault: no room for its preview. It stays unfinished and runs again once there is room.
+      this.#deps.disk.report({ code: 'ENOSPC' });
+      log.warn({ instanceId: id }, 'disk full: images not written, done again when there is room');
+      return;
+    }
     slot.studies.add(record.studyInstanceUid);
     let updated: InstanceRecord | undefined;
     if (outcome.ok) {
-      updated = stages.complete(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel });
+      updated = this.#writeStage(id, 'complete', () =>
+        stages.complete(id, outcome.result, { preview: this.#relative(outcome.preview), heatmap: this.#relative(outcome.heatmap), heatmapLabel: outcome.heatmapLabel }),
+      );
+      if (!updated) return;
       log.info(
         { instanceId: id, applicable: outcome.result.applicable, priority: outcome.result.priority, ms: outcome.result.timingsMs.total, model: `${slot.model.name}@${slot.model.version}` },
         'inferred',
       );
     } else {
       slot.failedStudies.add(record.studyInstanceUid);
-      updated = stages.failed(id, outcome.error, { preview: this.#relative(outcome.preview) });
+      updated = this.#writeStage(id, 'failed', () => stages.failed(id, outcome.error, { preview: this.#relative(outcome.preview) }));
       log.warn({ instanceId: id, code: outcome.error.code }, 'inference failed');
     }
     if (updated) this.#deps.onChange(updated, 'done');

@@ -2,7 +2,7 @@
  * One inference worker thread: loads the deployed model once, then turns each spooled file into a result, a
  * preview and a heatmap. Runs off the main thread, so receiving never waits behind a slow decode.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import {
@@ -53,7 +53,13 @@ export type InferenceOutcome =
       /** code of the label the heatmap shows */
       readonly heatmapLabel: string | null;
     }
-  | { readonly ok: false; readonly error: { code: string; message: string }; readonly preview: string | null };
+  | {
+      readonly ok: false;
+      readonly error: { code: string; message: string };
+      readonly preview: string | null;
+      /** the disk had no room for the preview or heatmap: the image is not at fault, it is to be run again */
+      readonly diskFull?: boolean;
+    };
 
 const models = new Map<string, Promise<LoadedModel>>();
 
@@ -84,9 +90,9 @@ export async function verify(task: Pick<InferenceTask, 'modelDir' | 'threads'>):
 }
 
 export default async function infer(task: InferenceTask): Promise<InferenceOutcome> {
-  await mkdir(task.derivedDir, { recursive: true });
   let preview: string | null = null;
   try {
+    await mkdir(task.derivedDir, { recursive: true });
     const model = await modelFor(task);
     const bytes = await readFile(task.file);
     // Decoded even when the model does not apply: the radiographer still sees the image.
@@ -112,13 +118,19 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
     }
     return { ok: true, result: analysis.result, preview, heatmap: null, heatmapLabel: null };
   } catch (err) {
-    return { ok: false, error: errorLine(err), preview };
+    const code = (err as { code?: unknown }).code;
+    return { ok: false, error: errorLine(err), preview, ...(code === 'ENOSPC' || code === 'EDQUOT' ? { diskFull: true } : {}) };
   }
 }
 
 async function writeAtomically(file: string, bytes: Uint8Array): Promise<string> {
   const tmp = `${file}.tmp`;
-  await writeFile(tmp, bytes);
-  await rename(tmp, file);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, file);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
   return file;
 }

@@ -9,6 +9,7 @@ import type { RunningModel } from '../sync/model-sync.js';
 import type { LinkStatus } from '../outbox/sender.js';
 import type { ConsultRecord, OutboxDb } from '../outbox/outbox-db.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
+import { isDiskFull, type DiskState } from '../spool/disk-guard.js';
 import type { Spool } from '../spool/spool.js';
 import { toStudyView } from './studies.js';
 
@@ -17,7 +18,7 @@ export interface EdgeAppDeps {
   readonly spool: Spool;
   readonly log: Logger;
   /** What the health route reports; read on every request. */
-  readonly status: () => { ready: boolean; model: RunningModel | undefined; aeTitle: string; dicomPort: number; queue: number };
+  readonly status: () => { ready: boolean; model: RunningModel | undefined; aeTitle: string; dicomPort: number; queue: number; disk: DiskState };
   readonly outbox: OutboxDb;
   /** The hospital link's state; undefined when the agent works alone. */
   readonly link: () => LinkStatus | undefined;
@@ -27,6 +28,8 @@ export interface EdgeAppDeps {
   readonly subscribe: (listener: (record: InstanceRecord) => void) => () => void;
   /** Subscribes to changes of the model serving or of its update from the registry. */
   readonly subscribeModel?: (listener: () => void) => () => void;
+  /** Subscribes to changes of the agent's health (the disk filling up, or having room again). */
+  readonly subscribeHealth?: (listener: () => void) => () => void;
 }
 
 /** The page's static files: `public/` beside `src/` and `dist/`. */
@@ -45,18 +48,36 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
   await app.register(fastifyStatic, { root: publicDir, prefix: '/', index: ['index.html'], cacheControl: true, maxAge: 0 });
   await app.register(fastifyStatic, { root: sharedUiDir, prefix: '/shared/', decorateReply: false, cacheControl: true, maxAge: 0 });
 
+  // A write that failed for want of room is the disk's state, not a fault of the request.
+  app.setErrorHandler((err: Error & { statusCode?: number }, request, reply) => {
+    if (isDiskFull(err)) return reply.code(503).send({ error: { code: 'CXR_DISK_FULL', message: 'the station disk is full; free some space and try again' } });
+    const status = err.statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: err.message }, 'request failed');
+    return reply.code(status).send({ error: { code: status >= 500 ? 'CXR_INTERNAL' : 'CXR_VALIDATION', message: status >= 500 ? 'internal error' : err.message } });
+  });
+
+  /**
+   * `ok` and ready when the agent takes images; `degraded` (503, not ready) while it is up but refuses them, with the
+   * problems said; `starting` while the model loads.
+   */
   app.get('/api/health', async (_request, reply) => {
     const s = deps.status();
+    const problems = s.disk.full
+      ? [{ code: 'CXR_DISK_FULL', message: s.disk.reason === 'below-minimum' ? `less than ${s.disk.minFreeBytes} bytes free on the data disk` : 'a write failed: no room on the data disk' }]
+      : [];
+    const ready = s.ready && problems.length === 0;
     const body = {
-      status: s.ready ? 'ok' : 'starting',
-      ready: s.ready,
+      status: !s.ready ? 'starting' : ready ? 'ok' : 'degraded',
+      ready,
+      problems,
+      disk: s.disk,
       model: s.model ?? null,
       aeTitle: s.aeTitle,
       dicomPort: s.dicomPort,
       queue: s.queue,
       counts: deps.db.counts(),
     };
-    return reply.code(s.ready ? 200 : 503).send(body);
+    return reply.code(ready ? 200 : 503).send(body);
   });
 
   app.get<{ Querystring: { since?: string; limit?: string } }>('/api/studies', async (request) => {
@@ -102,12 +123,14 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<FastifyInstance> 
     });
     // The page reads /api/health again: a swapped model shows at once.
     const unsubscribeModel = deps.subscribeModel?.(() => raw.write('event: model\ndata: {}\n\n'));
+    const unsubscribeHealth = deps.subscribeHealth?.(() => raw.write('event: health\ndata: {}\n\n'));
     const heartbeat = setInterval(() => raw.write(': keep-alive\n\n'), 15_000);
     request.raw.on('close', () => {
       eventStreams.delete(raw);
       clearInterval(heartbeat);
       unsubscribe();
       unsubscribeModel?.();
+      unsubscribeHealth?.();
     });
   });
 
