@@ -60,16 +60,20 @@ describe('edge agent with DCMTK as the X-ray unit', () => {
     expect(code).toBe(0);
     const studies = await waitFor('all results', async () => {
       const s = await agent.api<Study[]>('/api/studies');
-      return instances(s).length >= 19 && settled(s) ? s : undefined;
+      return instances(s).length >= 17 && settled(s) ? s : undefined;
     });
     const all = instances(studies);
     expect(all.every((i) => i.status === 'inferred')).toBe(true);
     // The headerless chest and its Part 10 twin carry the same dataset: stored once.
     const mono1 = all.filter((i) => i.sopInstanceUid === '1.2.392.200036.9125.0.19950720112207');
     expect(mono1).toHaveLength(1);
-    // The RG1 chest JLSN and its 5 lossless re-encodings keep one SOP Instance UID with different bytes.
+    expect(all).toHaveLength(17);
+    // The RG1 chest JLSN and its 5 lossless re-encodings share one SOP Instance UID, and their decoded pixels are
+    // bit-identical. The re-encodings are one instance (equal attributes, equal samples): stored once. The transcoder
+    // added Lossy Image Compression Method (0028,2114), which the JLSN original lacks: an attribute differs, so the
+    // original and the re-encodings are two versions, flagged.
     const rg1 = all.filter((i) => i.sopInstanceUid === '1.3.6.1.4.1.5962.1.1.9.1.7.20040826185059.5457');
-    expect(rg1.map((i) => i.version).sort()).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(rg1.map((i) => i.version).sort()).toEqual([1, 2]);
     expect(rg1.every((i) => i.conflict)).toBe(true);
     // Not-chest images are shown, with the reason, never with a score.
     const hips = all.filter((i) => i.result?.reason?.includes('HIP'));

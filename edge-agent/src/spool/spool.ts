@@ -6,7 +6,8 @@ import { Writable } from 'node:stream';
 import { Tag, parseDicom, readImageInfo, type CxrError, type DicomDataset } from '@cxr/inference';
 import type { Logger } from '../log.js';
 import { datasetOffset } from './part10.js';
-import type { InsertOutcome, InstanceSource, NewInstance, SpoolDb } from './db.js';
+import type { InsertOutcome, InstanceRecord, InstanceSource, NewInstance, SpoolDb } from './db.js';
+import { compareInstances } from './equivalence.js';
 
 /** Why an instance was not accepted. `out-of-resources` is told to the sender as such (C-STORE A700). */
 export class SpoolRefusal extends Error {
@@ -50,6 +51,8 @@ export class Spool {
   readonly #log: Logger;
   readonly #options: SpoolOptions;
   readonly #faults: SpoolFaults;
+  /** Commits of one SOP Instance UID, one after the other: each compares itself with the versions stored before it. */
+  readonly #commitsByUid = new Map<string, Promise<unknown>>();
 
   constructor(deps: { db: SpoolDb; log: Logger; faults?: SpoolFaults }, options: SpoolOptions) {
     this.#db = deps.db;
@@ -173,7 +176,8 @@ export class Spool {
 
   /**
    * Makes a written file durable and records it. Reads its header (refusing what is not readable DICOM, kept in
-   * quarantine with the reason), renames it to objects/, fsyncs the folder, inserts the row.
+   * quarantine with the reason), renames it to objects/, fsyncs the folder, inserts the row. The same instance in
+   * another encoding as a stored version is a duplicate: the stored file stays, the new one is removed.
    */
   async commit(
     written: { tmpPath: string; sha256: string; size: number },
@@ -188,6 +192,32 @@ export class Spool {
       await this.quarantine(written.tmpPath, `${code}: ${(err as Error).message}`);
       throw new SpoolRefusal('unreadable', `${code}: ${(err as Error).message}`, { cause: err });
     }
+    const uid = header.sopInstanceUid;
+    const previous = this.#commitsByUid.get(uid) ?? Promise.resolve();
+    const committed = previous.catch(() => undefined).then(() => this.#commitReadable(written, origin, bytes, header));
+    this.#commitsByUid.set(uid, committed);
+    try {
+      return await committed;
+    } finally {
+      if (this.#commitsByUid.get(uid) === committed) this.#commitsByUid.delete(uid);
+    }
+  }
+
+  async #commitReadable(
+    written: { tmpPath: string; sha256: string; size: number },
+    origin: { source: InstanceSource; callingAe: string | null },
+    bytes: Uint8Array,
+    header: NewInstanceHeader,
+  ): Promise<InsertOutcome> {
+    const sameInstance = await this.#storedSameInstance(bytes, header.sopInstanceUid, written.sha256);
+    if (sameInstance) {
+      await rm(written.tmpPath, { force: true });
+      this.#log.info(
+        { instanceId: sameInstance.id, outcome: 'duplicate', version: sameInstance.version, source: origin.source, transferSyntax: header.transferSyntaxUid, storedTransferSyntax: sameInstance.transferSyntaxUid },
+        'instance stored',
+      );
+      return { kind: 'duplicate', record: sameInstance };
+    }
     const relative = path.join('objects', written.sha256.slice(0, 2), `${written.sha256}.dcm`);
     const target = path.join(this.#options.dataDir, relative);
     await mkdir(path.dirname(target), { recursive: true });
@@ -197,6 +227,25 @@ export class Spool {
     const outcome = this.#db.insert({ ...header, contentSha256: written.sha256, file: relative, size: written.size, source: origin.source, callingAe: origin.callingAe }, new Date());
     this.#log.info({ instanceId: outcome.record.id, outcome: outcome.kind, version: outcome.record.version, source: origin.source }, 'instance stored');
     return outcome;
+  }
+
+  /**
+   * A stored version of this SOP Instance UID that is the same instance in another encoding (spool/equivalence.ts).
+   * Decoding costs time: looked for only when the UID is stored with other content.
+   */
+  async #storedSameInstance(bytes: Uint8Array, sopInstanceUid: string, sha256: string): Promise<InstanceRecord | undefined> {
+    const versions = this.#db.versions(sopInstanceUid);
+    if (versions.some((v) => v.contentSha256 === sha256)) return undefined;
+    for (const version of versions) {
+      try {
+        const comparison = await compareInstances(await readFile(this.absolute(version.file)), bytes);
+        if (comparison.same) return version;
+        this.#log.info({ instanceId: version.id, differences: comparison.differences.slice(0, 20) }, 'same SOP Instance UID, other content');
+      } catch (err) {
+        this.#log.warn({ instanceId: version.id, code: (err as CxrError).code ?? 'CXR_INTERNAL' }, 'could not compare with the stored version');
+      }
+    }
+    return undefined;
   }
 
   /** Files renamed into objects/ whose row never got written (a crash in between): recorded on restart. */
