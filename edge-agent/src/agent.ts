@@ -93,6 +93,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         {
           gateway: link,
           pollMs: config.gatewayPollMs,
+          linkRetryMaxMs: config.linkRetryMaxMs,
           uploadChunkBytes: config.uploadChunkBytes,
           tls: gatewayTls,
         },

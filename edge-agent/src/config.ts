@@ -25,6 +25,8 @@ export const EdgeConfigSchema = Type.Object({
   stationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$', description: 'this station at the gateway' })),
   stationToken: Type.Optional(Type.String({ minLength: 20, description: "this station's token from `cxr-gateway admin add-station`" })),
   gatewayPollMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000, description: 'ms between asking the gateway about open consults' }),
+  /** While the hospital link is down it is checked after 1 s, then twice as long each time, up to this. */
+  linkRetryMaxMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'longest wait, in ms, between two checks of a hospital link that is down' }),
   /** The registry's public key; without it the first key the gateway gives is pinned in the data folder. */
   registryKey: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: "the model registry's Ed25519 public key: raw 32 bytes, base64url (43 characters)" })),
   modelPollMs: Type.Integer({ minimum: 100, maximum: 86_400_000, default: 300_000, description: 'ms between asking the gateway which model this station should run' }),
@@ -71,6 +73,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   stationToken: 'CXR_EDGE_STATION_TOKEN',
   consultPriorities: 'CXR_EDGE_CONSULT_PRIORITIES',
   gatewayPollMs: 'CXR_EDGE_GATEWAY_POLL_MS',
+  linkRetryMaxMs: 'CXR_EDGE_LINK_RETRY_MAX_MS',
   registryKey: 'CXR_EDGE_REGISTRY_KEY',
   modelPollMs: 'CXR_EDGE_MODEL_POLL_MS',
   modelSync: 'CXR_EDGE_MODEL_SYNC',
@@ -80,7 +83,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   clientKey: 'CXR_EDGE_CLIENT_KEY',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'gatewayPollMs', 'uploadChunkBytes', 'modelPollMs']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'gatewayPollMs', 'linkRetryMaxMs', 'uploadChunkBytes', 'modelPollMs']);
 const booleans = new Set<keyof EdgeConfig>(['modelSync']);
 
 /**

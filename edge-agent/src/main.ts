@@ -40,6 +40,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
     .option('--station-id <id>', 'this station at the gateway (env CXR_EDGE_STATION_ID)')
     .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN)")
+    .option('--link-retry-max-ms <ms>', 'longest wait between two checks of a hospital link that is down (default 30000)')
     .option('--upload-chunk-bytes <n>', 'DICOM files above this size go up in resumable chunks of it (default 8 MiB)')
     .option('--gateway-ca <file>', "PEM file of the CA that signed the gateway's certificate (env CXR_EDGE_GATEWAY_CA)")
     .option('--client-cert <file>', "this station's client certificate for mTLS, PEM (env CXR_EDGE_CLIENT_CERT)")
@@ -75,6 +76,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             stationToken: opts.stationToken,
             consultPriorities: opts.consultPriorities,
             uploadChunkBytes: opts.uploadChunkBytes,
+            linkRetryMaxMs: opts.linkRetryMaxMs,
             gatewayCa: opts.gatewayCa,
             clientCert: opts.clientCert,
             clientKey: opts.clientKey,
