@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SopClass, Tag, TransferSyntax, parseDicom } from '@cxr/inference';
@@ -51,6 +51,14 @@ describe('transfers that end before their last byte leave nothing behind', () =>
     return open;
   };
   const partFiles = (): string[] => readdirSync(tmpDir);
+  /** The transfer is real: one partial file in tmp/, held open by the agent, with the bytes sent so far. */
+  const partialFileOpen = async (): Promise<void> => {
+    await waitFor('the partial file', async () => (partFiles().length === 1 && openTmpFiles().length === 1 && partSize() >= partialBytes ? true : undefined), 5000, 20);
+  };
+  const partSize = (): number => {
+    const [name] = partFiles();
+    return name ? statSync(path.join(tmpDir, name)).size : 0;
+  };
 
   /** Within two seconds: no file in tmp/, no descriptor on one; nothing recorded, nothing quarantined. */
   async function expectNothingLeft(): Promise<void> {
@@ -86,7 +94,7 @@ describe('transfers that end before their last byte leave nothing behind', () =>
 
   it('a connection cut mid-dataset: the partial file is closed and deleted at once', async () => {
     const scu = await associate();
-    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, cutAfterBytes: partialBytes });
+    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, cutAfterBytes: partialBytes, beforeFault: partialFileOpen });
     expect(result.datasetBytesSent).toBe(partialBytes);
     expect(result.end).toBe('cut');
     expect(result.status).toBeUndefined();
@@ -94,9 +102,18 @@ describe('transfers that end before their last byte leave nothing behind', () =>
     await expectNextFileReceived('cr_hip_RG2_JPLY.dcm');
   });
 
+  it('a connection reset mid-dataset (the socket errors): the partial file is closed and deleted at once', async () => {
+    const scu = await associate();
+    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, resetAfterBytes: partialBytes, beforeFault: partialFileOpen });
+    expect(result.end).toBe('reset');
+    await expectNothingLeft();
+    expect(agent.output()).toMatch(/"reason":"network error".*partial file removed/u);
+    await expectNextFileReceived('cr_hip_RG2_JLSL.dcm');
+  });
+
   it('an A-ABORT mid-dataset: the partial file is closed and deleted at once', async () => {
     const scu = await associate();
-    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, abortAfterBytes: partialBytes });
+    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, abortAfterBytes: partialBytes, beforeFault: partialFileOpen });
     expect(result.end).toBe('aborted');
     expect(result.status).toBeUndefined();
     await expectNothingLeft();
@@ -104,12 +121,8 @@ describe('transfers that end before their last byte leave nothing behind', () =>
   });
 
   it('a sender silent past the idle limit: aborted, the partial file closed and deleted', async () => {
-    const before = partFiles().length;
     const scu = await associate();
-    const stalled = scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, stallAfterBytes: partialBytes });
-    // While it waits, the transfer is real: one more partial file, open.
-    await waitFor('the partial file', async () => (partFiles().length === before + 1 && openTmpFiles().length === before + 1 ? true : undefined), idleLimitMs - 300, 50);
-    const result = await stalled;
+    const result = await scu.storeRaw({ sopInstanceUid: uncUid, dataset: uncDataset, stallAfterBytes: partialBytes, beforeFault: partialFileOpen });
     expect(result.status).toBeUndefined();
     expect(['peer-aborted', 'peer-closed']).toContain(result.end);
     expect(result.waitedMs).toBeGreaterThanOrEqual(idleLimitMs - 200);

@@ -174,6 +174,7 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
 
     override cStoreRequest(request: CStoreRequest, callback: (response: CStoreResponse) => void): void {
       const respond = (status: number): void => {
+        if (!this.#ended) this.#socket.setTimeout(idleTimeoutMs);
         const response = CStoreResponse.fromRequest(request);
         response.setStatus(status);
         callback(response);
@@ -183,6 +184,8 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
         respond(CStoreStatus.ProcessingFailure);
         return;
       }
+      // The sender waits for our answer now: storing (and comparing with a stored version) is not the sender stalling.
+      this.#socket.setTimeout(0);
       void this.#store(request, pending.writer)
         .then(respond)
         .catch((err: unknown) => {

@@ -1,6 +1,6 @@
 /**
  * A minimal DICOM storage SCU written straight onto a net.Socket, for tests that need what DCMTK will not send: a
- * transfer cut mid-dataset, an A-ABORT mid-dataset, a sender that stalls, and dataset bytes that are not valid DICOM
+ * transfer cut or reset mid-dataset, an A-ABORT mid-dataset, a sender that stalls, and dataset bytes that are not valid DICOM
  * (DCMTK refuses or re-encodes malformed files).
  *
  * One association carries one presentation context (id 1): the abstract syntax and transfer syntax given to
@@ -40,20 +40,28 @@ export interface RawStoreRequest {
   readonly dataset: Uint8Array;
   /** Send this many dataset bytes, then close the connection (TCP FIN) without a word. */
   readonly cutAfterBytes?: number;
+  /** Send this many dataset bytes, then reset the connection (TCP RST: the SCP's socket errors). */
+  readonly resetAfterBytes?: number;
   /** Send this many dataset bytes, then an A-ABORT, then close. */
   readonly abortAfterBytes?: number;
   /** Send this many dataset bytes, then nothing more: keep the connection open and wait for the SCP to act. */
   readonly stallAfterBytes?: number;
   /** default: one more than the previous message on this association */
   readonly messageId?: number;
+  /**
+   * Called once the bytes before a cut, reset, abort or stall are sent, before the fault itself: a test can wait
+   * there until the SCP holds them (a reset makes the SCP's kernel drop what it has not read yet).
+   */
+  readonly beforeFault?: () => Promise<void> | void;
 }
 
 /**
  * How a store ended. `response`: the SCP answered (see `status`), the association stays up. `peer-aborted`: the SCP
  * sent an A-ABORT. `peer-closed`: the SCP closed the connection without answering. `cut` and `aborted`: we ended it
- * as asked (`status` is set if the SCP answered anyway). `no-answer`: nothing came within the timeout.
+ * as asked (`status` is set if the SCP answered anyway). `reset`: we reset it as asked (nothing more is read).
+ * `no-answer`: nothing came within the timeout.
  */
-export type RawStoreEnd = 'response' | 'peer-aborted' | 'peer-closed' | 'cut' | 'aborted' | 'no-answer';
+export type RawStoreEnd = 'response' | 'peer-aborted' | 'peer-closed' | 'cut' | 'reset' | 'aborted' | 'no-answer';
 
 export interface RawStoreResult {
   /** The C-STORE-RSP status (0 is Success), when the SCP answered. */
@@ -154,8 +162,8 @@ export class RawStoreScu {
   /** Sends one C-STORE, or part of one (see the `...AfterBytes` options). */
   async storeRaw(request: RawStoreRequest): Promise<RawStoreResult> {
     if (!this.associated) throw new Error('not associated');
-    const faults = [request.cutAfterBytes, request.abortAfterBytes, request.stallAfterBytes].filter((n) => n !== undefined);
-    if (faults.length > 1) throw new Error('give at most one of cutAfterBytes, abortAfterBytes, stallAfterBytes');
+    const faults = [request.cutAfterBytes, request.resetAfterBytes, request.abortAfterBytes, request.stallAfterBytes].filter((n) => n !== undefined);
+    if (faults.length > 1) throw new Error('give at most one of cutAfterBytes, resetAfterBytes, abortAfterBytes, stallAfterBytes');
     const limit = Math.min(request.dataset.length, faults[0] ?? request.dataset.length);
     const complete = limit === request.dataset.length;
     this.#messageId = request.messageId ?? (this.#messageId % 0xffff) + 1;
@@ -172,6 +180,7 @@ export class RawStoreScu {
       sent = end;
     } while (sent < limit);
     const started = Date.now();
+    if (faults.length > 0) await request.beforeFault?.();
     const done = (end: RawStoreEnd, status: number | undefined): RawStoreResult => ({ status, end, datasetBytesSent: sent, waitedMs: Date.now() - started });
 
     if (request.cutAfterBytes !== undefined) {
@@ -179,6 +188,11 @@ export class RawStoreScu {
       this.#socket.end();
       const status = await this.#drainUntilClosed(started + this.#timeoutMs);
       return done('cut', status);
+    }
+    if (request.resetAfterBytes !== undefined) {
+      this.#associated = false;
+      this.#socket.resetAndDestroy();
+      return done('reset', undefined);
     }
     if (request.abortAfterBytes !== undefined) {
       this.#associated = false;
