@@ -1,9 +1,9 @@
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { SopClass, Tag, TransferSyntax, parseDicom } from '@cxr/inference';
 import { datasetOffset } from '../src/spool/part10.js';
-import { dicomDir, removeDir, startAgent, storescu, waitFor, type AgentProcess } from './harness/agent-process.js';
+import { dicomDir, removeDir, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
 import { RawStoreScu } from './support/raw-store-scu.js';
 
 interface Instance {
@@ -83,6 +83,12 @@ describe('transfers that end before their last byte leave nothing behind', () =>
   const associate = (): Promise<RawStoreScu> =>
     RawStoreScu.associate({ port: agent.dicomPort, sopClassUid: SopClass.ComputedRadiographyImageStorage, transferSyntaxUid: TransferSyntax.ExplicitVRLittleEndian, timeoutMs: 10_000 });
 
+  it('takes the idle limit from --dimse-timeout-ms too, and refuses one below 100 ms', async () => {
+    const dataDir = tempDir('cxr-edge-');
+    onTestFinished(() => removeDir(dataDir));
+    await expect(startAgent({ dataDir, args: ['--dimse-timeout-ms', '50'] })).rejects.toThrow(/exited with 2[\s\S]*dimseTimeoutMs: Expected integer to be greater or equal to 100 \(flag --dimse-timeout-ms or CXR_EDGE_DIMSE_TIMEOUT_MS\)/u);
+  });
+
   it('takes a whole dataset from the raw sender (the sender itself works)', async () => {
     const barre = readFileSync(path.join(dicomDir, 'cr_chest_CR-MONO1-10-chest.dcm'));
     const scu = await RawStoreScu.associate({ port: agent.dicomPort, sopClassUid: SopClass.ComputedRadiographyImageStorage, transferSyntaxUid: TransferSyntax.ImplicitVRLittleEndian });
@@ -130,5 +136,15 @@ describe('transfers that end before their last byte leave nothing behind', () =>
     await expectNothingLeft();
     expect(agent.output()).toMatch(/"reason":"stalled".*partial file removed/u);
     await expectNextFileReceived('dx_chest_nih_secondary_capture.dcm');
+  });
+
+  it('bytes that are not a dataset, sent whole: Cannot Understand, kept in quarantine, nothing left in tmp/', async () => {
+    const scu = await associate();
+    const result = await scu.storeRaw({ sopInstanceUid: '1.2.826.0.1.3680043.10.1417.99.1', dataset: Buffer.alloc(64 * 1024, 0x41) });
+    expect(result).toMatchObject({ end: 'response', status: 0xc000 });
+    await scu.release();
+    expect(partFiles()).toEqual([]);
+    expect(openTmpFiles()).toEqual([]);
+    expect(readdirSync(path.join(agent.dataDir, 'quarantine')).filter((f) => f.endsWith('.reason.txt'))).toHaveLength(1);
   });
 });
