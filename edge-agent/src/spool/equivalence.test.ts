@@ -93,6 +93,11 @@ describe('the same instance in another encoding', () => {
     expect(values(rg1Explicit)).toEqual(['1.200', 'ward']);
     expect(values(rewritten)).toEqual(['1.2', 'ward^^^']);
     expect(await compareInstances(rg1Explicit, rewritten)).toEqual({ same: true, differences: [] });
+    // Both in Implicit VR: the VRs come from the data dictionary.
+    const rewrittenFile = path.join(work, 'rewritten.dcm');
+    writeFileSync(rewrittenFile, rewritten);
+    const [implicitA, implicitB] = await Promise.all([dcmtk('dcmconv', rg1ExplicitFile, ['+ti']), dcmtk('dcmconv', rewrittenFile, ['+ti'])]);
+    expect(await compareInstances(implicitA, implicitB)).toEqual({ same: true, differences: [] });
   });
 });
 
