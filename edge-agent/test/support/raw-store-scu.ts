@@ -1,7 +1,7 @@
 /**
  * A minimal DICOM storage SCU written straight onto a net.Socket, for tests that need what DCMTK will not send: a
- * transfer cut or reset mid-dataset, an A-ABORT mid-dataset, a sender that stalls, and dataset bytes that are not valid DICOM
- * (DCMTK refuses or re-encodes malformed files).
+ * transfer cut or reset mid-dataset, an A-ABORT mid-dataset, a sender that stalls, and dataset bytes that are not
+ * valid DICOM (DCMTK refuses or re-encodes malformed files).
  *
  * One association carries one presentation context (id 1): the abstract syntax and transfer syntax given to
  * `associate()`. `storeRaw()` sends a C-STORE-RQ command, then the dataset bytes exactly as given, in P-DATA-TF PDUs
