@@ -128,7 +128,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
   try {
     const model = await modelSync.startModel();
     processor.resumePending();
-    scp = createStoreScp({ spool, log, onStored }, { aeTitle: config.aeTitle, port: config.dicomPort });
+    scp = createStoreScp({ spool, log, onStored }, { aeTitle: config.aeTitle, port: config.dicomPort, idleTimeoutMs: config.dimseTimeoutMs });
     const dicomPort = await scp.listen();
     intake = new FolderIntake({ spool, log, onStored }, { dir: config.watchDir ?? path.join(config.dataDir, 'incoming'), doneDir: path.join(config.dataDir, 'intake-done'), stableMs: config.watchStableMs });
     await intake.start();

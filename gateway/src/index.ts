@@ -9,3 +9,4 @@ export { RedisLossWatch, type RedisLossWatchOptions } from './queue/redis-loss.j
 export { ConsultDesk, type ClaimRecord } from './queue/desk.js';
 export { GatewayCrashPoint, type GatewayCrashPointName } from './crash-points.js';
 export { ConsultQueue, type ConsultJob, type WorklistItem } from './queue/consults.js';
+export { storeFromUrl, type ObjectStore, type ObjectInfo } from './store/index.js';

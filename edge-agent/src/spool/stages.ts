@@ -44,10 +44,17 @@ export class InstanceStages {
     return record;
   }
 
-  /** The result with its preview and heatmap: the instance is complete, and all of it goes to the hospital. */
+  /**
+   * The result with its preview and heatmap: the instance is complete, and all of it goes to the hospital. An
+   * instance whose early result was recorded before a crash keeps that result: it is the one shown, and perhaps
+   * already at the hospital, which keeps a result once; the run after the restart only draws the images (and no
+   * heatmap when another model ran it, since it would not show what that result saw).
+   */
   complete(id: number, result: TriageResult, files: { preview: string | null; heatmap: string | null; heatmapLabel: string | null }): InstanceRecord | undefined {
     const record = this.#db.transaction(() => {
-      this.#db.setComplete(id, result, files);
+      const earlier = this.#db.get(id)?.result;
+      if (earlier && earlier.model.sha256 !== result.model.sha256) this.#db.setComplete(id, earlier, { ...files, heatmap: null, heatmapLabel: null });
+      else this.#db.setComplete(id, earlier ?? result, files);
       const updated = this.#db.get(id);
       if (updated) this.#forward(updated, { images: true });
       return updated;

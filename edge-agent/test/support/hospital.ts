@@ -70,6 +70,8 @@ export interface Hospital {
   addRadiologist(username: string, password: string): Promise<Radiologist>;
   /** Stops the gateway process (Redis and the store stay). */
   stopGateway(): Promise<void>;
+  /** Kills the gateway process with SIGKILL, as a crash would (Redis and the store stay). */
+  killGateway(): Promise<void>;
   /** Starts the gateway again on the same port. */
   startGateway(): Promise<void>;
   /** Stops everything and removes the store. */
@@ -124,6 +126,13 @@ export async function startHospital(): Promise<Hospital> {
     },
     async stopGateway() {
       if (gateway) await endProcess(gateway);
+    },
+    async killGateway() {
+      const child = gateway;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
     },
     startGateway,
     async close() {

@@ -1,0 +1,5 @@
+import type { Drill } from '../report.js';
+import { killBurstDrill } from './kill-burst.js';
+
+/** Every drill, in the order `npm run drills` runs them. */
+export const drills: readonly Drill[] = [killBurstDrill('edge'), killBurstDrill('gateway')];
