@@ -42,7 +42,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
   const disk = new DiskGuard({ log: log.child({ component: 'disk' }) }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
   await disk.start();
   const db = new SpoolDb(path.join(config.dataDir, 'edge.db'));
-  const spool = new Spool({ db, log, faults: deps.faults }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
+  const spool = new Spool({ db, log, faults: deps.faults, disk }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
   await spool.init();
   /** Files that reached objects/ before a crash cut their row: recorded now, or once there is room. */
   const recoverOrphans = async (): Promise<void> => {

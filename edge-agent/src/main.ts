@@ -107,6 +107,18 @@ export async function main(argv: readonly string[]): Promise<number> {
         exitCode = 1;
         return;
       }
+      // Last line of defence: every write handles a full disk where it happens (the agent goes degraded and takes
+      // the work up again once there is room); should one slip through, it must not end the agent either.
+      const lastResort = (err: unknown): void => {
+        if (agent.disk.report(err)) {
+          log.error({ code: (err as { code?: string }).code }, 'disk full, caught at the top: the agent carries on degraded');
+          return;
+        }
+        log.fatal({ err: err instanceof Error ? err.message : String(err), code: (err as { code?: string } | null)?.code }, 'unexpected error: the agent stops');
+        process.exit(1);
+      };
+      process.on('uncaughtException', lastResort);
+      process.on('unhandledRejection', lastResort);
       // The handlers go in before "ready" is said: whoever waits for that line may stop the agent at once.
       const stopped = new Promise<void>((resolve) => {
         const shutdown = (signal: string): void => {

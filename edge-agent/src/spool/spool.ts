@@ -3,7 +3,8 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { Tag, parseDicom, readImageInfo, type CxrError, type DicomDataset } from '@cxr/inference';
+import { Tag, crashPoint, parseDicom, readImageInfo, type CxrError, type DicomDataset } from '@cxr/inference';
+import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import { datasetOffset } from './part10.js';
 import type { InsertOutcome, InstanceRecord, InstanceSource, NewInstance, SpoolDb } from './db.js';
@@ -38,6 +39,15 @@ export interface SpoolFaults {
   beforeWrite?(): void;
 }
 
+/** What the spool asks of the disk guard (spool/disk-guard.ts); without one, only the free space is looked at. */
+export interface SpoolDisk {
+  readonly full: boolean;
+  /** one of our own writes failed: true when for want of room (the disk is full until there is room again) */
+  report(err: unknown): boolean;
+  /** a received file did not fit: look at the free space now */
+  check(): Promise<void>;
+}
+
 const isNoSpace = (err: unknown): boolean => ['ENOSPC', 'EDQUOT', 'EFBIG'].includes((err as NodeJS.ErrnoException).code ?? '');
 
 /**
@@ -51,13 +61,15 @@ export class Spool {
   readonly #log: Logger;
   readonly #options: SpoolOptions;
   readonly #faults: SpoolFaults;
+  readonly #disk: SpoolDisk | undefined;
   /** Commits of one SOP Instance UID, one after the other: each compares itself with the versions stored before it. */
   readonly #commitsByUid = new Map<string, Promise<unknown>>();
 
-  constructor(deps: { db: SpoolDb; log: Logger; faults?: SpoolFaults }, options: SpoolOptions) {
+  constructor(deps: { db: SpoolDb; log: Logger; faults?: SpoolFaults; disk?: SpoolDisk }, options: SpoolOptions) {
     this.#db = deps.db;
     this.#log = deps.log;
     this.#faults = deps.faults ?? {};
+    this.#disk = deps.disk;
     this.#options = options;
     const d = options.dataDir;
     this.dirs = { tmp: path.join(d, 'tmp'), objects: path.join(d, 'objects'), derived: path.join(d, 'derived'), quarantine: path.join(d, 'quarantine') };
@@ -69,8 +81,9 @@ export class Spool {
     for (const name of await readdir(this.dirs.tmp)) await rm(path.join(this.dirs.tmp, name), { force: true });
   }
 
-  /** Refuses when the disk is nearly full, before the sender transfers anything. */
+  /** Refuses when the disk is full or nearly so, before the sender transfers anything. */
   async checkSpace(): Promise<void> {
+    if (this.#disk?.full) throw new SpoolRefusal('out-of-resources', 'the spool disk is full');
     const stats = await statfs(this.dirs.tmp);
     const free = stats.bavail * stats.bsize;
     if (free < this.#options.minFreeBytes) {
@@ -131,16 +144,15 @@ export class Spool {
         if (file && !file.closed) await new Promise<void>((resolve) => file?.once('close', () => resolve()));
         if (failure) {
           await rm(tmpPath, { force: true });
-          throw isNoSpace(failure)
-            ? new SpoolRefusal('out-of-resources', `disk full while writing: ${(failure as Error).message}`, { cause: failure })
-            : failure;
+          throw isNoSpace(failure) ? this.#noRoom(`disk full while writing: ${(failure as Error).message}`, failure) : failure;
         }
         try {
           await fsyncPath(tmpPath);
         } catch (err) {
           await rm(tmpPath, { force: true });
-          throw isNoSpace(err) ? new SpoolRefusal('out-of-resources', `disk full while syncing`, { cause: err }) : err;
+          throw isNoSpace(err) ? this.#noRoom('disk full while syncing', err) : err;
         }
+        crashPoint(EdgeCrashPoint.TmpSynced);
         return { tmpPath, sha256: hash.digest('hex'), size };
       },
       abort: async () => {
@@ -168,8 +180,9 @@ export class Spool {
       await fsyncPath(tmpPath);
     } catch (err) {
       await rm(tmpPath, { force: true });
-      throw isNoSpace(err) ? new SpoolRefusal('out-of-resources', `disk full: ${(err as Error).message}`, { cause: err }) : err;
+      throw isNoSpace(err) ? this.#noRoom(`disk full: ${(err as Error).message}`, err) : err;
     }
+    crashPoint(EdgeCrashPoint.TmpSynced);
     const sha256 = createHash('sha256').update(bytes.subarray(datasetOffset(bytes))).digest('hex');
     return { tmpPath, sha256, size: bytes.length };
   }
@@ -220,11 +233,22 @@ export class Spool {
     }
     const relative = path.join('objects', written.sha256.slice(0, 2), `${written.sha256}.dcm`);
     const target = path.join(this.#options.dataDir, relative);
-    await mkdir(path.dirname(target), { recursive: true });
-    await rename(written.tmpPath, target);
-    await fsyncPath(path.dirname(target));
-    await fsyncPath(this.dirs.objects);
-    const outcome = this.#db.insert({ ...header, contentSha256: written.sha256, file: relative, size: written.size, source: origin.source, callingAe: origin.callingAe }, new Date());
+    let outcome: InsertOutcome;
+    try {
+      await mkdir(path.dirname(target), { recursive: true });
+      await rename(written.tmpPath, target);
+      await fsyncPath(path.dirname(target));
+      await fsyncPath(this.dirs.objects);
+      crashPoint(EdgeCrashPoint.ObjectDurable);
+      outcome = this.#db.insert({ ...header, contentSha256: written.sha256, file: relative, size: written.size, source: origin.source, callingAe: origin.callingAe }, new Date());
+    } catch (err) {
+      // Refused, never acknowledged: the unit sends it again. A file already in objects/ without its row is
+      // recorded by recoverOrphans() once there is room, and the resend is then a duplicate.
+      await rm(written.tmpPath, { force: true });
+      if (this.#disk?.report(err) || isNoSpace(err)) throw new SpoolRefusal('out-of-resources', 'disk full while recording the instance', { cause: err });
+      throw err;
+    }
+    crashPoint(EdgeCrashPoint.RowCommitted);
     this.#log.info({ instanceId: outcome.record.id, outcome: outcome.kind, version: outcome.record.version, source: origin.source }, 'instance stored');
     return outcome;
   }
@@ -275,6 +299,12 @@ export class Spool {
     await writeFile(`${target}.reason.txt`, `${reason}\n`);
     this.#log.warn({ quarantined: base, reason }, 'file quarantined');
     return target;
+  }
+
+  /** The refusal of a received file that did not fit; the guard looks at the free space at once. */
+  #noRoom(message: string, cause: unknown): SpoolRefusal {
+    void this.#disk?.check();
+    return new SpoolRefusal('out-of-resources', message, { cause });
   }
 
   absolute(relative: string): string {
