@@ -1,7 +1,8 @@
 import type { Drill } from '../report.js';
+import { fuzzDrill } from './fuzz.js';
 import { killBurstDrill } from './kill-burst.js';
 import { outageDrill } from './outage.js';
 import { redisLossDrill } from './redis-loss.js';
 
 /** Every drill, in the order `npm run drills` runs them. */
-export const drills: readonly Drill[] = [killBurstDrill('edge'), killBurstDrill('gateway'), redisLossDrill, outageDrill];
+export const drills: readonly Drill[] = [killBurstDrill('edge'), killBurstDrill('gateway'), redisLossDrill, outageDrill, fuzzDrill];
