@@ -557,7 +557,10 @@ describe('model updates from the registry', () => {
     try {
       const report = await waitFor('the disk refusal to be reported', async () => gateway.statuses.find((s) => s.error?.code === 'CXR_DISK_FULL'));
       expect(report.error?.message).toMatch(/must stay free/u);
-      expect((await second.api<{ model: { source: string } }>('/api/health')).model.source).toBe('local');
+      // Below its minimum free space the agent itself is degraded (it refuses images), and serves its own model.
+      const health = await fetch(`http://127.0.0.1:${second.httpPort}/api/health`);
+      expect(health.status).toBe(503);
+      expect(await health.json()).toMatchObject({ status: 'degraded', problems: [{ code: 'CXR_DISK_FULL' }], model: { source: 'local' } });
       expect(readdirSync(path.join(second.dataDir, 'models')).filter((f) => f.includes('@'))).toEqual([]);
     } finally {
       await second.stop();
