@@ -103,8 +103,19 @@ await run('storescu', ['-xf', profile, 'AllTS', '-aec', 'CXR_EDGE', '127.0.0.1',
 await new Promise((r) => setTimeout(r, 1500));
 rmSync(warmDir, { recursive: true, force: true });
 
+// Each file goes as a new instance of its own (new UIDs, the pixels and syntax as they are): the RG1 chest's lossless
+// re-encodings are one instance to the agent, which would show no new result for the second one.
+const singlesDir = mkdtempSync(path.join(os.tmpdir(), 'cxr-bench-singles-'));
+const singles: string[] = [];
+for (const [i, file] of files.entries()) {
+  const target = path.join(singlesDir, path.basename(file));
+  copyFileSync(file, target);
+  await run('dcmodify', ['-nb', '-m', `(0020,000d)=1.2.826.0.1.3680043.10.1417.7.${i}`, '-m', `(0008,0018)=1.2.826.0.1.3680043.10.1417.7.${i}.1`, target]);
+  singles.push(target);
+}
+
 const rows: { file: string; visibleMs: number; decode: number; preprocess: number; infer: number; other: number }[] = [];
-for (const file of files) {
+for (const file of singles) {
   const known = new Set((await instances(agent.httpPort)).map((i) => i.id));
   const result = nextResult(agent.httpPort, known);
   await new Promise((r) => setTimeout(r, 50));
@@ -143,6 +154,7 @@ const first = Math.min(...burst.map((i) => Date.parse(i.receivedAt)));
 const last = Math.max(...burst.map((i) => Date.parse(i.processedAt ?? '')));
 agent.stop();
 rmSync(burstDir, { recursive: true, force: true });
+rmSync(singlesDir, { recursive: true, force: true });
 
 const visible = rows.map((r) => r.visibleMs);
 const machine = `${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}`;
