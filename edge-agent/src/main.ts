@@ -1,13 +1,17 @@
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { access, copyFile, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { inferenceNodeFlags, readPackageVersion, startedWithInferenceFlags } from '@cxr/inference';
+import { inferenceNodeFlags, readPackageVersion, startedWithInferenceFlags, type Priority } from '@cxr/inference';
 import { startEdgeAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
+import { OutboxDb } from './outbox/outbox-db.js';
+import { SpoolDb } from './spool/db.js';
+import { checkInvariants } from './spool/invariants.js';
 
 const sharedDir = fileURLToPath(new URL('../../../shared/', import.meta.url));
 
@@ -161,6 +165,37 @@ export async function main(argv: readonly string[]): Promise<number> {
       } catch (err) {
         process.stderr.write(`cxr-edge send-demo: storescu failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}\n`);
         exitCode = 1;
+      }
+    });
+
+  program
+    .command('check')
+    .description(
+      "Check the promises the agent keeps after any crash or full disk: every image it acknowledged is analysed (or failed with its code) with its files on disk, and, linked to a gateway, everything owed to the hospital is waiting in the outbox or acknowledged. Safe while the agent runs (an image being analysed shows as unfinished). Exit code 1 when a promise is broken.",
+    )
+    .requiredOption('--data-dir <dir>', "the agent's data folder")
+    .option('--linked', 'the agent is linked to a gateway (check what it owes the hospital)', false)
+    .option('--consult-priorities <list>', 'AI priorities that ask for a consult by themselves', 'stat,urgent')
+    .option('--json', 'one JSON object per broken promise', false)
+    .action((opts: { dataDir: string; linked: boolean; consultPriorities: string; json: boolean }) => {
+      const file = path.join(opts.dataDir, 'edge.db');
+      if (!existsSync(file)) {
+        process.stderr.write(`cxr-edge check: no agent database in ${opts.dataDir}\n`);
+        exitCode = 2;
+        return;
+      }
+      const priorities = opts.consultPriorities.split(',').map((p) => p.trim()).filter((p): p is Priority => p === 'stat' || p === 'urgent' || p === 'routine');
+      const db = new SpoolDb(file);
+      try {
+        const violations = checkInvariants({ db, outbox: new OutboxDb(db), absolute: (f) => path.join(opts.dataDir, f) }, { enabled: opts.linked, consultPriorities: priorities });
+        for (const v of violations) {
+          process.stdout.write(opts.json ? `${JSON.stringify(v)}\n` : `${v.rule}: ${v.instanceId !== undefined ? `instance ${v.instanceId} ` : ''}study ${v.studyInstanceUid ?? '-'}: ${v.detail}\n`);
+        }
+        const instances = db.counts();
+        process.stderr.write(`${instances.received + instances.inferred + instances.failed} instances, ${violations.length} broken promises\n`);
+        if (violations.length > 0) exitCode = 1;
+      } finally {
+        db.close();
       }
     });
 

@@ -1,4 +1,4 @@
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -261,6 +261,37 @@ describe('operation', () => {
       expect(await agent.stop()).toBe(0);
       expect(agent.output()).toContain('edge agent ready');
       expect(agent.output()).not.toContain('node was started without these flags');
+      removeDir(agent.dataDir);
+    }
+  });
+
+  it('`cxr-edge check` finds every promise kept after a run, and says which one a lost file breaks', async () => {
+    const agent = await startAgent();
+    const bin = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'cxr-edge.js');
+    const check = async (): Promise<{ code: number; stdout: string; stderr: string }> => {
+      try {
+        const { stdout, stderr } = await promisify(execFile)(process.execPath, [bin, 'check', '--data-dir', agent.dataDir]);
+        return { code: 0, stdout, stderr };
+      } catch (err) {
+        return err as { code: number; stdout: string; stderr: string };
+      }
+    };
+    try {
+      expect((await storescu(agent.dicomPort, [path.join(dicomDir, 'cr_chest_CR-MONO1-10-chest.dcm')])).code).toBe(0);
+      await waitFor('the result and its images', async () => {
+        const s = await agent.api<Study[]>('/api/studies');
+        return instances(s).length === 1 && settled(s) ? true : undefined;
+      });
+      // While it runs: a read beside the agent, as a technician would.
+      expect(await check()).toMatchObject({ code: 0, stdout: '', stderr: '1 instances, 0 broken promises\n' });
+      const [instance] = instances(await agent.api<Study[]>('/api/studies'));
+      expect(await agent.stop()).toBe(0);
+      rmSync(path.join(agent.dataDir, 'derived', String(instance?.id), 'preview.png'));
+      const broken = await check();
+      expect(broken.code).toBe(1);
+      expect(broken.stdout).toMatch(new RegExp(`^file-missing: instance ${instance?.id} study [0-9.]+: derived/${instance?.id}/preview.png\n$`, 'u'));
+    } finally {
+      await agent.stop();
       removeDir(agent.dataDir);
     }
   });
