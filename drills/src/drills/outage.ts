@@ -11,14 +11,14 @@
  * - order: items of urgent studies delivered after the first item of a routine study (the gateway's audit trail:
  *   every film was analysed before the gateway came back, so all urgent work was waiting before any routine);
  * - log lines about the link during the outage, against the most rounds its retry schedule allows; and the
- *   per-item retry lines ("gateway failed an item, will retry it") of the whole drill, which must be none.
+ *   per-item retry lines (an `outboxId` and a retry) of the whole drill, which must be none.
  * At the end, with the edge settled and stopped: every film acknowledged is at the gateway, none lost, stuck or
  * doubled (support/delivery.ts).
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { FilmFactory, type Film } from '../support/films.js';
-import { collectLogLines, countDelivery, edgeInstances, finished, settleEdge } from '../support/delivery.js';
+import { collectLogLines, countDelivery, edgeInstances, finished, settleEdge, type LogLine } from '../support/delivery.js';
 import { consultStudies, readAuditTrail } from '../support/hospital-api.js';
 import { seededRandom, type Random } from '../support/random.js';
 import { startSite, storescu, waitFor, type AgentProcess, type Site } from '../support/site.js';
@@ -31,9 +31,14 @@ const LINK_RETRY_MAX_MS = 30_000;
 const QUICK_LINK_RETRY_MAX_MS = 4_000;
 /** One film every 15 s of the outage's first four fifths, on average (at least 6). */
 const FILM_EVERY_MS = 15_000;
-/** The agent's link lines (edge-agent/src/outbox/sender.ts): one a round while the link is down. */
-const linkLines = new Set(['gateway unreachable', 'gateway still unreachable, will retry']);
-const perItemRetryLine = 'gateway failed an item, will retry it';
+/**
+ * The agent's lines about the link (edge-agent/src/outbox/sender.ts: "gateway unreachable", "gateway still
+ * unreachable, will retry"), one a round while it is down; and lines about retrying one outbox item (they carry its
+ * `outboxId`: "gateway failed an item, will retry it"), which a link that is down must not cause. Told apart by their
+ * fields, not their exact wording, so that the drill counts the same on older agents.
+ */
+const isItemRetryLine = (line: LogLine): boolean => line.outboxId !== undefined && /retry/iu.test(line.msg);
+const isLinkLine = (line: LogLine): boolean => line.outboxId === undefined && /unreachable/iu.test(line.msg);
 
 export const outageDrill: Drill = {
   name: 'outage',
@@ -105,7 +110,7 @@ async function runOutage(options: DrillOptions): Promise<DrillReport> {
       const upAt = Date.now();
       const { noticeMs, drainMs } = await watchDrain(running, upAt);
       if (drainMs === undefined) problems.push(`outage ${cycle}: the outbox did not empty within 10 minutes of the gateway's return`);
-      const duringOutage = log.filter((line) => line.time >= downAt && line.time < upAt && linkLines.has(line.msg)).length;
+      const duringOutage = log.filter((line) => line.time >= downAt && line.time < upAt && isLinkLine(line)).length;
       const roundsAtMost = mostRounds(upAt - downAt, retryMaxMs);
       if (duringOutage > roundsAtMost) problems.push(`outage ${cycle}: ${duringOutage} log lines about the link, more than its ${roundsAtMost} retry rounds`);
       if (duringOutage === 0) problems.push(`outage ${cycle}: no log line said the link was down`);
@@ -120,7 +125,7 @@ async function runOutage(options: DrillOptions): Promise<DrillReport> {
     // The end: everything settles and is counted with the agent stopped.
     const settled = await settleEdge(edge);
     if (settled === undefined) problems.push('the edge did not settle within 10 minutes');
-    const perItemLines = log.filter((line) => line.msg === perItemRetryLine).length;
+    const perItemLines = log.filter(isItemRetryLine).length;
     const errorLines = log.filter((line) => line.level >= 50);
     for (const line of errorLines.slice(0, 5)) problems.push(`edge error log line: ${line.msg}`);
     const stopped = await edge.stop();
