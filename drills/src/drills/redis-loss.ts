@@ -51,6 +51,11 @@ interface Counts {
   resurrected: Set<string>;
   claimsLost: number;
   stationRetries: number;
+  /** Redis is down now (killed, not yet started again); how many times it was killed */
+  redisDown: boolean;
+  kills: number;
+  /** consults whose request was made or answered across a Redis loss */
+  askedAcrossLoss: number;
   gapsMs: number[];
   gapsMissed: number;
   downMs: number[];
@@ -71,7 +76,7 @@ async function runRedisLoss(options: DrillOptions): Promise<DrillReport> {
   const cycles = options.cycles ?? (options.quick ? 3 : 20);
   const random = seededRandom(options.seed);
   const problems: string[] = [];
-  const counts: Counts = { lost: new Set(), doubled: new Set(), resurrected: new Set(), claimsLost: 0, stationRetries: 0, gapsMs: [], gapsMissed: 0, downMs: [] };
+  const counts: Counts = { lost: new Set(), doubled: new Set(), resurrected: new Set(), claimsLost: 0, stationRetries: 0, redisDown: false, kills: 0, askedAcrossLoss: 0, gapsMs: [], gapsMissed: 0, downMs: [] };
   const ledger = new Ledger();
   const site = await startSite('tram-redis');
   let second: GatewayProcess | undefined;
@@ -97,10 +102,13 @@ async function runRedisLoss(options: DrillOptions): Promise<DrillReport> {
       }
       await sleep(random.int(300, 1500));
 
+      counts.redisDown = true;
+      counts.kills += 1;
       await site.hospital.redis.kill();
       const killedAt = Date.now();
       await sleep(random.int(200, 2000));
       await site.hospital.redis.start({ empty: true });
+      counts.redisDown = false;
       const backAt = Date.now();
       counts.downMs.push(backAt - killedAt);
 
@@ -168,6 +176,7 @@ async function runRedisLoss(options: DrillOptions): Promise<DrillReport> {
         gapMedianS: sorted.length > 0 ? seconds(median(sorted)) : 'none',
         gapWorstS: counts.gapsMissed > 0 ? `over ${GAP_TIMEOUT_MS / 1000}` : sorted.length > 0 ? seconds(sorted.at(-1) ?? 0) : 'none',
         redisDownMedianS: seconds(median([...counts.downMs].sort((x, y) => x - y))),
+        askedAcrossALoss: counts.askedAcrossLoss,
         stationReplays: counts.stationRetries,
         finalOrderInversions: Math.max(...inversions),
       },
@@ -243,9 +252,12 @@ class StationLoop {
     );
     if (put.status !== 200 && put.status !== 201) throw new Error(`the result of study ${studyUid} answered ${put.status} ${errorCode(put)}`);
     const body = { studyInstanceUid: studyUid, priority, reason: priority === 'routine' ? 'requested' : 'policy' };
+    const killsBefore = this.#counts.kills;
+    const downBefore = this.#counts.redisDown;
     const asked = await untilAnswered(() => this.#station.call(this.#random.pick(this.#gateways), 'POST', `/api/v1/stations/${stationId}/consults`, body), { onRetry });
     if (asked.status !== 200 && asked.status !== 201) throw new Error(`the consult for study ${studyUid} answered ${asked.status} ${errorCode(asked)}`);
     const { consultId } = asked.body as { consultId: string };
+    if (downBefore || this.#counts.kills !== killsBefore) this.#counts.askedAcrossLoss += 1;
     this.#ledger.acknowledged.set(consultId, { consultId, priority });
   }
 }
