@@ -18,7 +18,7 @@ import path from 'node:path';
 import { storeFromUrl, type ObjectStore } from '@cxr/gateway';
 import { FilmFactory, type Film } from '../support/films.js';
 import { seededRandom } from '../support/random.js';
-import { readEdgeDb, readGatewayStore, startSite, storescu, waitFor, type AgentProcess, type Site } from '../support/site.js';
+import { readEdgeDb, readGatewayStore, startSite, storescu, type AgentProcess, type Site } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
 
 export type KillTarget = 'edge' | 'gateway';
@@ -106,12 +106,13 @@ async function runKillBurst(target: KillTarget, options: DrillOptions): Promise<
         acknowledged.set(film.sopInstanceUid, film);
       } else problems.push(`a film was refused with nothing killed: ${film.sopInstanceUid}`);
     }
-    const settleMs = await settle(edge);
-    if (settleMs === undefined) problems.push('the edge did not settle within 10 minutes');
+    const backlog = (await edge.api<{ pending: number }>('/api/link')).pending;
+    const settleMs = await settle(edge, options.progress);
+    if (settleMs === undefined) problems.push('the edge stopped draining its outbox for two minutes');
     const stopped = await edge.stop();
     edge = undefined;
     if (stopped !== 0) problems.push(`the edge exited ${stopped} on SIGTERM`);
-    return await finalCount(target, options, started, site, dataDir, acknowledged, counts, problems, settleMs);
+    return await finalCount(target, options, started, site, dataDir, acknowledged, counts, problems, settleMs, backlog);
   } finally {
     if (edge) await killProcess(edge);
     await site.close();
@@ -139,10 +140,17 @@ async function finalCount(
   counts: Counts,
   problems: string[],
   settleMs: number | undefined,
+  backlog: number,
 ): Promise<DrillReport> {
   const edgeDb = readEdgeDb(dataDir);
   const atGateway = await readGatewayStore(site.hospital.store, site.station.stationId);
-  const worklist = (await site.doctor.api<{ studyInstanceUid: string; stationId: string }[]>('/api/v1/worklist?limit=1000')).body;
+  // Every page of the worklist: a long drill queues more consults than one page holds.
+  const worklist: { studyInstanceUid: string; stationId: string }[] = [];
+  for (let offset = 0; ; offset += 1000) {
+    const page = (await site.doctor.api<{ studyInstanceUid: string; stationId: string }[]>(`/api/v1/worklist?limit=1000&offset=${offset}`)).body;
+    worklist.push(...page);
+    if (page.length < 1000) break;
+  }
   let lost = 0;
   let reached = 0;
   let duplicated = 0;
@@ -215,6 +223,7 @@ async function finalCount(
       corrupted,
       brokenPromisesAfterCrashes: counts.crashViolations,
       checksAfterCrashes: counts.crashChecks,
+      outboxItemsWaitingAtTheEnd: backlog,
       settleS: settleMs === undefined ? 'did not settle' : Math.round(settleMs / 100) / 10,
     },
     ['acknowledgedLost', 'stuck', 'duplicated', 'corrupted', 'brokenPromisesAfterCrashes'],
@@ -230,24 +239,26 @@ async function readGatewayObject(store: ObjectStore, stationId: string, film: Fi
   }
 }
 
-/** Waits until every instance is finished and the outbox is empty with the link up; ms taken, or undefined. */
-async function settle(edge: AgentProcess): Promise<number | undefined> {
+/**
+ * Waits until every instance is finished and the outbox is empty with the link up: ms taken, or undefined when the
+ * outbox stopped going down for two minutes. A long drill leaves a backlog (its bursts come faster than a station's
+ * films), so the wait lasts as long as the backlog keeps draining.
+ */
+async function settle(edge: AgentProcess, progress: (line: string) => void): Promise<number | undefined> {
   const from = Date.now();
-  try {
-    await waitFor(
-      'the edge to settle',
-      async () => {
-        const studies = await edge.api<{ instances: { status: string; previewPending: boolean }[] }[]>('/api/studies?limit=1000');
-        const link = await edge.api<{ state: string; pending: number }>('/api/link');
-        const done = studies.every((s) => s.instances.every((i) => i.status === 'failed' || (i.status === 'inferred' && !i.previewPending)));
-        return done && link.state === 'online' && link.pending === 0 ? true : undefined;
-      },
-      600_000,
-      250,
-    );
-    return Date.now() - from;
-  } catch {
-    return undefined;
+  let best = Number.POSITIVE_INFINITY;
+  let bestAt = Date.now();
+  for (;;) {
+    const studies = await edge.api<{ instances: { status: string; previewPending: boolean }[] }[]>('/api/studies?limit=1000000');
+    const link = await edge.api<{ state: string; pending: number }>('/api/link');
+    const done = studies.every((s) => s.instances.every((i) => i.status === 'failed' || (i.status === 'inferred' && !i.previewPending)));
+    if (done && link.state === 'online' && link.pending === 0) return Date.now() - from;
+    if (link.pending < best) {
+      if (Math.floor(best / 1000) !== Math.floor(link.pending / 1000)) progress(`draining: ${link.pending} items to send`);
+      best = link.pending;
+      bestAt = Date.now();
+    } else if (Date.now() - bestAt > 120_000) return undefined;
+    await sleep(250);
   }
 }
 

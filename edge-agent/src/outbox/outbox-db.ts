@@ -148,10 +148,19 @@ export class OutboxDb {
     };
   }
 
-  /** Consults sent and not yet answered: the ones to ask the gateway about. */
-  openConsults(): ConsultRecord[] {
-    const uids = this.#db.prepare("SELECT study_instance_uid FROM consults WHERE consult_id IS NOT NULL AND status != 'reported'").all() as { study_instance_uid: string }[];
+  /** Consults sent and not yet answered, to ask the gateway about: `limit` of them, those asked least recently first. */
+  consultsToCheck(limit: number): ConsultRecord[] {
+    const uids = this.#db
+      .prepare(
+        `SELECT study_instance_uid FROM consults WHERE consult_id IS NOT NULL AND status != 'reported'
+         ORDER BY checked_at IS NOT NULL, checked_at, requested_at LIMIT ?`,
+      )
+      .all(limit) as { study_instance_uid: string }[];
     return uids.map((u) => this.consult(u.study_instance_uid)).filter((c): c is ConsultRecord => c !== undefined);
+  }
+
+  markChecked(studyInstanceUid: string): void {
+    this.#db.prepare('UPDATE consults SET checked_at = ? WHERE study_instance_uid = ?').run(new Date().toISOString(), studyInstanceUid);
   }
 
   updateConsult(studyInstanceUid: string, update: { consultId?: string; status: ConsultStatus; report?: Record<string, unknown> | null }): void {

@@ -19,8 +19,13 @@ export interface GatewayLink {
 
 export interface SenderOptions {
   readonly gateway: GatewayLink;
-  /** ms between asking the gateway about open consults. Default 15 000. */
+  /** ms between rounds of asking the gateway about open consults, from the end of one to the start of the next. Default 15 000. */
   readonly pollMs?: number;
+  /**
+   * open consults asked about per round, those asked least recently first. Default 50: a station with hundreds open
+   * (days offline, a hospital slow to read) keeps sending its studies between rounds instead of only asking.
+   */
+  readonly consultChecksPerRound?: number;
   /**
    * longest wait between retries of one item that the gateway, reachable, fails with a 5xx, ms. Default 300 000
    * (5 minutes). Items never wait on their own while the link is down: the link is retried instead.
@@ -106,7 +111,7 @@ export class OutboxSender {
 
   constructor(deps: SenderDeps, options: SenderOptions) {
     this.#deps = deps;
-    this.#options = { pollMs: 15_000, maxBackoffMs: 300_000, linkRetryMaxMs: 30_000, requestTimeoutMs: 120_000, probeTimeoutMs: 10_000, uploadChunkBytes: 8 * 1024 * 1024, ...options };
+    this.#options = { pollMs: 15_000, consultChecksPerRound: 50, maxBackoffMs: 300_000, linkRetryMaxMs: 30_000, requestTimeoutMs: 120_000, probeTimeoutMs: 10_000, uploadChunkBytes: 8 * 1024 * 1024, ...options };
     this.#fetch = createGatewayFetch(options.tls);
   }
 
@@ -306,7 +311,15 @@ export class OutboxSender {
   }
 
   async #pollConsults(): Promise<void> {
-    this.#lastPoll = Date.now();
+    try {
+      await this.#pollConsultsRound();
+    } finally {
+      // Counted from the end of the round: a round never follows another without sending in between.
+      this.#lastPoll = Date.now();
+    }
+  }
+
+  async #pollConsultsRound(): Promise<void> {
     const { outbox, log } = this.#deps;
     // The page shows whether the hospital is reachable, and accepts this station's token, even with nothing to send.
     try {
@@ -316,7 +329,8 @@ export class OutboxSender {
       if (!this.#stopped) this.#linkDown(err);
       return;
     }
-    for (const consult of outbox.openConsults()) {
+    for (const consult of outbox.consultsToCheck(this.#options.consultChecksPerRound)) {
+      outbox.markChecked(consult.studyInstanceUid);
       try {
         const res = await this.#request('GET', `/api/v1/stations/${this.#options.gateway.stationId}/consults/${consult.consultId}`, {});
         const answer = (await res.json()) as { status: 'queued' | 'claimed' | 'reported'; report?: Record<string, unknown> };

@@ -172,6 +172,8 @@ const migrations = [
   // The outbox goes by urgency first: a stat study's DICOM before a routine study's result.
   'DROP INDEX outbox_due',
   'CREATE INDEX outbox_due ON outbox (done_at, failed, priority_rank, phase, created_at)',
+  // When the gateway was last asked about a consult: a round asks those asked least recently.
+  'ALTER TABLE consults ADD COLUMN checked_at TEXT',
 ];
 
 function toRecord(row: Row): InstanceRecord {

@@ -126,4 +126,23 @@ describe('instance stages and the outbox items they imply', () => {
     }
     expect(order).toEqual(['1.2.4:result', '1.2.4:preview', '1.2.4:heatmap', '1.2.4:dicom', '1.2.3:result', '1.2.3:preview', '1.2.3:heatmap', '1.2.3:dicom']);
   });
+
+  it('asks the gateway about a bounded number of open consults a round, those asked least recently first', () => {
+    for (const study of ['1.1', '1.2', '1.3']) {
+      outbox.requestConsult({ studyInstanceUid: study, reason: 'policy', note: null, priority: 'urgent' });
+      outbox.updateConsult(study, { consultId: `c-${study}`, status: 'queued' });
+    }
+    outbox.updateConsult('1.3', { status: 'reported', report: { impression: 'x' } });
+    const round = (): string[] => outbox.consultsToCheck(1).map((c) => c.studyInstanceUid);
+    const asked: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const [study] = round();
+      if (study) {
+        asked.push(study);
+        outbox.markChecked(study);
+      }
+    }
+    // Reported consults are not asked about; the two open ones take turns.
+    expect(asked).toEqual(['1.1', '1.2', '1.1', '1.2']);
+  });
 });
