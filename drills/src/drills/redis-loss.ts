@@ -90,7 +90,9 @@ async function runRedisLoss(options: DrillOptions): Promise<DrillReport> {
     const readers = [claimant, other] as const;
     const anyGateway = (): string => random.pick(gateways);
 
-    stationLoop = new StationLoop(site, gateways, random, ledger, counts, problems);
+    // A random of its own: the station runs beside the cycles, and a shared one would be drawn in a different order
+    // from one run to the next.
+    stationLoop = new StationLoop(site, gateways, seededRandom(options.seed + 1), ledger, counts, problems);
     stationLoop.start();
     await waitUntil(() => ledger.acknowledged.size >= 8, 60_000);
 
