@@ -1,10 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { firstFrame } from '../dicom/frames.js';
 import { readImageInfo } from '../dicom/image-info.js';
 import { parseDicom } from '../dicom/parse.js';
 import { CxrError } from '../errors/index.js';
+import { encapsulated, imageModule, writePart10 } from '../test-support/dicom-writer.js';
 import { dicomDir } from '../test-support/shared.js';
 import { decodeWithCharls } from './charls.js';
 import { decodeWithDcmjs } from './dcmjs-native-codecs.js';
@@ -100,4 +104,49 @@ describe('decoders check what they return against the header', () => {
     expect(await codeOf(decodeFrame(info.transferSyntaxUid, { encapsulated: true, codestream: bad }, info))).toBe('CXR_DECODE_FAILED');
     expect(await codeOf(decodeFrame(info.transferSyntaxUid, { encapsulated: true, codestream: bad.subarray(0, 30) }, info))).toBe('CXR_DECODE_FAILED');
   });
+});
+
+describe('a JPEG codestream that would stop dcmjs-codecs for ever', () => {
+  /**
+   * Found by the fuzz drill: 11 bytes of 0xFF over the start of a baseline JPEG's fragment (FF .. FF 01 ...) kept
+   * `cxr infer` and the edge's worker busy until they were killed. The decode runs in a child process so that a
+   * spin fails the test by its time limit instead of stopping the test run.
+   */
+  async function decodeInChild(file: string): Promise<string> {
+    const sourceImage = new URL('../pipeline/source-image.ts', import.meta.url).href;
+    const code = `
+      import { readFileSync } from 'node:fs';
+      const { readSourceImage } = await import(${JSON.stringify(sourceImage)});
+      try {
+        await readSourceImage(readFileSync(${JSON.stringify(file)}));
+        console.log('decoded');
+      } catch (err) {
+        console.log(err.code ?? 'uncoded');
+      }`;
+    try {
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { timeout: 20_000, killSignal: 'SIGKILL' });
+      return stdout.trim();
+    } catch (err) {
+      const e = err as { killed?: boolean; signal?: string; stderr?: string };
+      return e.killed ? 'still decoding after 20 s' : `failed: ${e.signal ?? ''} ${e.stderr ?? ''}`;
+    }
+  }
+
+  it.each([
+    ['JPEG Baseline, 8 bits', '1.2.840.10008.1.2.4.50', 8],
+    // The native DCMTK decoder refuses a codestream without SOI and hands it to the WebAssembly one.
+    ['JPEG Lossless SV1, 16 bits', '1.2.840.10008.1.2.4.70', 16],
+  ])('%s: a TEM marker (FF 01) before the frame header is CXR_DECODE_FAILED at once', async (_name, transferSyntaxUid, bitsAllocated) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'cxr-jpeg-tem-'));
+    try {
+      const file = path.join(dir, 'tem.dcm');
+      const fragment = Uint8Array.from([0xff, 0x01, 0x00, 0x00, 0x00, 0x00]);
+      writeFileSync(file, writePart10([...imageModule({ rows: 8, columns: 8, bitsAllocated }), encapsulated([fragment])], { transferSyntaxUid }));
+      const started = performance.now();
+      expect(await decodeInChild(file)).toBe('CXR_DECODE_FAILED');
+      expect(performance.now() - started).toBeLessThan(15_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

@@ -72,6 +72,7 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
     encodedBuffer: codestream,
   });
   if (codec === 'rle') checkRleHeader(codestream, geometry);
+  if (codec === 'jpeg') checkJpegPrecisionScan(codestream);
   let out: CodecContext;
   try {
     switch (codec) {
@@ -149,5 +150,30 @@ function checkRleHeader(codestream: Uint8Array, geometry: FrameGeometry): void {
     const offset = view.getUint32(4 + i * 4, true);
     if (offset <= previous || offset >= codestream.length) throw new CxrError('CXR_DECODE_FAILED', `rle: segment ${i + 1} offset ${offset} is out of order or outside the data`);
     previous = offset;
+  }
+}
+
+/**
+ * dcmjs-codecs picks its 8, 12 or 16-bit JPEG decoder by walking the markers from the first byte to the frame
+ * header (its ScanJpegDataForBitDepth, from DCMTK). On a TEM marker (FF 01) that walk never moves on: the thread
+ * spins for ever, before libjpeg sees a byte. This is the same walk, step for step, so a codestream that reaches
+ * FF 01 is refused here and every other one goes on exactly as before.
+ */
+function checkJpegPrecisionScan(codestream: Uint8Array): void {
+  const segment = (at: number): number => (((codestream[at + 2] ?? 0) << 8) | (codestream[at + 3] ?? 0)) + 2;
+  let offset = 0;
+  while (offset + 4 < codestream.length) {
+    if (codestream[offset] !== 0xff) return;
+    const marker = codestream[offset + 1] ?? 0;
+    if (marker === 0x01) throw new CxrError('CXR_DECODE_FAILED', `jpeg: a TEM marker (FF 01) at byte ${offset}, before the frame header`);
+    if (marker === 0xff) offset += 1;
+    else if (marker >= 0xc0 && marker <= 0xcf) {
+      // A frame header ends the walk; DHT, JPG and DAC are segments to step over.
+      if (marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) return;
+      offset += segment(offset);
+    } else if (marker >= 0xd0 && marker <= 0xd9) offset += 2;
+    else if (marker >= 0xda) offset += segment(offset);
+    else if (marker > 0x02 && marker <= 0xbf) offset += 2;
+    else return;
   }
 }
