@@ -47,4 +47,19 @@ describe('drills, quick', () => {
     expectOk(result);
     expect(result.figures.refusedA700).toBeGreaterThan(0);
   }, 120_000);
+
+  it('fuzz: mutated DICOM through cxr infer and the C-STORE receiver: no crash, no hang, every error coded, nothing leaked', async () => {
+    const result = await runQuick('fuzz');
+    expectOk(result);
+    expect(result.figures.inferErrors).toBeGreaterThan(0);
+    expect(result.figures.edgeCannotUnderstandC000).toBeGreaterThan(0);
+    expect(result.figures.cleanFilmAfter).toBe('stored and analysed');
+  }, 120_000);
+
+  it('senders: stalled senders are cut off at the idle limit and hold nobody up; parallel units lose nothing', async () => {
+    const result = await runQuick('senders');
+    expectOk(result);
+    expect(result.figures.stalledEndedWithinLimit).toBe(result.figures.stalledAssociations);
+    expect(result.figures.acknowledged).toBe(result.figures.filmsSent);
+  }, 120_000);
 });

@@ -352,6 +352,10 @@ class EdgeUnderFuzz {
   #descriptorsAtStart = 0;
   /** output of agents that died, for the error-level log lines */
   #earlierOutput = '';
+  /** the last case sent, and what was last sent when the agent died */
+  #lastSent = 'no case yet';
+  #lastSentAt = Date.now();
+  #death: { at: number; afterCase: string } | undefined;
 
   private constructor(agent: AgentProcess, dataDir: string, films: FilmFactory, counts: Counts, problems: string[]) {
     this.#agent = agent;
@@ -360,6 +364,14 @@ class EdgeUnderFuzz {
     this.#counts = counts;
     this.#problems = problems;
     this.#poller = setInterval(() => void this.#checkHealth(), 1000);
+    this.#watch(agent);
+  }
+
+  /** When it dies, what it was last sent: a crash shows up at the next send, perhaps minutes later. */
+  #watch(agent: AgentProcess): void {
+    agent.child.once('exit', () => {
+      this.#death = { at: Date.now(), afterCase: this.#lastSent };
+    });
   }
 
   static async start(dataDir: string, filmsDir: string, counts: Counts, problems: string[]): Promise<EdgeUnderFuzz> {
@@ -374,6 +386,9 @@ class EdgeUnderFuzz {
   }
 
   async send(c: FuzzCase, describe: (c: FuzzCase) => string): Promise<Sent['outcome']> {
+    await this.#checkAlive();
+    this.#lastSent = describe(c);
+    this.#lastSentAt = Date.now();
     const outcome = await this.#store(c);
     const counts = this.#counts;
     switch (outcome.kind) {
@@ -403,7 +418,7 @@ class EdgeUnderFuzz {
         this.#problems.push(`no connection to the edge (${outcome.detail}) for ${describe(c)}`);
         break;
     }
-    await this.#checkAlive(`after ${describe(c)}`);
+    await this.#checkAlive();
     if (outcome.kind !== 'response') return outcome.kind;
     return outcome.status === 0 ? 'success' : outcome.status === 0xc000 ? 'cannot-understand' : outcome.status === 0xa700 ? 'out-of-resources' : 'other';
   }
@@ -429,15 +444,21 @@ class EdgeUnderFuzz {
     }
   }
 
-  async #checkAlive(when: string): Promise<void> {
+  /** A dead agent is counted, reported with its last words, and started again on the same data. */
+  async #checkAlive(): Promise<void> {
     const child = this.#agent.child;
     if (child.exitCode === null && child.signalCode === null) return;
     this.#counts.crashes += 1;
-    this.#problems.push(`the edge exited (${child.exitCode ?? child.signalCode}) ${when}${errorLines(this.#agent.output(), 3)}`);
-    this.#earlierOutput += this.#agent.output();
+    const death = this.#death ?? { at: Date.now(), afterCase: this.#lastSent };
+    const ago = Math.round((death.at - this.#lastSentAt) / 1000);
+    const output = this.#agent.output();
+    this.#problems.push(`the edge exited (${child.exitCode ?? child.signalCode}) ${ago} s after it was sent ${death.afterCase}${lastWords(output)}${errorLines(output, 3)}`);
+    this.#earlierOutput += output;
+    this.#death = undefined;
     this.#restarting = true;
     try {
       this.#agent = await launch(this.#dataDir);
+      this.#watch(this.#agent);
     } finally {
       this.#restarting = false;
     }
@@ -477,6 +498,8 @@ class EdgeUnderFuzz {
   /** Everything analysed, then the counts; the clean film last. */
   async finish(sent: readonly Sent[], describe: (c: FuzzCase) => string): Promise<EdgeFinal> {
     const problems = this.#problems;
+    const caseOf = new Map(sent.map((s) => [s.fuzzCase.sopInstanceUid, describe(s.fuzzCase)]));
+    const named = (uid: string): string => caseOf.get(uid) ?? uid;
     await this.#settle();
     const studies = await this.#agent.api<StudyView[]>('/api/studies?limit=1000');
     if (studies.length >= 1000) problems.push('1000 studies or more: /api/studies shows only the newest 1000');
@@ -495,14 +518,14 @@ class EdgeUnderFuzz {
           failedCodes.set(code, (failedCodes.get(code) ?? 0) + 1);
           if (code === 'CXR_INFERENCE_TIMEOUT') {
             this.#counts.hangs += 1;
-            problems.push(`the edge's analysis of ${uid} was stopped after its time limit`);
+            problems.push(`the edge's analysis was stopped after its time limit: ${named(uid)}`);
           } else if (!registry.has(code)) {
             this.#counts.uncodedErrors += 1;
-            problems.push(`the edge failed ${uid} with an uncoded error ${code}: ${(instance.error?.message ?? '').slice(0, 160)}`);
+            problems.push(`the edge failed with an uncoded error ${code} (${(instance.error?.message ?? '').slice(0, 160)}): ${named(uid)}`);
           }
         } else {
           unfinished += 1;
-          problems.push(`left unfinished at the edge: ${uid} (${instance.status}${instance.previewPending ? ', preview pending' : ''})`);
+          problems.push(`left unfinished at the edge (${instance.status}${instance.previewPending ? ', preview pending' : ''}): ${named(uid)}`);
         }
       }
     }
@@ -573,7 +596,7 @@ class EdgeUnderFuzz {
     let last = '';
     let lastChange = Date.now();
     for (;;) {
-      await this.#checkAlive('while settling');
+      await this.#checkAlive();
       const health = await this.#agent.api<Health>('/api/health').catch(() => undefined);
       if (health && health.counts.received === 0 && health.queue === 0) {
         const studies = await this.#agent.api<StudyView[]>('/api/studies?limit=1000');
@@ -636,6 +659,16 @@ function openFilesUnder(agent: AgentProcess, dir: string): string[] {
     }
   }
   return open;
+}
+
+/** What the agent wrote last that is not a log line (a native abort says why there, and only there). */
+function lastWords(output: string): string {
+  const words = output
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.startsWith('{') && !l.startsWith('cxr-edge: ready'))
+    .slice(-3)
+    .map((l) => l.trim().slice(0, 200));
+  return words.length > 0 ? `; its last words: ${words.join(' | ')}` : '';
 }
 
 /** The agent's error-level log lines (pino level 50 and up): message and code, no more. */
