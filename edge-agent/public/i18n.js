@@ -288,6 +288,8 @@ const errors = {
     CXR_MODEL: 'Mô hình AI chưa sẵn sàng — báo kỹ thuật. Ảnh đã được lưu, sẽ đọc lại khi mô hình sẵn sàng.',
     CXR_INFERENCE_FAILED: 'AI tạm thời không chạy được trên ảnh này. Hãy gửi lại ảnh sau ít phút; nếu vẫn lỗi, báo kỹ thuật.',
     CXR_IO: 'Máy trạm AI không đọc hoặc ghi được tệp (có thể đầy ổ đĩa). Báo kỹ thuật.',
+    CXR_INFERENCE_TIMEOUT: 'AI đọc ảnh này quá lâu nên đã dừng. Ảnh vẫn được lưu; hãy báo kỹ thuật.',
+    CXR_INFERENCE_ABANDONED: 'Máy trạm AI bị dừng nhiều lần khi đang đọc ảnh này nên không đọc lại nữa. Ảnh vẫn được lưu; hãy báo kỹ thuật.',
     default: 'Máy trạm AI không xử lý được ảnh này. Hãy gửi lại ảnh; nếu vẫn lỗi, báo kỹ thuật.',
   },
   en: {
@@ -306,6 +308,8 @@ const errors = {
     CXR_MODEL: 'The AI model is not ready — call the technician. The image is stored and will be read once the model is ready.',
     CXR_INFERENCE_FAILED: 'The AI could not run on this image for now. Send the image again in a few minutes; if it fails again, call the technician.',
     CXR_IO: 'The AI station could not read or write a file (the disk may be full). Call the technician.',
+    CXR_INFERENCE_TIMEOUT: 'The AI took too long on this image and was stopped. The image is stored; call the technician.',
+    CXR_INFERENCE_ABANDONED: 'The AI station stopped several times while reading this image, so it is not read again. The image is stored; call the technician.',
     default: 'The AI station could not process this image. Send the image again; if it fails again, call the technician.',
   },
 };

@@ -104,7 +104,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     announce(record);
     if (stage) sender?.kick();
   };
-  const processor = new InferenceProcessor({ stages, spool, log, disk, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers });
+  const processor = new InferenceProcessor({ stages, spool, log, disk, onChange: changed }, { threads: config.inferenceThreads, workers: config.workers, timeoutMs: config.inferenceTimeoutMs });
   if (!link && config.registryKey) log.warn({}, '--registry-key is used only with a gateway: model sync is off');
   const modelSync = new ModelSync(
     {

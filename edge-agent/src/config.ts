@@ -21,6 +21,8 @@ export const EdgeConfigSchema = Type.Object({
   dimseTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 60_000, description: 'ms a DICOM sender may stay silent before its association is aborted' }),
   inferenceThreads: Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'threads for the model and the JPEG 2000 decoder' }),
   workers: Type.Integer({ minimum: 1, maximum: 16, default: 1, description: 'inference worker threads' }),
+  /** An image's decode and analysis is stopped after this long, from its start (a codec that never returns). */
+  inferenceTimeoutMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 120_000, description: "ms an image's decode and analysis may take before it is stopped" }),
   gatewayUrl: Type.Optional(Type.String({ pattern: '^https?://', description: "the hospital gateway's address; without it the agent works alone" })),
   stationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$', description: 'this station at the gateway' })),
   stationToken: Type.Optional(Type.String({ minLength: 20, description: "this station's token from `cxr-gateway admin add-station`" })),
@@ -67,6 +69,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   dimseTimeoutMs: 'CXR_EDGE_DIMSE_TIMEOUT_MS',
   inferenceThreads: 'CXR_EDGE_THREADS',
   workers: 'CXR_EDGE_WORKERS',
+  inferenceTimeoutMs: 'CXR_EDGE_INFERENCE_TIMEOUT_MS',
   logLevel: 'CXR_EDGE_LOG_LEVEL',
   gatewayUrl: 'CXR_EDGE_GATEWAY',
   stationId: 'CXR_EDGE_STATION_ID',
@@ -83,7 +86,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   clientKey: 'CXR_EDGE_CLIENT_KEY',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'gatewayPollMs', 'linkRetryMaxMs', 'uploadChunkBytes', 'modelPollMs']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'inferenceTimeoutMs', 'gatewayPollMs', 'linkRetryMaxMs', 'uploadChunkBytes', 'modelPollMs']);
 const booleans = new Set<keyof EdgeConfig>(['modelSync']);
 
 /**

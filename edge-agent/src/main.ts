@@ -39,6 +39,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--watch-dir <dir>', 'watched folder (default DATA_DIR/incoming)')
     .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)')
     .option('--workers <n>', 'inference worker threads (default 1)')
+    .option('--inference-timeout-ms <ms>', "stop an image's decode and analysis after this long from its start (default 120000)")
     .option('--min-free-bytes <n>', 'refuse new images below this much free disk (default 200 MiB)')
     .option('--dimse-timeout-ms <ms>', 'abort a DICOM association whose sender stays silent this long, removing any partial file (default 60000)')
     .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
@@ -72,6 +73,7 @@ export async function main(argv: readonly string[]): Promise<number> {
             watchDir: opts.watchDir,
             inferenceThreads: opts.threads,
             workers: opts.workers,
+            inferenceTimeoutMs: opts.inferenceTimeoutMs,
             minFreeBytes: opts.minFreeBytes,
             dimseTimeoutMs: opts.dimseTimeoutMs,
             logLevel: opts.logLevel,

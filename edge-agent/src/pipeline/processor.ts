@@ -6,7 +6,7 @@ import type { Logger } from '../log.js';
 import type { InstanceRecord } from '../spool/db.js';
 import type { Spool } from '../spool/spool.js';
 import type { InstanceStages } from '../spool/stages.js';
-import type { DeployedModel, InferenceOutcome, InferenceTask } from './worker.js';
+import type { DeployedModel, InferenceOutcome, InferencePhase, InferenceProgress, InferenceTask } from './worker.js';
 
 export interface ProcessorDeps {
   /** writes each stage with the outbox items it implies */
@@ -24,8 +24,14 @@ export interface ProcessorOptions {
   readonly threads: number;
   /** worker threads running inference, per model */
   readonly workers: number;
-  /** ms after which an image's decode and inference is stopped (its worker restarted). Default 120 000. */
+  /**
+   * ms after which an image still decoding is stopped (its worker thread replaced), counted from the start of its
+   * analysis. Default 120 000. A model run or images being drawn are not stopped (they always return, and
+   * stopping a thread inside ONNX Runtime or sharp aborts the whole process): they are only logged as slow.
+   */
   readonly timeoutMs?: number;
+  /** analyses of one instance cut short (the process stopped during them) before it is given up. Default 3. */
+  readonly maxAttempts?: number;
 }
 
 /** A model folder to run and the per-site thresholds it runs under. */
@@ -144,7 +150,17 @@ export class InferenceProcessor {
    * from its file, which gives the same result and draws the images); call once a model is active.
    */
   resumePending(): void {
-    const unfinished = this.#deps.stages.unfinished();
+    const maxAttempts = this.#options.maxAttempts ?? 3;
+    const unfinished = this.#deps.stages.unfinished().filter((record) => {
+      // The process stopped during every one of its last analyses: an image that crashes the agent must not keep it
+      // in a loop of restarts, holding back every other image.
+      if (record.attempts < maxAttempts || this.#queued.has(record.id)) return true;
+      const message = `its analysis was cut short ${record.attempts} times; not tried again`;
+      const updated = this.#writeStage(record.id, 'abandoned', () => this.#deps.stages.failed(record.id, { code: 'CXR_INFERENCE_ABANDONED', message }, { preview: null }));
+      this.#deps.log.error({ instanceId: record.id, attempts: record.attempts }, 'analysis abandoned');
+      if (updated) this.#deps.onChange(updated, 'done');
+      return false;
+    });
     if (unfinished.length > 0) {
       const early = unfinished.filter((r) => r.status === 'inferred').length;
       this.#deps.log.info({ count: unfinished.length, earlyResultOnly: early }, 'resuming unfinished instances');
@@ -180,7 +196,30 @@ export class InferenceProcessor {
     this.#queued.add(record.id);
     // The result is shown as soon as the model has run; the preview and heatmap follow a moment later.
     const { port1, port2 } = new MessageChannel();
-    port1.once('message', (result: TriageResult) => this.#recordEarly(record.id, result));
+    // A codec that never returns must not hold the queue: the task is stopped and its worker thread replaced. The
+    // time counts from the start of its analysis, not from the queue (a slow one must not fail those behind it).
+    const timeoutMs = this.#options.timeoutMs ?? 120_000;
+    const abort = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    let phase: InferencePhase | undefined;
+    port1.on('message', (progress: InferenceProgress) => {
+      if (progress.kind === 'result') {
+        this.#recordEarly(record.id, progress.result);
+        return;
+      }
+      const started = phase === undefined;
+      phase = progress.phase;
+      if (!started) return;
+      timer = setTimeout(() => {
+        if (phase === 'decode') abort.abort();
+        else this.#deps.log.warn({ instanceId: record.id, phase, ms: timeoutMs }, 'analysis slow: left to finish');
+      }, timeoutMs);
+      try {
+        this.#deps.stages.analysisStarted(record.id);
+      } catch (err) {
+        if (!this.#deps.disk.report(err)) this.#deps.log.error({ instanceId: record.id, err: (err as Error).message }, 'attempt not counted');
+      }
+    });
     const task: InferenceTask = {
       instanceId: record.id,
       file: this.#deps.spool.absolute(record.file),
@@ -190,19 +229,18 @@ export class InferenceProcessor {
       thresholds: slot.thresholds,
       early: port2,
     };
-    // A codec that never returns must not hold the queue: the task is aborted and its worker thread replaced.
-    const signal = AbortSignal.timeout(this.#options.timeoutMs ?? 120_000);
-    const job = (slot.pool.run(task, { transferList: [port2], signal }) as Promise<InferenceOutcome>)
+    const job = (slot.pool.run(task, { transferList: [port2], signal: abort.signal }) as Promise<InferenceOutcome>)
       .then((outcome) => this.#record(slot, record, outcome))
       .catch((err: unknown) => {
-        if (signal.aborted && !this.#stopping) {
-          this.#record(slot, record, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${this.#options.timeoutMs ?? 120_000} ms` }, preview: null });
+        if (abort.signal.aborted && !this.#stopping) {
+          this.#record(slot, record, { ok: false, error: { code: 'CXR_INFERENCE_TIMEOUT', message: `stopped after ${timeoutMs} ms` }, preview: null });
           return;
         }
         // The worker itself died or the pool closed: the instance stays unfinished and a restart runs it again.
         if (!this.#stopping) this.#deps.log.error({ instanceId: record.id, err: (err as Error).message }, 'inference worker failed');
       })
       .finally(() => {
+        clearTimeout(timer);
         port1.close();
         this.#queued.delete(record.id);
         slot.inFlight.delete(job);
@@ -233,6 +271,10 @@ export class InferenceProcessor {
   #record(slot: Slot, record: InstanceRecord, outcome: InferenceOutcome): void {
     const { stages, log } = this.#deps;
     const id = record.id;
+    this.#writeStage(id, 'analysis ended', () => {
+      stages.analysisEnded(id);
+      return undefined;
+    });
     if (!outcome.ok && outcome.diskFull) {
       // Not the image's fault: no room for its preview. It stays unfinished and runs again once there is room.
       this.#deps.disk.report({ code: 'ENOSPC' });

@@ -31,7 +31,7 @@ export interface InferenceTask {
   readonly threads: number;
   /** Per-site thresholds of the deployment this model runs under; labels not named keep the manifest's. */
   readonly thresholds?: ThresholdOverrides;
-  /** Gets the result as soon as the model has run, before the preview and heatmap are drawn. */
+  /** Told when the analysis starts, then gets the result as soon as the model has run, before the images are drawn. */
   readonly early?: MessagePort;
 }
 
@@ -43,6 +43,13 @@ export interface DeployedModel {
   readonly description: string | null;
   readonly applicability: { readonly modalities: readonly string[]; readonly bodyParts: readonly string[]; readonly views: readonly string[] };
 }
+
+/**
+ * What a worker says on the task's port while it runs: the phase it enters (`decode` once its model is ready, `model`
+ * when the model runs, `images` while the preview and heatmap are drawn), and the result as soon as it has it.
+ */
+export type InferencePhase = 'decode' | 'model' | 'images';
+export type InferenceProgress = { readonly kind: 'phase'; readonly phase: InferencePhase } | { readonly kind: 'result'; readonly result: TriageResult };
 
 export type InferenceOutcome =
   | {
@@ -91,13 +98,21 @@ export async function verify(task: Pick<InferenceTask, 'modelDir' | 'threads'>):
 
 export default async function infer(task: InferenceTask): Promise<InferenceOutcome> {
   let preview: string | null = null;
+  const say = (progress: InferenceProgress): void => task.early?.postMessage(progress);
   try {
     await mkdir(task.derivedDir, { recursive: true });
     const model = await modelFor(task);
+    say({ kind: 'phase', phase: 'decode' });
     const bytes = await readFile(task.file);
     // Decoded even when the model does not apply: the radiographer still sees the image.
-    const analysis = await analyzeBytes(bytes, model, { decodeAlways: true, decode: { j2kThreads: task.threads }, ...(task.thresholds ? { thresholds: task.thresholds } : {}) });
-    task.early?.postMessage(analysis.result);
+    const analysis = await analyzeBytes(bytes, model, {
+      decodeAlways: true,
+      decode: { j2kThreads: task.threads },
+      ...(task.thresholds ? { thresholds: task.thresholds } : {}),
+      onModelRun: () => say({ kind: 'phase', phase: 'model' }),
+    });
+    say({ kind: 'result', result: analysis.result });
+    say({ kind: 'phase', phase: 'images' });
     if (analysis.source) {
       const rendered = await renderPreview(analysis.source);
       preview = await writeAtomically(path.join(task.derivedDir, 'preview.png'), rendered.png);

@@ -45,6 +45,8 @@ export interface InstanceRecord {
    * not complete has its early result only; a restart finishes it.
    */
   readonly complete: boolean;
+  /** analyses of this instance started and not finished, in every life of the process (a crash-loop guard) */
+  readonly attempts: number;
 }
 
 export type NewInstance = Pick<
@@ -108,6 +110,7 @@ interface Row {
   heatmap_file: string | null;
   heatmap_label: string | null;
   complete: number;
+  attempts: number;
 }
 
 const migrations = [
@@ -174,6 +177,7 @@ const migrations = [
   'CREATE INDEX outbox_due ON outbox (done_at, failed, priority_rank, phase, created_at)',
   // When the gateway was last asked about a consult: a round asks those asked least recently.
   'ALTER TABLE consults ADD COLUMN checked_at TEXT',
+  'ALTER TABLE instances ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0',
 ];
 
 function toRecord(row: Row): InstanceRecord {
@@ -213,6 +217,7 @@ function toRecord(row: Row): InstanceRecord {
     heatmapFile: row.heatmap_file,
     heatmapLabel: row.heatmap_label,
     complete: row.complete === 1,
+    attempts: row.attempts,
   };
 }
 
@@ -330,6 +335,16 @@ export class SpoolDb {
     this.#db
       .prepare(`UPDATE instances SET status = 'failed', complete = 1, processed_at = ?, error_code = ?, error_message = ?, preview_file = ? WHERE id = ?`)
       .run(new Date().toISOString(), error.code, error.message, files.preview, id);
+  }
+
+  /** A worker has started analysing the instance (committed before it can crash anything). */
+  countAttempt(id: number): void {
+    this.#db.prepare('UPDATE instances SET attempts = attempts + 1 WHERE id = ? AND complete = 0').run(id);
+  }
+
+  /** The analysis came back (whatever its outcome): it was not cut short. */
+  clearAttempts(id: number): void {
+    this.#db.prepare('UPDATE instances SET attempts = 0 WHERE id = ? AND attempts > 0').run(id);
   }
 
   /** Runs `fn` in one IMMEDIATE transaction: every write in it commits together or not at all. */

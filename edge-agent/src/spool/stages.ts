@@ -89,6 +89,16 @@ export class InstanceStages {
     });
   }
 
+  /** A worker started analysing the instance: counted, so that one that keeps crashing the agent is given up. */
+  analysisStarted(id: number): void {
+    this.#db.countAttempt(id);
+  }
+
+  /** The analysis came back, whatever it found: only analyses the process died during count. */
+  analysisEnded(id: number): void {
+    this.#db.clearAttempts(id);
+  }
+
   /** Instances a restart must finish: received, or with their early result only. */
   unfinished(): InstanceRecord[] {
     return this.#db.unfinished();

@@ -34,6 +34,7 @@ describe('error registry', () => {
       'CXR_LABELS_INVALID',
       'CXR_MODEL_GOLDEN_MISMATCH',
       'CXR_MODEL_VERSION_EXISTS',
+      'CXR_INFERENCE_ABANDONED',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });

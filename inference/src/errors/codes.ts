@@ -31,6 +31,7 @@ export const ErrorCodes = {
   CXR_LABELS_INVALID: { transient: false, message: 'The labelled set (CSV of images and truth columns) is invalid' },
   CXR_MODEL_GOLDEN_MISMATCH: { transient: false, message: 'The model does not reproduce the expected outputs of its golden cases' },
   CXR_MODEL_VERSION_EXISTS: { transient: false, message: 'This model version is already in the registry with other bytes (versions are immutable)' },
+  CXR_INFERENCE_ABANDONED: { transient: false, message: 'The analysis of this image was cut short several times (the process stopped during it) and is not tried again' },
 } as const satisfies Record<string, { transient: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -17,6 +17,8 @@ export interface AnalyzeOptions {
   readonly decode?: DecodeOptions;
   /** Decode an image even when the model does not apply to it (the edge still shows it to the radiographer). */
   readonly decodeAlways?: boolean;
+  /** Told just before the model runs (the image is decoded and preprocessed): the edge knows which phase a slow analysis is in. */
+  readonly onModelRun?: () => void;
 }
 
 export interface Analysis {
@@ -82,6 +84,7 @@ export async function analyzeBytes(bytes: Uint8Array, model: LoadedModel, option
   const preprocess = ms(t1);
 
   const t2 = performance.now();
+  options.onModelRun?.();
   const output = await model.run(tensor);
   const probabilities = activate(output.raw, manifest.outputs.probabilities.activation).map(round6);
   const infer = ms(t2);
