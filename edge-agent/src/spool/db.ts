@@ -241,6 +241,8 @@ export class SpoolDb {
 
   #migrate(): void {
     const version = this.#db.pragma('user_version', { simple: true }) as number;
+    // A database a newer agent wrote keeps its version: writing ours back would run its migrations again later.
+    if (version >= migrations.length) return;
     const apply = this.#db.transaction(() => {
       for (let i = version; i < migrations.length; i++) this.#db.exec(migrations[i] as string);
       this.#db.pragma(`user_version = ${migrations.length}`);

@@ -145,4 +145,12 @@ describe('instance stages and the outbox items they imply', () => {
     // Reported consults are not asked about; the two open ones take turns.
     expect(asked).toEqual(['1.1', '1.2', '1.1', '1.2']);
   });
+
+  it('leaves the schema version of a database written by a newer agent as it is', () => {
+    db.raw.pragma('user_version = 999');
+    db.close();
+    db = new SpoolDb(path.join(dir, 'edge.db'));
+    outbox = new OutboxDb(db);
+    expect(db.raw.pragma('user_version', { simple: true })).toBe(999);
+  });
 });
