@@ -28,6 +28,14 @@ function expectOk(result: DrillReport): void {
 }
 
 describe('drills, quick', () => {
+  for (const target of ['edge', 'gateway'] as const) {
+    it(`kill-${target}: kill -9 of the ${target} mid-burst loses, doubles and corrupts nothing, and every promise holds after each crash`, async () => {
+      const result = await runQuick(`kill-${target}`);
+      expectOk(result);
+      expect(result.figures.reachedTheHospital).toBe(result.figures.acknowledged);
+    }, 120_000);
+  }
+
   it('redis-loss: two gateways keep every consult and the held claim through Redis restarted empty', async () => {
     const result = await runQuick('redis-loss');
     expectOk(result);
