@@ -46,6 +46,12 @@ export async function startAgent(
     // A short stability wait keeps the watched-folder tests quick.
     { env: { ...process.env, CXR_EDGE_WATCH_STABLE_MS: '300', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  // Never outlive the test process, even when a test times out before its own stop.
+  const reap = (): void => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  child.once('exit', () => process.off('exit', reap));
   let output = '';
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
