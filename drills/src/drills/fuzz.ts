@@ -13,7 +13,7 @@
  * can be made again with `makeCase(specimens, seed, index)`.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ErrorCodes, isDecodableTransferSyntax, parseDicom, Tag } from '@cxr/inference';
@@ -22,6 +22,7 @@ import { dicomDir, FilmFactory, repoRoot, squeezenet } from '../support/films.js
 import { makeCase, readSpecimen, type FuzzCase, type Specimen } from '../support/mutate.js';
 import { startAgent, storescu, waitFor, type AgentProcess } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { descriptors, openFilesUnder } from '../support/descriptors.js';
 
 export const fuzzDrill: Drill = {
   name: 'fuzz',
@@ -641,24 +642,6 @@ function datasetUid(c: FuzzCase): string | undefined {
   } catch {
     return undefined;
   }
-}
-
-function descriptors(agent: AgentProcess): number {
-  return readdirSync(`/proc/${agent.child.pid}/fd`).length;
-}
-
-function openFilesUnder(agent: AgentProcess, dir: string): string[] {
-  const fdDir = `/proc/${agent.child.pid}/fd`;
-  const open: string[] = [];
-  for (const fd of readdirSync(fdDir)) {
-    try {
-      const target = readlinkSync(path.join(fdDir, fd));
-      if (target.startsWith(`${dir}${path.sep}`)) open.push(target);
-    } catch {
-      // closed between the listing and the read
-    }
-  }
-  return open;
 }
 
 /** What the agent wrote last that is not a log line (a native abort says why there, and only there). */

@@ -16,6 +16,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { storeFromUrl, type ObjectStore } from '@cxr/gateway';
+import { countDelivery, settleEdge } from '../support/delivery.js';
 import { FilmFactory, type Film } from '../support/films.js';
 import { seededRandom } from '../support/random.js';
 import { readEdgeDb, readGatewayStore, startSite, storescu, type AgentProcess, type Site } from '../support/site.js';
@@ -107,7 +108,7 @@ async function runKillBurst(target: KillTarget, options: DrillOptions): Promise<
       } else problems.push(`a film was refused with nothing killed: ${film.sopInstanceUid}`);
     }
     const backlog = (await edge.api<{ pending: number }>('/api/link')).pending;
-    const settleMs = await settle(edge, options.progress);
+    const settleMs = await settleEdge(edge, { progress: options.progress });
     if (settleMs === undefined) problems.push('the edge stopped draining its outbox for two minutes');
     const stopped = await edge.stop();
     edge = undefined;
@@ -142,54 +143,9 @@ async function finalCount(
   settleMs: number | undefined,
   backlog: number,
 ): Promise<DrillReport> {
+  const { reached, lost, duplicated, stuck } = await countDelivery(site, dataDir, acknowledged.values(), problems);
   const edgeDb = readEdgeDb(dataDir);
   const atGateway = await readGatewayStore(site.hospital.store, site.station.stationId);
-  // Every page of the worklist: a long drill queues more consults than one page holds.
-  const worklist: { studyInstanceUid: string; stationId: string }[] = [];
-  for (let offset = 0; ; offset += 1000) {
-    const page = (await site.doctor.api<{ studyInstanceUid: string; stationId: string }[]>(`/api/v1/worklist?limit=1000&offset=${offset}`)).body;
-    worklist.push(...page);
-    if (page.length < 1000) break;
-  }
-  let lost = 0;
-  let reached = 0;
-  let duplicated = 0;
-  for (const film of acknowledged.values()) {
-    const atEdge = edgeDb.instances.get(film.sopInstanceUid);
-    if (!atEdge) {
-      lost += 1;
-      problems.push(`lost at the edge: ${film.sopInstanceUid}`);
-      continue;
-    }
-    if (atEdge.count > 1) {
-      duplicated += 1;
-      problems.push(`stored ${atEdge.count} times at the edge: ${film.sopInstanceUid}`);
-    }
-    const versions = atGateway.get(film.sopInstanceUid);
-    const files = versions?.get(atEdge.contentSha256);
-    if (versions && versions.size > 1) {
-      duplicated += 1;
-      problems.push(`${versions.size} contents at the gateway: ${film.sopInstanceUid}`);
-    }
-    if (files && ['instance.dcm', 'result.json', 'preview.png'].every((f) => files.has(f))) reached += 1;
-    else {
-      lost += 1;
-      problems.push(`not at the gateway (has ${[...(files ?? [])].join(', ') || 'nothing'}): ${film.sopInstanceUid}`);
-    }
-    if (film.kind === 'urgent') {
-      const consults = worklist.filter((c) => c.stationId === site.station.stationId && c.studyInstanceUid === film.studyInstanceUid).length;
-      if (consults === 0) {
-        lost += 1;
-        problems.push(`urgent study without a consult on the worklist: ${film.studyInstanceUid}`);
-      } else if (consults > 1) {
-        duplicated += 1;
-        problems.push(`urgent study with ${consults} consults: ${film.studyInstanceUid}`);
-      }
-    }
-  }
-  const unfinished = [...edgeDb.instances.values()].filter((i) => !i.complete).length;
-  const stuck = unfinished + edgeDb.pendingItems + edgeDb.violations.filter((v) => v.rule === 'refused').length;
-  for (const v of edgeDb.violations) problems.push(`settled: ${v.rule} ${v.instanceId ?? v.studyInstanceUid ?? ''}: ${v.detail}`);
   // The DICOM files the gateway holds are the very bytes the edge stored.
   let corrupted = 0;
   const store = await storeFromUrl(site.hospital.store);
@@ -236,29 +192,6 @@ async function readGatewayObject(store: ObjectStore, stationId: string, film: Fi
     return Buffer.from(await store.getBytes(`studies/${stationId}/${film.studyInstanceUid}/instances/${film.sopInstanceUid}/${sha}/instance.dcm`));
   } catch {
     return undefined;
-  }
-}
-
-/**
- * Waits until every instance is finished and the outbox is empty with the link up: ms taken, or undefined when the
- * outbox stopped going down for two minutes. A long drill leaves a backlog (its bursts come faster than a station's
- * films), so the wait lasts as long as the backlog keeps draining.
- */
-async function settle(edge: AgentProcess, progress: (line: string) => void): Promise<number | undefined> {
-  const from = Date.now();
-  let best = Number.POSITIVE_INFINITY;
-  let bestAt = Date.now();
-  for (;;) {
-    const studies = await edge.api<{ instances: { status: string; previewPending: boolean }[] }[]>('/api/studies?limit=1000000');
-    const link = await edge.api<{ state: string; pending: number }>('/api/link');
-    const done = studies.every((s) => s.instances.every((i) => i.status === 'failed' || (i.status === 'inferred' && !i.previewPending)));
-    if (done && link.state === 'online' && link.pending === 0) return Date.now() - from;
-    if (link.pending < best) {
-      if (Math.floor(best / 1000) !== Math.floor(link.pending / 1000)) progress(`draining: ${link.pending} items to send`);
-      best = link.pending;
-      bestAt = Date.now();
-    } else if (Date.now() - bestAt > 120_000) return undefined;
-    await sleep(250);
   }
 }
 

@@ -9,7 +9,7 @@
  * - partial files left in tmp/ (or still open), the agent's descriptors before and after;
  * - every acknowledged film analysed (GET /api/studies/:uid, by SOP Instance UID), none of the stalled ones recorded.
  */
-import { mkdirSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { RawStoreScu } from '../../../edge-agent/test/support/raw-store-scu.js';
 import { FilmFactory, squeezenet, type Film } from '../support/films.js';
@@ -17,6 +17,7 @@ import { readSpecimen } from '../support/mutate.js';
 import { seededRandom, type Random } from '../support/random.js';
 import { startAgent, storescu, waitFor, type AgentProcess } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { descriptors, openFilesUnder } from '../support/descriptors.js';
 
 export const sendersDrill: Drill = {
   name: 'senders',
@@ -288,24 +289,6 @@ async function waitAnalysed(agent: AgentProcess, films: readonly Film[]): Promis
     300_000,
     250,
   );
-}
-
-function descriptors(agent: AgentProcess): number {
-  return readdirSync(`/proc/${agent.child.pid}/fd`).length;
-}
-
-function openFilesUnder(agent: AgentProcess, dir: string): string[] {
-  const fdDir = `/proc/${agent.child.pid}/fd`;
-  const open: string[] = [];
-  for (const fd of readdirSync(fdDir)) {
-    try {
-      const target = readlinkSync(path.join(fdDir, fd));
-      if (target.startsWith(`${dir}${path.sep}`)) open.push(target);
-    } catch {
-      // closed between the listing and the read
-    }
-  }
-  return open;
 }
 
 function mkdirIn(parent: string, name: string): string {

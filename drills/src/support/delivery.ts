@@ -1,11 +1,11 @@
 /**
- * What drills with the edge check at the end, after kill-burst.ts's final count: the edge settled (every instance
- * finished, the outbox empty, the link up), then, with the agent stopped, every film the unit got a Success for is in
+ * What every drill with the edge checks at the end: the edge settled (every instance finished, the outbox empty,
+ * the link up), then, with the agent stopped, every film the unit got a Success for is in
  * the edge's database once and at the gateway (DICOM, result, preview; an urgent study with one consult on the
  * worklist), and nothing is stuck. Plus small readers of a running agent: its health, its studies, its log lines.
  */
 import type { Film } from './films.js';
-import { readEdgeDb, readGatewayStore, waitFor, type AgentProcess, type Site } from './site.js';
+import { readEdgeDb, readGatewayStore, type AgentProcess, type Site } from './site.js';
 
 export interface InstanceState {
   readonly sopInstanceUid: string;
@@ -14,7 +14,7 @@ export interface InstanceState {
   readonly previewUrl: string | null;
 }
 
-/** Every instance the running agent shows, by SOP Instance UID. */
+/** Every instance the running agent shows (its newest 1,000 studies), by SOP Instance UID. */
 export async function edgeInstances(edge: AgentProcess): Promise<Map<string, InstanceState>> {
   const studies = await edge.api<{ instances: InstanceState[] }[]>('/api/studies?limit=1000');
   return new Map(studies.flatMap((s) => s.instances).map((i) => [i.sopInstanceUid, i]));
@@ -35,23 +35,26 @@ export async function edgeHealth(edge: AgentProcess): Promise<Health> {
   return (await res.json()) as Health;
 }
 
-/** Waits until every instance is finished and the outbox is empty with the link up; ms taken, or undefined. */
-export async function settleEdge(edge: AgentProcess, timeoutMs = 600_000): Promise<number | undefined> {
+/**
+ * Waits until every instance is finished and the outbox is empty with the link up: ms taken, or undefined when
+ * nothing moved (no item sent, no instance finished) for `stallMs` (default 2 minutes). A long drill leaves a backlog
+ * (its bursts come faster than a station's films): the wait lasts as long as it keeps draining.
+ */
+export async function settleEdge(edge: AgentProcess, options: { stallMs?: number; progress?: (line: string) => void } = {}): Promise<number | undefined> {
   const from = Date.now();
-  try {
-    await waitFor(
-      'the edge to settle',
-      async () => {
-        const instances = await edgeInstances(edge);
-        const link = await edge.api<{ state: string; pending: number }>('/api/link');
-        return [...instances.values()].every(finished) && link.state === 'online' && link.pending === 0 ? true : undefined;
-      },
-      timeoutMs,
-      250,
-    );
-    return Date.now() - from;
-  } catch {
-    return undefined;
+  let best = Number.POSITIVE_INFINITY;
+  let movedAt = Date.now();
+  for (;;) {
+    const instances = [...(await edgeInstances(edge)).values()];
+    const link = await edge.api<{ state: string; pending: number }>('/api/link');
+    const left = link.pending + instances.filter((i) => !finished(i)).length;
+    if (left === 0 && link.state === 'online') return Date.now() - from;
+    if (left < best) {
+      if (Math.floor(best / 1000) !== Math.floor(left / 1000)) options.progress?.(`draining: ${link.pending} items to send`);
+      best = left;
+      movedAt = Date.now();
+    } else if (Date.now() - movedAt > (options.stallMs ?? 120_000)) return undefined;
+    await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 
@@ -73,7 +76,13 @@ export interface DeliveryCount {
 export async function countDelivery(site: Site, dataDir: string, acknowledged: Iterable<Film>, problems: string[]): Promise<DeliveryCount> {
   const edgeDb = readEdgeDb(dataDir);
   const atGateway = await readGatewayStore(site.hospital.store, site.station.stationId);
-  const worklist = (await site.doctor.api<{ studyInstanceUid: string; stationId: string }[]>('/api/v1/worklist?limit=1000')).body;
+  // Every page of the worklist: a long drill queues more consults than one page holds.
+  const worklist: { studyInstanceUid: string; stationId: string }[] = [];
+  for (let offset = 0; ; offset += 1000) {
+    const page = (await site.doctor.api<{ studyInstanceUid: string; stationId: string }[]>(`/api/v1/worklist?limit=1000&offset=${offset}`)).body;
+    worklist.push(...page);
+    if (page.length < 1000) break;
+  }
   let lost = 0;
   let reached = 0;
   let duplicated = 0;
