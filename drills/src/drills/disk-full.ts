@@ -25,6 +25,7 @@ import { countDelivery, edgeHealth, edgeInstances, settleEdge } from '../support
 import { seededRandom } from '../support/random.js';
 import { startSite, storescu, type AgentProcess, type Site } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { median, mkdirWork, seconds, sleep } from '../support/util.js';
 
 const run = promisify(execFile);
 /**
@@ -369,18 +370,3 @@ async function unmount(mountPoint: string): Promise<void> {
   }
   await run('umount', ['-l', mountPoint]).catch(() => undefined);
 }
-
-function median(sorted: readonly number[]): number {
-  if (sorted.length === 0) return 0;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
-
-function mkdirWork(workDir: string, name: string): string {
-  const dir = path.join(workDir, name);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));

@@ -13,7 +13,7 @@
  *   than one consult on the worklist;
  * - reached the hospital: acknowledged films whose DICOM, result and preview the gateway holds (all, when all is well).
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { storeFromUrl, type ObjectStore } from '@cxr/gateway';
 import { countDelivery, settleEdge } from '../support/delivery.js';
@@ -21,6 +21,7 @@ import { FilmFactory, type Film } from '../support/films.js';
 import { seededRandom } from '../support/random.js';
 import { readEdgeDb, readGatewayStore, startSite, storescu, type AgentProcess, type Site } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { mkdirWork, sleep } from '../support/util.js';
 
 export type KillTarget = 'edge' | 'gateway';
 
@@ -199,11 +200,3 @@ async function killProcess(agent: AgentProcess | undefined): Promise<void> {
   if (!agent || agent.child.exitCode !== null || agent.child.signalCode !== null) return;
   await agent.stop('SIGKILL');
 }
-
-function mkdirWork(workDir: string, name: string): string {
-  const dir = path.join(workDir, name);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

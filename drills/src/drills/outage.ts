@@ -15,14 +15,13 @@
  * At the end, with the edge settled and stopped: every film acknowledged is at the gateway, none lost, stuck or
  * doubled (support/delivery.ts).
  */
-import { mkdirSync } from 'node:fs';
-import path from 'node:path';
 import { FilmFactory, type Film } from '../support/films.js';
 import { collectLogLines, countDelivery, edgeInstances, finished, settleEdge, type LogLine } from '../support/delivery.js';
 import { consultStudies, readAuditTrail } from '../support/hospital-api.js';
 import { seededRandom, type Random } from '../support/random.js';
 import { startSite, storescu, waitFor, type AgentProcess, type Site } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { mkdirWork, seconds, sleep } from '../support/util.js';
 
 const FULL_OUTAGE_MS = 15 * 60_000;
 const QUICK_OUTAGE_MS = 20_000;
@@ -252,12 +251,3 @@ async function deliveryOrder(site: Site, films: readonly Film[], downAt: number,
   if (ofStudy.length === 0) problems.push("no item of the outage's studies in the gateway's audit trail");
   return { firstUrgentMs: firstUrgentAt === undefined ? undefined : firstUrgentAt - upAt, urgentAfterRoutine: late.length, items: ofStudy.length, problems };
 }
-
-function mkdirWork(workDir: string, name: string): string {
-  const dir = path.join(workDir, name);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-}
-
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));

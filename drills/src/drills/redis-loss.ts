@@ -20,6 +20,7 @@ import { seededRandom, type Random } from '../support/random.js';
 import { errorCode, RadiologistSession, startSecondGateway, StationClient, untilAnswered, type GatewayProcess, type WorklistRow } from '../support/hospital-api.js';
 import { startSite, type Site } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
+import { median, seconds, sleep } from '../support/util.js';
 
 /** After this long without every consult back, the missing ones count as lost. */
 const GAP_TIMEOUT_MS = 60_000;
@@ -391,12 +392,3 @@ async function waitUntil(condition: () => boolean, timeoutMs: number): Promise<v
     await sleep(100);
   }
 }
-
-function median(sorted: readonly number[]): number {
-  if (sorted.length === 0) return 0;
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
-
-const seconds = (ms: number): number => Math.round(ms / 100) / 10;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

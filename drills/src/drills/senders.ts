@@ -18,6 +18,7 @@ import { seededRandom, type Random } from '../support/random.js';
 import { startAgent, storescu, waitFor, type AgentProcess } from '../support/site.js';
 import { report, type Drill, type DrillOptions, type DrillReport } from '../report.js';
 import { descriptors, openFilesUnder } from '../support/descriptors.js';
+import { sleep } from '../support/util.js';
 
 export const sendersDrill: Drill = {
   name: 'senders',
@@ -296,5 +297,3 @@ function mkdirIn(parent: string, name: string): string {
   mkdirSync(dir, { recursive: true });
   return dir;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));

@@ -6,6 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { storeFromUrl } from '@cxr/gateway';
 import { endProcess, freePort, spawnGateway, type Hospital } from '../../../edge-agent/test/support/hospital.js';
+import type { WorklistRow } from '../../../gateway/test/support/radiologist.js';
 
 /** No call of a drill waits for ever: a gateway whose Redis is down answers 503 within 5 s. */
 const CALL_TIMEOUT_MS = 20_000;
@@ -69,16 +70,8 @@ export class StationClient {
   }
 }
 
-/** A row of `GET /api/v1/worklist`. */
-export interface WorklistRow {
-  readonly consultId: string;
-  readonly stationId: string;
-  readonly studyInstanceUid: string;
-  readonly priority: 'stat' | 'urgent' | 'routine';
-  readonly receivedAt: string;
-  readonly status: 'queued' | 'claimed';
-  readonly claimedBy: string | null;
-}
+/** A row of `GET /api/v1/worklist`, as the gateway's own tests read it. */
+export type { WorklistRow };
 
 /**
  * A radiologist as the page behaves: signs in on first use, and again after a 401 (the session went with Redis's
