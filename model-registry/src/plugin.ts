@@ -5,7 +5,7 @@ import fastifyStatic from '@fastify/static';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RegistryDeps } from './deps.js';
-import { LastSeen, StationStatusSchema, fleetStatus, readStatus, recordStatus, type StationStatus } from './fleet/status.js';
+import { LastSeen, StationStatusSchema, fleetStatus, recordStatus, type StationStatus } from './fleet/status.js';
 import { RolloutError, Resolver, cohortOf, deploy, leaveCohort, memberships, rollback, setCohort, targetHistory, unpin, type Target } from './rollout/rollout.js';
 import { getOrCreateSigningKey } from './sign/signing-key.js';
 import { COHORT_PATTERN, NAME_PATTERN, SHA256_PATTERN, STATION_PATTERN, VERSION_PATTERN, blobKey, modelsPrefix, refusedPrefix, versionKey } from './store/keys.js';
@@ -144,9 +144,11 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
       const { stationId, name, version } = request.params;
       const filePath = request.params['*'];
       checkName(name, version);
-      // Only what this station may run: what it is told to, and what it runs or fell back to.
-      const [resolved, status] = await Promise.all([new Resolver(store).forStation(stationId, await cohortOf(store, stationId)), readStatus(store, stationId)]);
-      const allowed = [resolved?.deployment, status?.report.running, status?.report.lastGood].some((m) => m?.name === name && m.version === version);
+      // Only the version the deployment that applies to this station names, never what the station reports it
+      // runs (a station says what it likes in its status). A rollback is a new deployment naming the older
+      // version, so it is covered; a station's last good version is already on its own disk.
+      const resolved = await new Resolver(store).forStation(stationId, await cohortOf(store, stationId));
+      const allowed = resolved?.deployment.name === name && resolved.deployment.version === version;
       const record = allowed ? await readJsonOptional<VersionRecord>(store, versionKey(name, version)) : undefined;
       const file = record?.files.find((f) => f.path === filePath);
       if (!file) throw fail('CXR_NOT_FOUND', `no file ${filePath} of ${name}@${version} for this station`);

@@ -223,6 +223,29 @@ describe('deployments and the station routes', () => {
     expect((await inject('GET', url('tram-a', '../../registry/signing-key.json'), stationToken('tram-a'))).statusCode).toBe(404);
   });
 
+  it("serves a station only the version its deployment names, whatever it reports it runs", async () => {
+    // tram-a has 1.0.0 deployed (above); tram-b has nothing deployed and reports tram-a's version as running and
+    // as its last good one, which is what a station would say to be served it.
+    const model = await readFile(path.join(sqz100, 'model.onnx'));
+    const url = (station: string, file: string): string => `/api/v1/stations/${station}/model/files/${SQUEEZENET}/1.0.0/${file}`;
+    const claim = {
+      running: { name: SQUEEZENET, version: '1.0.0', sha256: sha256(model) },
+      lastGood: { name: SQUEEZENET, version: '1.0.0' },
+      state: 'ok',
+      counts: { studies: 0, failed: 0 },
+      at: new Date().toISOString(),
+    };
+    expect((await inject('POST', '/api/v1/stations/tram-b/model/status', stationToken('tram-b'), claim)).statusCode).toBe(204);
+    for (const file of ['model.onnx', 'manifest.json', 'golden/cases.json']) {
+      const refused = await inject('GET', url('tram-b', file), stationToken('tram-b'));
+      expect(refused.statusCode, file).toBe(404);
+      expect(refused.json(), file).toMatchObject({ error: { code: 'CXR_NOT_FOUND' } });
+    }
+    const served = await inject('GET', url('tram-a', 'model.onnx'), stationToken('tram-a'));
+    expect(served.statusCode).toBe(200);
+    expect(served.rawPayload.equals(model)).toBe(true);
+  });
+
   it('deploys to a cohort, then a canary percent of it picked by a stable hash, with thresholds per site', async () => {
     expect((await pushFolder(gw.app, mlops, sqz110)).status).toBe(201);
     const add = await inject('POST', '/api/v1/registry/cohorts/pilot/stations', mlops, { stations: pilot });
@@ -246,6 +269,14 @@ describe('deployments and the station routes', () => {
       if (inCanary.includes(id)) expect(doc).toMatchObject({ version: '1.1.0', thresholds: { bacterial_pneumonia: 0.3, viral_pneumonia: 0.35 }, target: { cohort: 'pilot', percent: 40 } });
       else expect(doc).toMatchObject({ version: '1.0.0', thresholds: {}, target: { cohort: 'pilot', percent: 100 } });
     }
+    // The canary's files go to the canary's stations only, even to a station of the cohort that says it runs 1.1.0.
+    const [canaryStation = '', outside = ''] = [inCanary[0], pilot.find((id) => !inCanary.includes(id))];
+    const file = (id: string, version: string) => inject('GET', `/api/v1/stations/${id}/model/files/${SQUEEZENET}/${version}/manifest.json`, stationToken(id));
+    const claims110 = { running: { name: SQUEEZENET, version: '1.1.0', sha256: 'b'.repeat(64) }, lastGood: null, state: 'ok', counts: { studies: 0, failed: 0 }, at: new Date().toISOString() };
+    expect((await inject('POST', `/api/v1/stations/${outside}/model/status`, stationToken(outside), claims110)).statusCode).toBe(204);
+    expect((await file(outside, '1.1.0')).statusCode).toBe(404);
+    expect((await file(outside, '1.0.0')).statusCode).toBe(200);
+    expect((await file(canaryStation, '1.1.0')).statusCode).toBe(200);
     // Thresholds must name the version's labels and be in [0, 1]; every problem is named.
     const bad = await inject('POST', '/api/v1/registry/deployments', mlops, { name: SQUEEZENET, version: '1.1.0', cohort: 'pilot', thresholds: { pneumothorax: 0.5, viral_pneumonia: 1.5 } });
     expect(bad.statusCode).toBe(400);
