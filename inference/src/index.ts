@@ -5,7 +5,7 @@ export { readImageInfo, type ImageInfo } from './dicom/image-info.js';
 export { firstFrame, type EncodedFrame } from './dicom/frames.js';
 export { DicomDataset, type DicomElement } from './dicom/dataset.js';
 export { Tag, formatTag } from './dicom/tags.js';
-export { SopClass, TransferSyntax, transferSyntaxName, type SopClassUid, type TransferSyntaxUid } from './dicom/uids.js';
+export { SopClass, TransferSyntax, isValidUid, transferSyntaxName, type SopClassUid, type TransferSyntaxUid } from './dicom/uids.js';
 export { decodeFrame, decodableTransferSyntaxes, isDecodableTransferSyntax, type DecodeOptions, type DecodedFrame } from './codecs/index.js';
 export * from './preprocess/index.js';
 export * from './findings/index.js';

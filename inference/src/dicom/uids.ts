@@ -21,8 +21,24 @@ export type TransferSyntaxUid = (typeof TransferSyntax)[keyof typeof TransferSyn
 
 const transferSyntaxNames = new Map<string, string>(Object.entries(TransferSyntax).map(([name, uid]) => [uid, name]));
 
+/**
+ * The name of a transfer syntax this build knows, the UID itself when it is a well-formed UID, and otherwise only
+ * its length: the value comes from the file, and a hostile one (a Transfer Syntax UID element whose length swallows
+ * the dataset) would carry patient names into messages and logs.
+ */
 export function transferSyntaxName(uid: string): string {
-  return transferSyntaxNames.get(uid) ?? uid;
+  return transferSyntaxNames.get(uid) ?? (isValidUid(uid) ? uid : `an invalid transfer syntax UID (${uid.length} characters)`);
+}
+
+/** PS3.5 9.1: components of digits without a leading zero (unless the component is "0"), dots between, 64 characters at most. */
+const uidGrammar = /^(?:0|[1-9][0-9]*)(?:\.(?:0|[1-9][0-9]*))*$/u;
+
+/**
+ * Whether a value is a DICOM UID by the grammar of PS3.5 9.1. A UID that passes is safe as a path segment (digits
+ * and single dots, never "." or ".."); anything else from a file is never put in a URL or a path.
+ */
+export function isValidUid(value: string): boolean {
+  return value.length <= 64 && uidGrammar.test(value);
 }
 
 export function isKnownTransferSyntax(uid: string): uid is TransferSyntaxUid {

@@ -35,6 +35,7 @@ describe('error registry', () => {
       'CXR_MODEL_GOLDEN_MISMATCH',
       'CXR_MODEL_VERSION_EXISTS',
       'CXR_INFERENCE_ABANDONED',
+      'CXR_INVALID_UID',
     ];
     for (const code of shipped) expect(Object.keys(ErrorCodes)).toContain(code);
   });

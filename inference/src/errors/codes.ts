@@ -32,6 +32,7 @@ export const ErrorCodes = {
   CXR_MODEL_GOLDEN_MISMATCH: { transient: false, message: 'The model does not reproduce the expected outputs of its golden cases' },
   CXR_MODEL_VERSION_EXISTS: { transient: false, message: 'This model version is already in the registry with other bytes (versions are immutable)' },
   CXR_INFERENCE_ABANDONED: { transient: false, message: 'The analysis of this image was cut short several times (the process stopped during it) and is not tried again' },
+  CXR_INVALID_UID: { transient: false, message: 'A UID in the file is not a valid DICOM UID (digits and dots, at most 64 characters)' },
 } as const satisfies Record<string, { transient: boolean; message: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;
