@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, readFile, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { crashPoint } from '@cxr/inference';
+import { crashPoint, isValidUid } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { InstanceRecord, SpoolDb } from '../spool/db.js';
@@ -72,6 +72,26 @@ export interface SenderDeps {
 
 class TransientError extends Error {}
 class PermanentError extends Error {}
+/** An item this station will not send as it stands (a row an older agent stored with a UID that is not a UID). */
+class HeldBackError extends PermanentError {
+  constructor(readonly code: string, message: string) {
+    super(`${code}: ${message}`);
+  }
+}
+
+/**
+ * A gateway route from a template: every value put into it is one path segment, percent-encoded, so that no value
+ * (a UID from a file, a consult id from an answer) can add segments or climb out of /api/v1/ (`new URL()` resolves
+ * `..`, and `%2e%2e` too, so those are refused outright).
+ */
+export function gatewayRoute(strings: TemplateStringsArray, ...values: readonly string[]): string {
+  return strings.reduce((route, text, i) => {
+    if (i === 0) return text;
+    const value = values[i - 1] ?? '';
+    if (value === '' || value === '.' || value === '..') throw new HeldBackError('CXR_INVALID_UID', `an empty or dot segment in a gateway route`);
+    return `${route}${encodeURIComponent(value)}${text}`;
+  }, '');
+}
 class UnauthorizedError extends TransientError {}
 /** The gateway holds another part of a resumable upload than we thought: carry on from its offset. */
 class UploadOffsetError extends TransientError {
@@ -201,6 +221,12 @@ export class OutboxSender {
     } catch (err) {
       if (this.#stopped) return;
       const message = (err as Error).message;
+      if (err instanceof HeldBackError) {
+        outbox.fail(item.id, message);
+        log.warn({ outboxId: item.id, kind: item.kind, code: err.code }, 'item held back, not sent');
+        this.#deps.onChange(item.studyInstanceUid);
+        return;
+      }
       if (err instanceof PermanentError) {
         outbox.fail(item.id, message);
         log.warn({ outboxId: item.id, kind: item.kind, error: message }, 'gateway refused an item');
@@ -224,10 +250,12 @@ export class OutboxSender {
 
   async #deliver(item: OutboxItem): Promise<void> {
     const { gateway } = this.#options;
+    // Rows stored before intake checked UIDs may hold anything: checked here too, and never sent as they are.
+    if (!isValidUid(item.studyInstanceUid)) throw new HeldBackError('CXR_INVALID_UID', "the item's StudyInstanceUID is not a DICOM UID");
     if (item.kind === 'consult') {
       const consult = this.#deps.outbox.consult(item.studyInstanceUid);
       if (!consult) return;
-      const res = await this.#request('POST', `/api/v1/stations/${gateway.stationId}/consults`, {
+      const res = await this.#request('POST', gatewayRoute`/api/v1/stations/${gateway.stationId}/consults`, {
         body: JSON.stringify({ studyInstanceUid: item.studyInstanceUid, priority: consult.priority, reason: consult.reason, ...(consult.note ? { note: consult.note } : {}) }),
         headers: { 'content-type': 'application/json' },
       });
@@ -238,7 +266,10 @@ export class OutboxSender {
     }
     const record = item.instanceId === null ? undefined : this.#deps.db.get(item.instanceId);
     if (!record) return;
-    const base = `/api/v1/stations/${gateway.stationId}/studies/${record.studyInstanceUid}/instances/${record.sopInstanceUid}/${record.contentSha256}`;
+    if (!isValidUid(record.studyInstanceUid) || !isValidUid(record.sopInstanceUid)) {
+      throw new HeldBackError('CXR_INVALID_UID', "the instance's Study or SOP Instance UID is not a DICOM UID");
+    }
+    const base = gatewayRoute`/api/v1/stations/${gateway.stationId}/studies/${record.studyInstanceUid}/instances/${record.sopInstanceUid}/${record.contentSha256}`;
     if (item.kind === 'result') {
       if (!record.result) return;
       await this.#request('PUT', `${base}/result`, { body: JSON.stringify({ result: record.result }), headers: { 'content-type': 'application/json' } });
@@ -332,7 +363,7 @@ export class OutboxSender {
     for (const consult of outbox.consultsToCheck(this.#options.consultChecksPerRound)) {
       outbox.markChecked(consult.studyInstanceUid);
       try {
-        const res = await this.#request('GET', `/api/v1/stations/${this.#options.gateway.stationId}/consults/${consult.consultId}`, {});
+        const res = await this.#request('GET', gatewayRoute`/api/v1/stations/${this.#options.gateway.stationId}/consults/${consult.consultId ?? ''}`, {});
         const answer = (await res.json()) as { status: 'queued' | 'claimed' | 'reported'; report?: Record<string, unknown> };
         if (answer.status !== consult.status) {
           outbox.updateConsult(consult.studyInstanceUid, { status: answer.status, report: answer.report ?? null });

@@ -3,7 +3,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { Tag, crashPoint, parseDicom, readImageInfo, type CxrError, type DicomDataset } from '@cxr/inference';
+import { CxrError, Tag, crashPoint, formatTag, isValidUid, parseDicom, readImageInfo, type DicomDataset } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import { datasetOffset } from './part10.js';
@@ -314,16 +314,27 @@ export class Spool {
 
 type NewInstanceHeader = Omit<NewInstance, 'contentSha256' | 'file' | 'size' | 'source' | 'callingAe'>;
 
-function readHeader(bytes: Uint8Array, fallbackSopInstanceUid: string | undefined): NewInstanceHeader {
+function readHeader(bytes: Uint8Array, wireSopInstanceUid: string | undefined): NewInstanceHeader {
   const parsed = parseDicom(bytes);
   const info = readImageInfo(parsed);
   const ds: DicomDataset = parsed.dataset;
-  const sopInstanceUid = info.sopInstanceUid ?? fallbackSopInstanceUid;
-  if (!sopInstanceUid) throw Object.assign(new Error('no SOP Instance UID'), { code: 'CXR_MALFORMED' });
-  if (!parsed.pixelData) throw Object.assign(new Error('no Pixel Data'), { code: 'CXR_NO_PIXEL_DATA' });
+  const sopInstanceUid = info.sopInstanceUid ?? wireSopInstanceUid;
+  if (!sopInstanceUid) throw new CxrError('CXR_MALFORMED', 'no SOP Instance UID');
+  if (!parsed.pixelData) throw new CxrError('CXR_NO_PIXEL_DATA');
+  // UIDs go into the gateway's URLs and the hospital's object keys: a value that is not a UID (a path, say) is
+  // refused here, named by its tag and length, never echoed.
+  checkUids([
+    ['SOPInstanceUID', Tag.SopInstanceUid, sopInstanceUid],
+    ['SOPInstanceUID of the C-STORE request', Tag.SopInstanceUid, wireSopInstanceUid],
+    ['StudyInstanceUID', Tag.StudyInstanceUid, info.studyInstanceUid],
+    ['SeriesInstanceUID', Tag.SeriesInstanceUid, info.seriesInstanceUid],
+    ['SOPClassUID', Tag.SopClassUid, info.sopClassUid],
+    ['TransferSyntaxUID', Tag.TransferSyntaxUid, info.transferSyntaxUid],
+  ]);
   return {
     sopInstanceUid,
-    studyInstanceUid: info.studyInstanceUid ?? `unknown-study-${sopInstanceUid}`,
+    // A study without its UID still needs one that the hospital takes: derived from the instance's, the same every time.
+    studyInstanceUid: info.studyInstanceUid ?? derivedStudyUid(sopInstanceUid),
     seriesInstanceUid: info.seriesInstanceUid ?? null,
     sopClassUid: info.sopClassUid ?? null,
     transferSyntaxUid: info.transferSyntaxUid,
@@ -339,6 +350,20 @@ function readHeader(bytes: Uint8Array, fallbackSopInstanceUid: string | undefine
     accessionNumber: ds.string(Tag.AccessionNumber) ?? null,
     studyDescription: ds.string(Tag.StudyDescription) ?? null,
   };
+}
+
+function checkUids(uids: readonly (readonly [name: string, tag: number, value: string | undefined])[]): void {
+  const bad = uids.filter(([, , value]) => value !== undefined && !isValidUid(value));
+  if (bad.length === 0) return;
+  throw new CxrError('CXR_INVALID_UID', bad.map(([name, tag, value]) => `${name} ${formatTag(tag)} is not a DICOM UID (${value?.length ?? 0} characters)`).join('; '));
+}
+
+/** A UUID-derived UID (PS3.5 B.2, "2.25." and the UUID as one integer), from a name-based UUID of the SOP Instance UID. */
+export function derivedStudyUid(sopInstanceUid: string): string {
+  const uuid = createHash('sha256').update(`cxr-edge study of ${sopInstanceUid}`).digest().subarray(0, 16);
+  uuid[6] = ((uuid[6] ?? 0) & 0x0f) | 0x50;
+  uuid[8] = ((uuid[8] ?? 0) & 0x3f) | 0x80;
+  return `2.25.${BigInt(`0x${uuid.toString('hex')}`).toString(10)}`;
 }
 
 async function fsyncPath(p: string): Promise<void> {
