@@ -10,9 +10,12 @@ import { RolloutError, Resolver, cohortOf, deploy, leaveCohort, memberships, rol
 import { getOrCreateSigningKey } from './sign/signing-key.js';
 import { COHORT_PATTERN, NAME_PATTERN, SHA256_PATTERN, STATION_PATTERN, VERSION_PATTERN, blobKey, modelsPrefix, refusedPrefix, versionKey } from './store/keys.js';
 import { isCode, listJson, readJsonOptional } from './store/json.js';
-import { pushVersion, type PushOptions, type RefusedPush, type VersionRecord } from './versions/push.js';
+import { PushLimitError, pushVersion, type PushLimits, type PushOptions, type PushResult, type RefusedPush, type VersionRecord } from './versions/push.js';
 
-export interface RegistryOptions {
+/** The registry's settings. Push limits (`PushLimits`): `maxPushBytes` (bytes, default 2 GiB), `maxModelFiles`
+ * (default 200, at most 1000), `maxLabelledFiles` (default 5000, at most 5000); past one, a push is 413
+ * `CXR_PAYLOAD_TOO_LARGE` before anything is read or copied. */
+export interface RegistryOptions extends PushLimits {
   /** Redis key prefix of the registry's index. Default `cxr:registry:`. */
   readonly redisPrefix?: string;
   /** Largest file of a model folder or labelled set, in bytes. Default 1 GiB. */
@@ -77,11 +80,33 @@ function limited(limit: number, fail: () => Error): Transform {
   });
 }
 
+/** Every problem with the registry's options, in words (none: they are usable). */
+export function registryOptionProblems(options: RegistryOptions): string[] {
+  const problems: string[] = [];
+  const whole = (name: keyof RegistryOptions, min: number, max: number): void => {
+    const value = options[name];
+    if (value !== undefined && (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max)) {
+      problems.push(`${name}: ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`);
+    }
+  };
+  whole('maxFileBytes', 1, Number.MAX_SAFE_INTEGER);
+  whole('maxPushBytes', 1, Number.MAX_SAFE_INTEGER);
+  // The push body's schema lists at most 1000 model files and 5000 labelled ones.
+  whole('maxModelFiles', 1, 1000);
+  whole('maxLabelledFiles', 1, 5000);
+  whole('threads', 1, 64);
+  whole('latencyRuns', 1, 1000);
+  return problems;
+}
+
 /**
  * The model registry's routes, mounted by the gateway: the ML engineer's API (role mlops or admin), the station
  * routes of PROTOCOL.md (a station sees only its own), the public key, and the ML engineer's page at `/ml/`.
+ * Throws, naming every problem, when an option is out of range.
  */
 export async function registerModelRegistry(app: FastifyInstance, deps: RegistryDeps, options: RegistryOptions = {}): Promise<void> {
+  const problems = registryOptionProblems(options);
+  if (problems.length > 0) throw new Error(`the model registry's options: ${problems.join('; ')}`);
   const { store } = deps;
   const fail = deps.httpError;
   const mlops = deps.requireUser('mlops', 'admin');
@@ -227,7 +252,13 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
     { preValidation: mlops, bodyLimit: 8 * 1024 * 1024, schema: { body: PushBody } },
     async (request, reply) => {
       const by = actor(request);
-      const result = await pushVersion(store, { files: request.body.files, labelled: request.body.labelled, pushedBy: by }, options);
+      let result: PushResult;
+      try {
+        result = await pushVersion(store, { files: request.body.files, labelled: request.body.labelled, pushedBy: by }, options);
+      } catch (err) {
+        if (err instanceof PushLimitError) throw fail('CXR_PAYLOAD_TOO_LARGE', err.message);
+        throw err;
+      }
       const target = `${result.name ?? '?'}@${result.version ?? '?'}`;
       if (!result.existing) {
         await deps.audit.record({ actor: `user:${by}`, action: 'registry.push', target, detail: { accepted: result.accepted, errors: result.errors.length } });

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   ErrorCodes,
@@ -80,8 +80,8 @@ function detailOf(message: string, code: string): string {
  * latency, and (when given) metrics on a labelled set. Every reason is listed: a wrong digest does not stop the
  * shape and golden checks, which then run on the bytes that were sent.
  *
- * `dir` is a scratch copy the caller owns: when a digest is wrong, its manifest.json is rewritten with the real
- * digests so that the remaining checks can run.
+ * `dir` is a scratch copy the caller owns: when a digest is wrong, its manifest.json is replaced with one with the
+ * real digests so that the remaining checks can run.
  */
 export async function validateModelFolder(dir: string, files: readonly UploadedFile[], options: ValidateOptions = {}): Promise<FolderValidation> {
   const started = performance.now();
@@ -151,6 +151,8 @@ export async function validateModelFolder(dir: string, files: readonly UploadedF
         sha256: actual.get(manifest.file) ?? manifest.sha256,
         ...(manifest.files ? { files: manifest.files.map((f) => ({ ...f, sha256: actual.get(f.path) ?? f.sha256 })) } : {}),
       };
+      // A new file, not the old one rewritten: the scratch copy may be a hard link shared with another path.
+      await rm(path.join(dir, 'manifest.json'));
       await writeFile(path.join(dir, 'manifest.json'), JSON.stringify(corrected));
     }
     let model: LoadedModel | undefined;

@@ -1,5 +1,5 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -59,7 +59,43 @@ export interface PushRequest {
   readonly pushedBy: string;
 }
 
-export interface PushOptions {
+/** What one push may name; checked before anything is read or copied (`PushLimitError`). */
+export interface PushLimits {
+  /**
+   * The sizes of every file a push names added up, model folder and labelled set, in bytes; a file named under
+   * several paths counts each time (every station downloads each path). Default 2 GiB.
+   */
+  readonly maxPushBytes?: number;
+  /** Files of the model folder (each station downloads them all). Default 200. */
+  readonly maxModelFiles?: number;
+  /** Files of the labelled set, CSV included. Default 5000. */
+  readonly maxLabelledFiles?: number;
+}
+
+export const PUSH_LIMIT_DEFAULTS = { maxPushBytes: 2 * 1024 * 1024 * 1024, maxModelFiles: 200, maxLabelledFiles: 5000 } as const;
+
+/** A push past one of its limits (`PushLimits`): nothing was read, copied or kept. */
+export class PushLimitError extends Error {
+  readonly code = 'CXR_PAYLOAD_TOO_LARGE';
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join('; '));
+    this.name = 'PushLimitError';
+  }
+}
+
+/** Every limit a push goes past, in words. */
+export function pushLimitProblems(request: Pick<PushRequest, 'files' | 'labelled'>, limits: PushLimits = {}): string[] {
+  const { maxPushBytes, maxModelFiles, maxLabelledFiles } = { ...PUSH_LIMIT_DEFAULTS, ...limits };
+  const problems: string[] = [];
+  const labelledFiles = request.labelled?.files ?? [];
+  if (request.files.length > maxModelFiles) problems.push(`the model folder has ${request.files.length} files, at most ${maxModelFiles}`);
+  if (labelledFiles.length > maxLabelledFiles) problems.push(`the labelled set has ${labelledFiles.length} files, at most ${maxLabelledFiles}`);
+  const bytes = [...request.files, ...labelledFiles].reduce((sum, f) => sum + f.size, 0);
+  if (bytes > maxPushBytes) problems.push(`the push names ${bytes} bytes in all (each path counted), at most ${maxPushBytes}`);
+  return problems;
+}
+
+export interface PushOptions extends PushLimits {
   /** Folder for the scratch copies validated; default the system's temp folder. */
   readonly scratchDir?: string;
   readonly threads?: number;
@@ -69,8 +105,6 @@ export interface PushOptions {
 }
 
 export const RELEASE_PATH = /^(?!\/)(?!.*\.\.)[A-Za-z0-9._/-]{1,200}$/u;
-export const MAX_FILES = 200;
-export const MAX_LABELLED_FILES = 5000;
 
 /** The files a push names: safe relative paths, each once, each already uploaded with its size. */
 async function fileProblems(store: RegistryObjectStore, files: readonly UploadedFile[], what: string): Promise<PushError[]> {
@@ -100,11 +134,22 @@ const sameFiles = (a: readonly UploadedFile[], b: readonly UploadedFile[]): bool
   return key(a) === key(b);
 };
 
-async function materialise(store: RegistryObjectStore, dir: string, files: readonly UploadedFile[]): Promise<void> {
+/**
+ * Writes the files into `dir` for validation. A blob is copied once per push: other paths with the same bytes are
+ * hard links to that copy (`copied`: sha256 -> first copy, shared by the model folder and the labelled set), so a
+ * push naming one blob under many paths costs one copy, not one per path.
+ */
+async function materialise(store: RegistryObjectStore, dir: string, files: readonly UploadedFile[], copied: Map<string, string>): Promise<void> {
   for (const f of files) {
     const target = path.join(dir, ...f.path.split('/'));
     await mkdir(path.dirname(target), { recursive: true });
+    const first = copied.get(f.sha256);
+    if (first !== undefined) {
+      await link(first, target);
+      continue;
+    }
     await pipeline(await store.get(blobKey(f.sha256)), createWriteStream(target));
+    copied.set(f.sha256, target);
   }
 }
 
@@ -134,6 +179,8 @@ function serialised<T>(work: () => Promise<T>): Promise<T> {
  * refused. Several processes racing on one version: the first immutable write wins, the others compare with it.
  */
 export function pushVersion(store: RegistryObjectStore, request: PushRequest, options: PushOptions = {}): Promise<PushResult> {
+  const problems = pushLimitProblems(request, options);
+  if (problems.length > 0) return Promise.reject(new PushLimitError(problems));
   return serialised(() => pushNow(store, request, options));
 }
 
@@ -146,7 +193,6 @@ async function pushNow(store: RegistryObjectStore, request: PushRequest, options
   };
 
   const errors = await fileProblems(store, files, 'file');
-  if (files.length > MAX_FILES) errors.push({ check: 'files', code: 'CXR_MANIFEST_INVALID', message: `${files.length} files; a model folder may have at most ${MAX_FILES}` });
   if (request.labelled) {
     errors.push(...(await fileProblems(store, request.labelled.files, 'labelled set file')));
     if (!request.labelled.files.some((f) => f.path === request.labelled?.csv)) {
@@ -169,11 +215,12 @@ async function pushNow(store: RegistryObjectStore, request: PushRequest, options
   const scratch = await mkdtemp(path.join(options.scratchDir ?? os.tmpdir(), 'cxr-registry-push-'));
   try {
     const modelDir = path.join(scratch, 'model');
-    await materialise(store, modelDir, files);
+    const copied = new Map<string, string>();
+    await materialise(store, modelDir, files, copied);
     let metrics: ((model: LoadedModel) => Promise<{ errors: PushError[]; report: Record<string, unknown> }>) | undefined;
     if (request.labelled) {
       const setDir = path.join(scratch, 'labelled');
-      await materialise(store, setDir, request.labelled.files);
+      await materialise(store, setDir, request.labelled.files, copied);
       const { truth, score, imageColumn } = request.labelled;
       const selection = { truth, score, imageColumn };
       const csvPath = path.join(setDir, ...request.labelled.csv.split('/'));

@@ -12,6 +12,7 @@ import { SessionStore } from '../../../gateway/src/accounts/sessions.js';
 import { ConsultQueue } from '../../../gateway/src/queue/consults.js';
 import { createFsObjectStore, type ObjectStore } from '../../../gateway/src/store/index.js';
 import { startRedis, type RedisServer } from '../../../gateway/src/test-support/redis-server.js';
+import type { RegistryOptions } from '../../src/index.js';
 import { folderFiles } from './models.js';
 
 /** A gateway app (build(), the real plugin) over a real redis-server and a folder store, for inject() tests. */
@@ -27,7 +28,8 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startTestGateway(): Promise<TestGateway> {
+/** `registry`: the registry's options (the tests' default: 2 latency runs). */
+export async function startTestGateway(registry: RegistryOptions = { latencyRuns: 2 }): Promise<TestGateway> {
   const redisServer = await startRedis();
   const storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-reg-store-'));
   let logLines = '';
@@ -43,7 +45,7 @@ export async function startTestGateway(): Promise<TestGateway> {
     const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) }));
     const app = await build(
       { store, redis, accounts, sessions: new SessionStore(redis, { prefix: 'regtest:', ttlSeconds: 600 }), queue: new ConsultQueue(redis, { prefix: 'regtest:', claimTimeoutMs: 60_000 }), log },
-      { registry: { latencyRuns: 2 } },
+      { registry },
     );
     apps.push(app);
     clients.push(redis);
