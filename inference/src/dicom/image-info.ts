@@ -1,6 +1,6 @@
 import { CxrError } from '../errors/index.js';
 import type { DicomDataset } from './dataset.js';
-import type { ParsedDicom } from './parse.js';
+import { declaredFrameBytes, defaultParseLimits, frameTooLarge, type ParsedDicom, type ParseLimits } from './parse.js';
 import { Tag } from './tags.js';
 import { SopClass, transferSyntaxName } from './uids.js';
 
@@ -50,7 +50,7 @@ export interface ImageInfo {
 /** Largest image accepted, in pixels per frame (a 16k x 16k detector fits). */
 export const MAX_PIXELS = 16384 * 16384;
 
-export function readImageInfo(parsed: ParsedDicom): ImageInfo {
+export function readImageInfo(parsed: ParsedDicom, limits: Pick<ParseLimits, 'maxFrameBytes'> = defaultParseLimits): ImageInfo {
   const ds = parsed.dataset;
   const problems: string[] = [];
   const rows = ds.uint16(Tag.Rows);
@@ -82,6 +82,9 @@ export function readImageInfo(parsed: ParsedDicom): ImageInfo {
   if ((rows ?? 0) * (columns ?? 0) > MAX_PIXELS) {
     throw new CxrError('CXR_LIMIT_EXCEEDED', `${rows} x ${columns} pixels is more than ${MAX_PIXELS}`);
   }
+  // Before any decoder allocates the frame: a header may declare far more than the file holds.
+  const frameBytes = declaredFrameBytes(ds) ?? 0;
+  if (frameBytes > limits.maxFrameBytes) throw frameTooLarge(frameBytes, limits);
 
   const photometric = ds.string(Tag.PhotometricInterpretation)?.toUpperCase() ?? (samplesPerPixel === 3 ? 'RGB' : 'MONOCHROME2');
   const frames = Math.max(1, Math.floor(ds.decimal(Tag.NumberOfFrames) ?? 1));

@@ -1,4 +1,4 @@
-import { inflateRawSync } from 'node:zlib';
+import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
 import { CxrError } from '../errors/index.js';
 import { DicomDataset, type DicomElement } from './dataset.js';
 import { Tag, formatTag, implicitSequenceTags } from './tags.js';
@@ -10,18 +10,51 @@ export interface ParseLimits {
   readonly maxDepth: number;
   /** Most elements (all levels together). Default 250 000. */
   readonly maxElements: number;
-  /** Largest inflated size of a Deflated Explicit VR dataset, in bytes. Default 1 GiB. */
+  /**
+   * Largest inflated size of a Deflated Explicit VR dataset, in bytes. Default 256 MiB. Tighter still when the header
+   * says how big its Pixel Data is: the inflate stops a little past what the header declares.
+   */
   readonly maxInflatedBytes: number;
   /** Most encapsulated pixel data fragments. Default 100 000. */
   readonly maxFragments: number;
+  /**
+   * Largest frame, Rows x Columns x SamplesPerPixel x BitsAllocated / 8, in bytes. Default 128 MiB (an 8192 x 8192
+   * 16-bit frame; the largest radiographs are about 4300 x 4300). Checked from the header before a deflated dataset is
+   * inflated and before any pixel buffer is allocated (readImageInfo).
+   */
+  readonly maxFrameBytes: number;
 }
 
 export const defaultParseLimits: ParseLimits = {
   maxDepth: 16,
   maxElements: 250_000,
-  maxInflatedBytes: 1 << 30,
+  maxInflatedBytes: 256 * 1024 * 1024,
   maxFragments: 100_000,
+  maxFrameBytes: 128 * 1024 * 1024,
 };
+
+/** Bytes a deflated dataset may hold past the end of its Pixel Data (trailing padding, a few private elements). */
+const INFLATE_SLACK_BYTES = 16 * 1024 * 1024;
+/**
+ * The header of a deflated dataset is read from its first 4 KiB of compressed bytes, then 16, 64, 256 KiB and 1 MiB
+ * while the Pixel Data element is not reached, each read stopping at 8 MiB inflated.
+ */
+const HEADER_PROBE_FIRST_BYTES = 4 * 1024;
+const HEADER_PROBE_LAST_BYTES = 1024 * 1024;
+const HEADER_PROBE_MAX_OUTPUT = 8 * 1024 * 1024;
+
+/** Bytes of one frame, as the header declares it; undefined when a pixel module attribute is missing. */
+export function declaredFrameBytes(ds: DicomDataset): number | undefined {
+  const rows = ds.uint16(Tag.Rows);
+  const columns = ds.uint16(Tag.Columns);
+  const bitsAllocated = ds.uint16(Tag.BitsAllocated);
+  if (rows === undefined || columns === undefined || bitsAllocated === undefined) return undefined;
+  return Math.ceil((rows * columns * (ds.uint16(Tag.SamplesPerPixel) ?? 1) * bitsAllocated) / 8);
+}
+
+export function frameTooLarge(frameBytes: number, limits: Pick<ParseLimits, 'maxFrameBytes'>): CxrError {
+  return new CxrError('CXR_LIMIT_EXCEEDED', `Rows x Columns x SamplesPerPixel x BitsAllocated make a frame of ${frameBytes} bytes, more than ${limits.maxFrameBytes}`);
+}
 
 export type PixelDataElement =
   | { readonly encapsulated: false; readonly bytes: Uint8Array; readonly vr: string }
@@ -152,16 +185,21 @@ function parse(bytes: Uint8Array, limits: ParseLimits): ParsedDicom {
   return { transferSyntaxUid, hasFileMeta: meta !== undefined, meta, dataset, pixelData };
 }
 
-/** Inflates a Deflated Explicit VR Little Endian dataset, bounded by `maxInflatedBytes`. */
+/**
+ * Inflates a Deflated Explicit VR Little Endian dataset, bounded before it runs: the header (inflated from the first
+ * few KiB) says how large the frame and the Pixel Data are, a frame above `maxFrameBytes` or Pixel Data beyond
+ * `maxInflatedBytes` is refused at once, and the inflate stops a little past the declared end. A bomb costs a few MiB.
+ */
 function inflateDataset(deflated: Uint8Array, limits: ParseLimits): Uint8Array {
+  const maxOutputLength = inflateBound(deflated, limits);
   let out: Buffer;
   try {
-    out = inflateRawSync(deflated, { maxOutputLength: limits.maxInflatedBytes });
+    out = inflateRawSync(deflated, { maxOutputLength, chunkSize: 64 * 1024 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const message = err instanceof Error ? err.message : String(err);
     if (code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
-      throw new CxrError('CXR_LIMIT_EXCEEDED', `deflated dataset inflates beyond ${limits.maxInflatedBytes} bytes`, { cause: err });
+      throw new CxrError('CXR_LIMIT_EXCEEDED', `deflated dataset inflates beyond ${maxOutputLength} bytes`, { cause: err });
     }
     // zlib reports a stream that stops early as Z_BUF_ERROR ("unexpected end of file").
     if (code === 'Z_BUF_ERROR') throw new CxrError('CXR_TRUNCATED', `deflated dataset: ${message}`, { cause: err });
@@ -169,6 +207,36 @@ function inflateDataset(deflated: Uint8Array, limits: ParseLimits): Uint8Array {
   }
   // A view, not a copy: the inflated dataset can be large.
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** The most a deflated dataset may inflate to, from what its header declares; throws when that is already too much. */
+function inflateBound(deflated: Uint8Array, limits: ParseLimits): number {
+  const { dataset, pixelData } = deflatedHeader(deflated, limits);
+  const frameBytes = declaredFrameBytes(dataset);
+  if (frameBytes !== undefined && frameBytes > limits.maxFrameBytes) throw frameTooLarge(frameBytes, limits);
+  if (!pixelData || pixelData.length === UNDEFINED_LENGTH) return limits.maxInflatedBytes;
+  const declaredEnd = pixelData.valueStart + pixelData.length;
+  if (declaredEnd > limits.maxInflatedBytes) {
+    throw new CxrError('CXR_LIMIT_EXCEEDED', `deflated dataset declares Pixel Data of ${pixelData.length} bytes, more than ${limits.maxInflatedBytes} in all`);
+  }
+  return Math.min(limits.maxInflatedBytes, declaredEnd + INFLATE_SLACK_BYTES);
+}
+
+/** The top-level elements before Pixel Data of a deflated dataset, from as little of the stream as reaches them. */
+function deflatedHeader(deflated: Uint8Array, limits: ParseLimits): ReturnType<Parser['parseHeaderPrefix']> {
+  let header: ReturnType<Parser['parseHeaderPrefix']> = { dataset: new DicomDataset(new Map(), true), pixelData: undefined };
+  for (let input = HEADER_PROBE_FIRST_BYTES; ; input *= 4) {
+    let head: Buffer;
+    try {
+      // A prefix of the stream, flushed: what those bytes give, without an error for the rest that is missing.
+      head = inflateRawSync(deflated.subarray(0, input), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: HEADER_PROBE_MAX_OUTPUT });
+    } catch {
+      // Past 8 MiB before the Pixel Data (or a damaged stream, which the whole inflate reports): what was read is all.
+      return header;
+    }
+    header = new Parser(new Uint8Array(head.buffer, head.byteOffset, head.byteLength), explicitLittleEndian, limits, { elements: 0 }).parseHeaderPrefix(0);
+    if (header.pixelData || input >= deflated.length || input >= HEADER_PROBE_LAST_BYTES) return header;
+  }
 }
 
 const HEADERLESS_GROUPS = new Set([0x0000, 0x0008, 0x0010, 0x0018, 0x0020, 0x0028]);
@@ -254,6 +322,32 @@ class Parser {
       pos = el.end;
     }
     return { dataset: new DicomDataset(elements, this.#syntax.littleEndian, this.#utf8), pixelData };
+  }
+
+  /**
+   * The top-level elements before Pixel Data in what may be only the start of a dataset: stops at the Pixel Data
+   * element (giving where its value starts and its declared length) or where the bytes run out.
+   */
+  parseHeaderPrefix(start: number): { dataset: DicomDataset; pixelData: { valueStart: number; length: number } | undefined } {
+    const elements = new Map<number, DicomElement>();
+    const done = (pixelData?: { valueStart: number; length: number }): { dataset: DicomDataset; pixelData: { valueStart: number; length: number } | undefined } => ({
+      dataset: new DicomDataset(elements, this.#syntax.littleEndian, this.#utf8),
+      pixelData,
+    });
+    let pos = start;
+    try {
+      while (pos + 8 <= this.#bytes.length) {
+        const header = this.#readHeader(pos);
+        if (header.tag === Tag.PixelData) return done({ valueStart: header.valueStart, length: header.length });
+        const el = this.#parseElement(header, 0);
+        elements.set(header.tag, el.element);
+        pos = el.end;
+      }
+    } catch (err) {
+      // The prefix ended inside an element: what came before is the header read so far.
+      if (!(err instanceof CxrError && err.code === 'CXR_TRUNCATED')) throw err;
+    }
+    return done();
   }
 
   #count(): void {

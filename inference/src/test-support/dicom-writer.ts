@@ -4,7 +4,9 @@
  * native or encapsulated Pixel Data and sequences of defined or undefined length. It writes what it is told,
  * in the order it is told: hostile files (wrong lengths, raw bytes, made-up UIDs) are as easy as valid ones.
  */
-import { deflateRawSync } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { createDeflateRaw, deflateRawSync } from 'node:zlib';
 
 export const UNDEFINED_LENGTH = 0xffffffff;
 
@@ -430,4 +432,41 @@ export function deeplyNestedSequences(tag: number, depth: number, enc: Encoding 
     open.push(seqEnd);
   }
   return open.bytes();
+}
+
+/**
+ * Writes a Deflated Explicit VR Little Endian Part 10 file whose dataset is `nodes`, then `zeroBytes` zero bytes of
+ * native Pixel Data (OW, declared with that length), then optionally a trailing padding element (FFFC,FFFC) of
+ * `trailingZeroBytes` zeros. The zeros are streamed through the compressor a MiB at a time, so a bomb that inflates
+ * to 512 MiB is made without holding it: it deflates about 1000 to 1.
+ */
+export async function writeDeflateBomb(
+  file: string,
+  nodes: readonly WriterNode[],
+  options: { readonly zeroBytes: number; readonly trailingZeroBytes?: number; readonly sopInstanceUid?: string },
+): Promise<void> {
+  const out = createWriteStream(file);
+  const meta = writeFileMeta({ transferSyntaxUid: Syntax.DeflatedLE, ...(options.sopInstanceUid ? { sopInstanceUid: options.sopInstanceUid } : {}) });
+  const preamble = new Uint8Array(132);
+  preamble.set([0x44, 0x49, 0x43, 0x4d], 128);
+  out.write(preamble);
+  out.write(meta);
+  const deflate = createDeflateRaw();
+  deflate.pipe(out);
+  const write = async (chunk: Uint8Array): Promise<void> => {
+    if (!deflate.write(chunk)) await once(deflate, 'drain');
+  };
+  const zeros = async (count: number): Promise<void> => {
+    const mib = new Uint8Array(1 << 20);
+    for (let left = count; left > 0; left -= mib.length) await write(left >= mib.length ? mib : mib.subarray(0, left));
+  };
+  await write(writeDataset(nodes, explicitLE));
+  await write(elementHeader(0x7fe00010, 'OW', options.zeroBytes));
+  await zeros(options.zeroBytes);
+  if (options.trailingZeroBytes !== undefined) {
+    await write(elementHeader(0xfffcfffc, 'OB', options.trailingZeroBytes));
+    await zeros(options.trailingZeroBytes);
+  }
+  deflate.end();
+  await once(out, 'close');
 }
