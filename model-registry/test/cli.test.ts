@@ -4,7 +4,7 @@
  */
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,11 +22,13 @@ interface Run {
   readonly stderr: string;
 }
 
-function registry(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
+/** Runs the built bin; `input` is written to its standard input (closed at once without). */
+function registry(args: readonly string[], env: Record<string, string> = {}, input?: string): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, maxBuffer: 1 << 24 }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
+    child.stdin?.end(input ?? '');
   });
 }
 
@@ -62,6 +64,57 @@ describe('cxr-registry', () => {
     token = lastLine(run.stdout);
     expect(token).toMatch(/^cxrsess_/u);
     conn = ['--gateway', gateway.baseUrl, '--token', token];
+  });
+
+  it('takes the password and the token from a file, standard input or the environment, keeping --password and --token', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'cxr-reg-secrets-'));
+    folders.push(dir);
+    const passwordFile = path.join(dir, 'password');
+    await writeFile(passwordFile, `${HUNG.password}\n`, { mode: 0o600 });
+    const signIn = ['login', '--gateway', gateway.baseUrl, '--username', HUNG.username];
+    const fromFile = await registry([...signIn, '--password-file', passwordFile]);
+    expect(fromFile.code, fromFile.stderr).toBe(0);
+    expect(lastLine(fromFile.stdout)).toMatch(/^cxrsess_/u);
+    const fromStdin = await registry([...signIn, '--password-file', '-'], {}, `${HUNG.password}\n`);
+    expect(fromStdin.code, fromStdin.stderr).toBe(0);
+    expect(lastLine(fromStdin.stdout)).toMatch(/^cxrsess_/u);
+    const fromEnvFile = await registry(signIn, { CXR_REGISTRY_PASSWORD_FILE: passwordFile });
+    expect(fromEnvFile.code, fromEnvFile.stderr).toBe(0);
+    // The command line wins over the environment.
+    expect((await registry([...signIn, '--password-file', passwordFile], { CXR_REGISTRY_PASSWORD: 'not-this-one' })).code).toBe(0);
+
+    // login's output kept as it is: the token is its last line.
+    const tokenFile = path.join(dir, 'token');
+    await writeFile(tokenFile, fromFile.stdout, { mode: 0o600 });
+    const models = await registry(['models', '--json', '--gateway', gateway.baseUrl, '--token-file', tokenFile]);
+    expect(models.code, models.stderr).toBe(0);
+    expect(JSON.parse(models.stdout)).toEqual(expect.any(Array));
+    const viaStdin = await registry(['status', '--json', '--gateway', gateway.baseUrl, '--token-file', '-'], {}, `${lastLine(fromStdin.stdout)}\n`);
+    expect(viaStdin.code, viaStdin.stderr).toBe(0);
+    const viaEnv = await registry(['public-key', '--gateway', gateway.baseUrl], { CXR_REGISTRY_TOKEN_FILE: tokenFile });
+    expect(viaEnv.code, viaEnv.stderr).toBe(0);
+    expect(lastLine(viaEnv.stdout)).toMatch(/^[A-Za-z0-9_-]{43}$/u);
+
+    // Usage errors (exit 2), every problem at once: two sources at once, a missing file, an empty one, none at all.
+    const both = await registry([...signIn, '--password', HUNG.password, '--password-file', passwordFile]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toMatch(/CXR_USAGE: give the password one way, not both --password and --password-file/u);
+    const missing = await registry(['models', '--gateway', gateway.baseUrl, '--token-file', path.join(dir, 'no-such-file')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/CXR_USAGE: --token-file .*no-such-file: no such file/u);
+    await writeFile(path.join(dir, 'empty'), '\n');
+    const empty = await registry([...signIn, '--password-file', path.join(dir, 'empty')]);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toMatch(/CXR_USAGE: --password-file .*empty: the file is empty/u);
+    const none = await registry(['models', '--gateway', gateway.baseUrl]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/CXR_USAGE: no token: give --token-file FILE/u);
+    // A secret file others may read is used, with a warning.
+    const open = path.join(dir, 'open-token');
+    await writeFile(open, fromFile.stdout, { mode: 0o644 });
+    const warned = await registry(['models', '--gateway', gateway.baseUrl, '--token-file', open]);
+    expect(warned.code).toBe(0);
+    expect(warned.stderr).toMatch(/warning: --token-file .*open-token can be read by other users/u);
   });
 
   it('pushes a model folder: JSON with accepted, name, version, errors and validation; exit 0', async () => {

@@ -4,7 +4,7 @@
  * station, a cohort and a canary percent, thresholds, the station routes (model, resumable download, status), fleet
  * status, rollback, auth on every route, and two gateway processes behaving as one.
  */
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -442,6 +442,28 @@ describe('several gateway processes', () => {
     expect([x.body.existing, y.body.existing].sort()).toEqual([false, true]);
     const models = (await other.inject({ method: 'GET', url: '/api/v1/registry/models', headers: auth(mlops) })).json() as { name: string; versions: { version: string }[] }[];
     expect(models.find((m) => m.name === SQUEEZENET)?.versions.map((v) => v.version)).toEqual(['1.2.0', '1.1.0', '1.0.0']);
+  });
+
+  it("keeps the registry's private key in the folder store readable by the gateway's user only", async () => {
+    const key = await getOrCreateSigningKey(gw.store);
+    const pem = key.privateKeyPem.split('\n').find((l) => l.length > 40) ?? key.privateKeyPem;
+    // Every file holding the key (found by its contents, whatever the store's layout), and the folders above it.
+    const holders: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else if ((await readFile(full, 'utf8')).includes(pem)) holders.push(full);
+      }
+    };
+    await walk(gw.storeDir);
+    expect(holders).not.toEqual([]);
+    for (const file of holders) {
+      expect(((await stat(file)).mode & 0o777).toString(8), file).toBe('600');
+      for (let dir = path.dirname(file); dir.startsWith(gw.storeDir); dir = path.dirname(dir)) {
+        expect(((await stat(dir)).mode & 0o777).toString(8), dir).toBe('700');
+      }
+    }
   });
 
   it('audits pushes, deployments, cohorts and rollbacks by who did them', async () => {

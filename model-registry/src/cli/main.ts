@@ -9,6 +9,7 @@ import type { DeploymentRecord } from '../rollout/rollout.js';
 import type { PushError } from '../validate/validate.js';
 import type { PushResult } from '../versions/push.js';
 import { GatewayCallError, GatewayClient } from './client.js';
+import { PASSWORD, TOKEN, UsageError, resolveSecret } from './secrets.js';
 
 interface Connection {
   gateway: string;
@@ -23,14 +24,12 @@ interface LocalFile {
   readonly size: number;
 }
 
-/** A command used wrongly (exit code 2), found after commander parsed it. */
-class UsageError extends Error {
-  readonly code = 'CXR_USAGE';
-}
-
 const gatewayOption = (): Option => new Option('--gateway <url>', 'the gateway, e.g. http://localhost:8443 (or CXR_GATEWAY)').env('CXR_GATEWAY').makeOptionMandatory();
+// The token: `--token-file FILE` (or CXR_REGISTRY_TOKEN_FILE), CXR_REGISTRY_TOKEN, or `--token` (seen in `ps`): secrets.ts.
+const tokenFileOption = (): Option =>
+  new Option('--token-file <file>', "a file holding the session token (its last line: login's output as is), - for standard input (or CXR_REGISTRY_TOKEN_FILE)").env('CXR_REGISTRY_TOKEN_FILE');
 const tokenOption = (): Option =>
-  new Option('--token <token>', 'a session token of an mlops or admin account, from `cxr-registry login` (or CXR_REGISTRY_TOKEN)').env('CXR_REGISTRY_TOKEN').makeOptionMandatory();
+  new Option('--token <token>', 'the session token itself, from `cxr-registry login` (or CXR_REGISTRY_TOKEN); visible to other users in ps: prefer --token-file').env('CXR_REGISTRY_TOKEN');
 
 function percent(value: string): number {
   const n = Number(value);
@@ -165,14 +164,20 @@ export async function main(argv: readonly string[]): Promise<number> {
     .name('cxr-registry')
     .version(readPackageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version of cxr-registry')
     .description('The model registry: push (validated, signed) model versions, deploy them to stations and cohorts, watch the fleet, roll back.')
-    .exitOverride();
+    .exitOverride()
+    // Secrets are read once the command line is parsed and before the command runs.
+    .hook('preAction', async (_program, command) => {
+      if (command.options.some((o) => o.long === '--password-file')) await resolveSecret(command, PASSWORD);
+      if (command.options.some((o) => o.long === '--token-file')) await resolveSecret(command, TOKEN);
+    });
 
   program
     .command('login')
-    .description('Sign in to the gateway; prints a session token (8 hours) on the last line, for --token or CXR_REGISTRY_TOKEN.')
+    .description('Sign in to the gateway; prints a session token (8 hours) on the last line: save the output in a file (chmod 600) for --token-file, or use CXR_REGISTRY_TOKEN.')
     .addOption(gatewayOption())
     .requiredOption('--username <name>', 'an account with the mlops (or admin) role')
-    .addOption(new Option('--password <password>', 'its password (or CXR_REGISTRY_PASSWORD)').env('CXR_REGISTRY_PASSWORD').makeOptionMandatory())
+    .addOption(new Option('--password-file <file>', 'a file holding its password on one line, - for standard input (or CXR_REGISTRY_PASSWORD_FILE)').env('CXR_REGISTRY_PASSWORD_FILE'))
+    .addOption(new Option('--password <password>', 'its password itself (or CXR_REGISTRY_PASSWORD); visible to other users in ps: prefer --password-file').env('CXR_REGISTRY_PASSWORD'))
     .action(async (opts: { gateway: string; username: string; password: string }) => {
       const answer = await new GatewayClient(opts.gateway).call('POST', '/api/v1/login', { username: opts.username, password: opts.password });
       const session = answer.json as { token: string; role: string; expiresAt: string };
@@ -185,6 +190,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description('Upload a model folder and have the registry validate, sign and keep it. Prints JSON {accepted, name, version, errors, validation}; exit 1 when refused.')
     .argument('<modelDir>', 'the model folder: manifest.json, the model file, optional golden/cases.json and its images')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--labels <csv>', 'a labelled set (CSV: image column and 0/1 truth columns) for metrics: AUC with 95% CI per label')
     .option('--image-column <name>', 'the CSV column naming the images', 'image')
@@ -219,6 +225,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description('Set the version a station, or a cohort (or a canary percent of it), should run.')
     .argument('<name@version>', 'an accepted version', nameAtVersion)
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--station <id>', 'one station')
     .option('--cohort <cohort>', 'a cohort of stations (a channel such as stable or canary is a cohort)')
@@ -247,6 +254,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('rollback')
     .description("Send a cohort (or a station) back to the version it ran before, signed as a rollback.")
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--cohort <cohort>', 'the cohort')
     .option('--station <id>', 'one station (its own deployments)')
@@ -263,6 +271,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('unpin')
     .description("End a station's own deployment: it follows its cohort again.")
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .requiredOption('--station <id>', 'the station')
     .action(async (opts: Connection & { station: string }) => {
@@ -274,6 +283,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('status')
     .description('Fleet status: per station its cohort, desired and running version, state, last seen, last error.')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--json', 'print a JSON array, one object per station')
     .action(async (opts: Connection & { json?: boolean }) => {
@@ -285,6 +295,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('models')
     .description('The models and their accepted versions.')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--json', 'print JSON')
     .action(async (opts: Connection & { json?: boolean }) => {
@@ -303,6 +314,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .description('One version: its files, signed release and validation report (JSON).')
     .argument('<name@version>', 'the version', nameAtVersion)
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .action(async (model: { name: string; version: string }, opts: Connection) => {
       const record = await new GatewayClient(opts.gateway, opts.token).call('GET', `/api/v1/registry/models/${encodeURIComponent(model.name)}/versions/${encodeURIComponent(model.version)}`);
@@ -316,6 +328,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .argument('<cohort>')
     .argument('<stationIds...>')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .action(async (name: string, stationIds: string[], opts: Connection) => {
       const answer = (await new GatewayClient(opts.gateway, opts.token).call('POST', `/api/v1/registry/cohorts/${encodeURIComponent(name)}/stations`, { stations: stationIds })).json as {
@@ -329,6 +342,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .argument('<cohort>')
     .argument('<stationId>')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .action(async (name: string, stationId: string, opts: Connection) => {
       await new GatewayClient(opts.gateway, opts.token).call('DELETE', `/api/v1/registry/cohorts/${encodeURIComponent(name)}/stations/${encodeURIComponent(stationId)}`);
@@ -338,6 +352,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('list')
     .description('The cohorts, their stations and their latest deployment.')
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .option('--json', 'print JSON')
     .action(async (opts: Connection & { json?: boolean }) => {
@@ -353,6 +368,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     .command('public-key')
     .description("The registry's public key (what an edge's --registry-key takes).")
     .addOption(gatewayOption())
+    .addOption(tokenFileOption())
     .addOption(tokenOption())
     .action(async (opts: Connection) => {
       out(`${((await new GatewayClient(opts.gateway, opts.token).call('GET', '/api/v1/registry/public-key')).json as { publicKey: string }).publicKey}\n`);
