@@ -143,10 +143,10 @@ export async function registerModelRegistry(app: FastifyInstance, deps: Registry
     decorateReply: false,
     index: ['index.html'],
   });
-  app.get('/ml', { config: { access: 'public' } }, async (_request, reply) => reply.redirect('/ml/'));
+  app.get('/ml', { config: { credential: 'public' } }, async (_request, reply) => reply.redirect('/ml/'));
 
   // ------------------------------------------------------------------------------------------------ anyone signed in
-  app.get('/api/v1/registry/public-key', { config: { access: 'signed-in' } }, async (request) => {
+  app.get('/api/v1/registry/public-key', { config: { credential: 'signed-in' } }, async (request) => {
     if (!deps.principal(request)) throw fail('CXR_AUTH_REQUIRED');
     return { publicKey: (await getOrCreateSigningKey(store)).publicKey };
   });
