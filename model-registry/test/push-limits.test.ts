@@ -148,3 +148,11 @@ describe('push limits', () => {
     }
   });
 });
+
+describe('paths of a push', () => {
+  it('refuses a path named both as a file and as a folder, with the reason (not an internal error)', async () => {
+    const res = await push({ files: [{ path: 'w', sha256: sha256(csv), size: csv.length }, { path: 'w/x.bin', sha256: sha256(csv), size: csv.length }] });
+    expect(res.statusCode).toBe(422);
+    expect(res.json()).toMatchObject({ accepted: false, errors: [{ check: 'files', code: 'CXR_MANIFEST_INVALID', message: 'file "w" is also a folder of "w/x.bin"' }] });
+  });
+});

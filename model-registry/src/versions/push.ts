@@ -125,6 +125,19 @@ async function fileProblems(store: RegistryObjectStore, files: readonly Uploaded
     if (!blob) errors.push({ check: 'files', code: 'CXR_MODEL_LOAD_FAILED', message: `${what} "${f.path}" was not uploaded (no blob ${f.sha256})` });
     else if (blob.size !== f.size) errors.push({ check: 'files', code: 'CXR_MODEL_LOAD_FAILED', message: `${what} "${f.path}" is ${f.size} bytes, the upload ${blob.size}` });
   }
+  // "a" and "a/b" cannot both be written to a folder (nor to a station's disk).
+  const folders = new Map<string, string>();
+  for (const p of seen) {
+    const parts = p.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const folder = parts.slice(0, i).join('/');
+      if (!folders.has(folder)) folders.set(folder, p);
+    }
+  }
+  for (const p of seen) {
+    const under = folders.get(p);
+    if (under !== undefined) errors.push({ check: 'files', code: 'CXR_MANIFEST_INVALID', message: `${what} "${p}" is also a folder of "${under}"` });
+  }
   return errors;
 }
 
