@@ -9,8 +9,11 @@ import { registerModelRegistry, type RegistryOptions } from '@cxr/model-registry
 import { Type } from '@sinclair/typebox';
 import type { AccountStore } from './accounts/accounts.js';
 import type { SessionStore } from './accounts/sessions.js';
+import { SignInLimiter, type SignInLimits } from './accounts/sign-in-limiter.js';
 import { GatewayError } from './errors.js';
-import { registerAuth, requireStation, requireUser } from './plugins/auth.js';
+import { registerRouteInventory } from './plugins/access.js';
+import { registerAuth, requireSignedIn, requireStation, requireUser } from './plugins/auth.js';
+import { registerPathGuard, registerSecurityHeaders } from './plugins/hardening.js';
 import { AuditTrail } from './audit.js';
 import { registerConsults } from './plugins/consults.js';
 import { registerIngest } from './plugins/ingest.js';
@@ -26,6 +29,8 @@ export interface GatewayDeps {
   readonly sessions: SessionStore;
   readonly queue: ConsultQueue;
   readonly log: Logger;
+  /** failed sign-ins counted in Redis; default: one over `redis` with the `cxr:` prefix and `options.signIn` */
+  readonly signInLimiter?: SignInLimiter;
 }
 
 export interface GatewayOptions {
@@ -44,6 +49,8 @@ export interface GatewayOptions {
   readonly https?: { readonly cert: Buffer; readonly key: Buffer; readonly ca?: Buffer };
   /** the model registry's settings (model-registry/src/plugin.ts) */
   readonly registry?: RegistryOptions;
+  /** limits on failed sign-ins, when `deps.signInLimiter` is not given (accounts/sign-in-limiter.ts) */
+  readonly signIn?: Partial<SignInLimits>;
 }
 
 /** The gateway's HTTP app, apart from any listening socket: tests use inject() or listen({ port: 0 }). */
@@ -57,8 +64,13 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     ...(tls ? { https: { cert: tls.cert, key: tls.key, ...(tls.ca ? { ca: tls.ca, requestCert: true, rejectUnauthorized: false } : {}) } } : {}),
   }) as unknown as FastifyInstance;
 
+  // First: every route registered from here on must declare the credential it needs (plugins/access.ts).
+  registerRouteInventory(app);
+  registerSecurityHeaders(app, { tls: tls !== undefined });
+  registerPathGuard(app);
+
   app.setErrorHandler((err, request, reply) => {
-    if (err instanceof GatewayError) return reply.code(err.status).send({ error: { code: err.code, message: err.message } });
+    if (err instanceof GatewayError) return reply.code(err.status).headers(err.headers).send({ error: { code: err.code, message: err.message } });
     const e = err as { validation?: unknown; statusCode?: number; code?: string; message: string };
     if (e.validation) return reply.code(400).send({ error: { code: 'CXR_VALIDATION', message: e.message } });
     if (e.statusCode === 413 || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
@@ -111,7 +123,7 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     options.registry,
   );
 
-  app.get('/api/health', async (_request, reply) => {
+  app.get('/api/health', { config: { credential: 'public' } }, async (_request, reply) => {
     const checks = { redis: false, store: false };
     try {
       checks.redis = (await deps.redis.ping()) === 'PONG';
@@ -128,22 +140,44 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     return reply.code(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', checks });
   });
 
+  const limiter = deps.signInLimiter ?? new SignInLimiter(deps.redis, { prefix: 'cxr:', ...(options.signIn ? { limits: options.signIn } : {}) });
   app.post(
     '/api/v1/login',
     {
+      config: { credential: 'public' },
       schema: {
         body: Type.Object({ username: Type.String({ minLength: 1, maxLength: 64 }), password: Type.String({ minLength: 1, maxLength: 1024 }) }, { additionalProperties: false }),
       },
     },
     async (request) => {
       const { username, password } = request.body as { username: string; password: string };
-      const user = await deps.accounts.authenticate(username, password);
+      const address = request.ip;
+      // Who tried, as far as a username can say it: only a well-formed one is kept (a password typed into the
+      // username field must not end up in the audit trail or the log).
+      const who = /^[a-z0-9][a-z0-9._-]{1,63}$/u.test(username) ? username : '(not a username)';
+      const attempt = await limiter.attempt(username, address);
+      if (!attempt.allowed) {
+        request.log.warn({ username: who, address, retryAfterSeconds: attempt.retryAfterSeconds }, 'sign-in throttled');
+        await audit.record({ actor: `user:${who}`, action: 'login.throttled', target: who, detail: { address, retryAfterSeconds: attempt.retryAfterSeconds } });
+        throw new GatewayError('CXR_RATE_LIMITED', `try again in ${attempt.retryAfterSeconds} s`, { 'retry-after': String(attempt.retryAfterSeconds) });
+      }
+      let user: Awaited<ReturnType<AccountStore['authenticate']>>;
+      try {
+        user = await deps.accounts.authenticate(username, password);
+      } catch (err) {
+        // Redis or the store failed: not the user's failure, give the slot back.
+        await attempt.release('error').catch(() => undefined);
+        throw err;
+      }
       if (!user) {
-        request.log.warn({ username }, 'sign-in refused');
+        await attempt.release('failure');
+        request.log.warn({ username: who, address }, 'sign-in refused');
+        await audit.record({ actor: `user:${who}`, action: 'login.failed', target: who, detail: { address } });
         throw new GatewayError('CXR_AUTH_INVALID');
       }
+      await attempt.release('success');
       const session = await deps.sessions.create(user);
-      await audit.record({ actor: `user:${user.username}`, action: 'login', target: user.username });
+      await audit.record({ actor: `user:${user.username}`, action: 'login', target: user.username, detail: { address } });
       request.log.info({ username, role: user.role }, 'signed in');
       return { token: session.token, expiresAt: session.expiresAt, username: user.username, role: user.role, displayName: user.displayName };
     },
@@ -163,12 +197,9 @@ export async function build(deps: GatewayDeps, options: GatewayOptions = {}): Pr
     return events;
   });
 
-  app.get('/api/v1/me', async (request) => {
-    if (!request.principal) throw new GatewayError('CXR_AUTH_REQUIRED');
-    return request.principal;
-  });
+  app.get('/api/v1/me', { preValidation: requireSignedIn() }, async (request) => request.principal);
 
-  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/api/openapi.json', { config: { credential: 'public' }, schema: { hide: true } }, async () => app.swagger());
 
   return app;
 }

@@ -3,6 +3,15 @@ import type { ObjectStore } from './store/index.js';
 
 export type AuditAction =
   | 'login'
+  | 'login.failed'
+  | 'login.throttled'
+  | 'account.add-user'
+  | 'account.add-station'
+  | 'account.set-password'
+  | 'account.disable-user'
+  | 'account.enable-user'
+  | 'account.rotate-station-token'
+  | 'account.revoke-station'
   | 'ingest.result'
   | 'ingest.preview'
   | 'ingest.dicom'
@@ -18,7 +27,7 @@ export type AuditAction =
 
 export interface AuditEvent {
   readonly at: string;
-  /** `user:NAME` or `station:ID` */
+  /** `user:NAME`, `station:ID`, or `admin-cli:OS_USER` for the admin commands */
   readonly actor: string;
   readonly action: AuditAction;
   /** what was acted on: a consult id, a study UID; never patient data */

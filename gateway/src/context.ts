@@ -2,6 +2,7 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AccountStore } from './accounts/accounts.js';
 import { SessionStore } from './accounts/sessions.js';
+import { SignInLimiter, type SignInLimits } from './accounts/sign-in-limiter.js';
 import { ConsultQueue } from './queue/consults.js';
 import { storeFromUrl, type ObjectStore } from './store/index.js';
 
@@ -12,6 +13,7 @@ export interface GatewayContext {
   readonly accounts: AccountStore;
   readonly sessions: SessionStore;
   readonly queue: ConsultQueue;
+  readonly signInLimiter: SignInLimiter;
   close(): Promise<void>;
 }
 
@@ -26,6 +28,8 @@ export interface ContextOptions {
   readonly sessionTtlSeconds?: number;
   /** ms before an unreported claim lapses. Default 30 minutes. */
   readonly claimTimeoutMs?: number;
+  /** limits on failed sign-ins (accounts/sign-in-limiter.ts for the defaults) */
+  readonly signIn?: Partial<SignInLimits>;
   readonly log: Logger;
 }
 
@@ -44,6 +48,7 @@ export async function openContext(options: ContextOptions): Promise<GatewayConte
     redis,
     accounts: new AccountStore(store),
     sessions: new SessionStore(redis, { prefix, ttlSeconds: options.sessionTtlSeconds ?? 8 * 3600 }),
+    signInLimiter: new SignInLimiter(redis, { prefix, ...(options.signIn ? { limits: options.signIn } : {}) }),
     async close(): Promise<void> {
       await queue.close();
       redis.disconnect();

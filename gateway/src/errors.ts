@@ -16,6 +16,7 @@ export const GatewayErrors = {
   CXR_UPLOAD_INCOMPLETE: { status: 409, message: 'The upload does not have all its bytes yet (see x-upload-offset)' },
   CXR_CLIENT_CERT_REQUIRED: { status: 403, message: "A station must present its own client certificate (mTLS) on this gateway" },
   CXR_UNAVAILABLE: { status: 503, message: 'A backing service (Redis or the object store) is not reachable' },
+  CXR_RATE_LIMITED: { status: 429, message: 'Too many failed sign-ins; wait and try again (see Retry-After)' },
 } as const;
 
 export type GatewayErrorCode = keyof typeof GatewayErrors;
@@ -23,10 +24,13 @@ export type GatewayErrorCode = keyof typeof GatewayErrors;
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode;
   readonly status: number;
-  constructor(code: GatewayErrorCode, detail?: string) {
+  /** headers sent with the error answer (e.g. Retry-After) */
+  readonly headers: Readonly<Record<string, string>>;
+  constructor(code: GatewayErrorCode, detail?: string, headers: Record<string, string> = {}) {
     super(detail ? `${GatewayErrors[code].message}: ${detail}` : GatewayErrors[code].message);
     this.name = 'GatewayError';
     this.code = code;
     this.status = GatewayErrors[code].status;
+    this.headers = headers;
   }
 }

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { ObjectStore } from '../store/index.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { createPasswordHasher, type PasswordHasher } from './passwords.js';
 
 export type Role = 'radiologist' | 'admin' | 'mlops';
 export const roles: readonly Role[] = ['radiologist', 'admin', 'mlops'];
@@ -12,6 +12,11 @@ export interface UserRecord {
   readonly displayName: string;
   readonly createdAt: string;
   readonly disabled: boolean;
+  /**
+   * Raised when the account is disabled or its password set: a session remembers the epoch it began in and is
+   * refused once they differ (plugins/auth.ts checks on every request). Absent in records made before it: 0.
+   */
+  readonly sessionEpoch?: number;
 }
 
 export interface StationToken {
@@ -44,24 +49,28 @@ const sha256 = (text: string): string => createHash('sha256').update(text).diges
 /** Users and stations, kept in the object store (the system of record), JSON per account. */
 export class AccountStore {
   readonly #store: ObjectStore;
+  readonly #hasher: PasswordHasher;
 
-  constructor(store: ObjectStore) {
+  constructor(store: ObjectStore, deps: { hasher?: PasswordHasher } = {}) {
     this.#store = store;
+    this.#hasher = deps.hasher ?? createPasswordHasher();
   }
 
   async addUser(input: { username: string; password: string; role: Role; displayName?: string }): Promise<UserRecord> {
     const problems: string[] = [];
     if (!usernamePattern.test(input.username)) problems.push('username: 2-64 lower-case letters, digits, ".", "_" or "-"');
-    if (input.password.length < 10) problems.push('password: at least 10 characters');
+    const weak = passwordProblem(input.password);
+    if (weak) problems.push(weak);
     if (!roles.includes(input.role)) problems.push(`role: one of ${roles.join(', ')}`);
     if (problems.length > 0) throw new AccountError('CXR_ACCOUNT_INVALID', problems.join('; '));
     const record: UserRecord = {
       username: input.username,
       role: input.role,
-      passwordHash: await hashPassword(input.password),
+      passwordHash: await this.#hasher.hash(input.password),
       displayName: input.displayName ?? input.username,
       createdAt: new Date().toISOString(),
       disabled: false,
+      sessionEpoch: 0,
     };
     await this.#putNew(`accounts/users/${input.username}.json`, record, `user ${input.username} exists`);
     return record;
@@ -72,15 +81,52 @@ export class AccountStore {
     return this.#getJson<UserRecord>(`accounts/users/${username}.json`);
   }
 
-  /** The user when the password is right; undefined otherwise (the caller cannot tell which part was wrong). */
+  /**
+   * The user when the password is right; undefined otherwise (the caller cannot tell which part was wrong). Every
+   * answer costs one scrypt derivation at the current cost, so its timing does not tell an unknown or disabled
+   * account from a wrong password. A hash made at an older cost is replaced at the current one.
+   */
   async authenticate(username: string, password: string): Promise<UserRecord | undefined> {
     const user = await this.user(username);
-    if (!user || user.disabled) {
-      // Spend the same time whether or not the user exists.
-      await verifyPassword(password, 'scrypt$32768$8$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
-      return undefined;
-    }
-    return (await verifyPassword(password, user.passwordHash)) ? user : undefined;
+    if (!user || user.disabled) return this.#hasher.verifyDummy(password).then(() => undefined);
+    if (!(await this.#hasher.verify(password, user.passwordHash))) return undefined;
+    if (!this.#hasher.needsRehash(user.passwordHash)) return user;
+    const passwordHash = await this.#hasher.hash(password);
+    // Only over the record just read: a disable or a password change made meanwhile wins (a small window remains,
+    // as the store has no compare-and-swap; the worst case is one more rehash on the next sign-in).
+    return (await this.#updateUser(username, (now) => (now.passwordHash === user.passwordHash && now.disabled === user.disabled ? { ...now, passwordHash } : now))) ?? user;
+  }
+
+  /** Sets a new password and ends every session of the user (on every gateway process, at their next request). */
+  async setPassword(username: string, password: string): Promise<UserRecord> {
+    const weak = passwordProblem(password);
+    if (weak) throw new AccountError('CXR_ACCOUNT_INVALID', weak);
+    const passwordHash = await this.#hasher.hash(password);
+    return this.#mustUpdateUser(username, (u) => ({ ...u, passwordHash, sessionEpoch: (u.sessionEpoch ?? 0) + 1 }));
+  }
+
+  /** A disabled user cannot sign in, and every session of theirs is refused at its next request. */
+  async disableUser(username: string): Promise<UserRecord> {
+    return this.#mustUpdateUser(username, (u) => ({ ...u, disabled: true, sessionEpoch: (u.sessionEpoch ?? 0) + 1 }));
+  }
+
+  /** The user can sign in again; sessions ended by the disable stay ended. */
+  async enableUser(username: string): Promise<UserRecord> {
+    return this.#mustUpdateUser(username, (u) => ({ ...u, disabled: false }));
+  }
+
+  async #mustUpdateUser(username: string, change: (user: UserRecord) => UserRecord): Promise<UserRecord> {
+    const updated = await this.#updateUser(username, change);
+    if (!updated) throw new AccountError('CXR_ACCOUNT_NOT_FOUND', `no user ${username}`);
+    return updated;
+  }
+
+  async #updateUser(username: string, change: (user: UserRecord) => UserRecord): Promise<UserRecord | undefined> {
+    const user = await this.user(username);
+    if (!user) return undefined;
+    const updated = change(user);
+    if (updated !== user) await this.#store.put(`accounts/users/${username}.json`, Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
+    return updated;
   }
 
   /** Creates a station and its first token. The token is returned once; only its hash is kept. */
@@ -127,6 +173,17 @@ export class AccountStore {
     return token;
   }
 
+  /** Revokes every token of a station: refused at once; `rotateStationToken` lets it in again with a new one. */
+  async revokeStation(stationId: string): Promise<{ revoked: number }> {
+    const station = await this.station(stationId);
+    if (!station) throw new AccountError('CXR_ACCOUNT_NOT_FOUND', `no station ${stationId}`);
+    const now = new Date().toISOString();
+    const revoked = station.tokens.filter((t) => t.revokedAt === null).length;
+    const updated: StationRecord = { ...station, tokens: station.tokens.map((t) => ({ ...t, revokedAt: t.revokedAt ?? now })) };
+    await this.#store.put(`accounts/stations/${stationId}.json`, Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
+    return { revoked };
+  }
+
   /** The station a token belongs to, when the token is current. */
   async verifyStationToken(token: string): Promise<StationRecord | undefined> {
     const stationId = stationIdOfToken(token);
@@ -151,6 +208,10 @@ export class AccountStore {
     if (!(await this.#store.head(key))) return undefined;
     return JSON.parse(Buffer.from(await this.#store.getBytes(key)).toString('utf8')) as T;
   }
+}
+
+function passwordProblem(password: string): string | undefined {
+  return password.length < 10 ? 'password: at least 10 characters' : undefined;
 }
 
 /** `cxrst_<station>.<secret>`: the station id lets the gateway find the hash without scanning every station. */

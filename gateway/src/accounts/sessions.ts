@@ -6,6 +6,8 @@ export interface Session {
   readonly username: string;
   readonly role: Role;
   readonly expiresAt: string;
+  /** the account's `sessionEpoch` when the session began (absent in sessions made before it: 0) */
+  readonly epoch?: number;
 }
 
 /**
@@ -23,10 +25,10 @@ export class SessionStore {
     this.#ttlSeconds = options.ttlSeconds;
   }
 
-  async create(user: { username: string; role: Role }): Promise<{ token: string; expiresAt: string }> {
+  async create(user: { username: string; role: Role; sessionEpoch?: number }): Promise<{ token: string; expiresAt: string }> {
     const token = `cxrsess_${randomBytes(32).toString('base64url')}`;
     const expiresAt = new Date(Date.now() + this.#ttlSeconds * 1000).toISOString();
-    const session: Session = { username: user.username, role: user.role, expiresAt };
+    const session: Session = { username: user.username, role: user.role, expiresAt, epoch: user.sessionEpoch ?? 0 };
     await this.#redis.set(this.#key(token), JSON.stringify(session), 'EX', this.#ttlSeconds);
     return { token, expiresAt };
   }

@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AccountStore, Role } from '../accounts/accounts.js';
 import type { SessionStore } from '../accounts/sessions.js';
 import { GatewayError } from '../errors.js';
+import { declareGuard } from './access.js';
 
 export type Principal = { readonly kind: 'user'; readonly username: string; readonly role: Role } | { readonly kind: 'station'; readonly stationId: string };
 
@@ -20,7 +21,11 @@ export interface AuthOptions {
   readonly stationCertificates?: boolean;
 }
 
-/** Reads the bearer token of every request: a user's session or a station's token. Routes then require one. */
+/**
+ * Reads the bearer token of every request: a user's session or a station's token. Routes then require one. Both
+ * are checked against the account in the store on every request, so a revoked station, a disabled user or one
+ * whose password was set is refused at once by every gateway process, not when the session expires.
+ */
 export function registerAuth(app: FastifyInstance, deps: { accounts: AccountStore; sessions: SessionStore }, options: AuthOptions = {}): void {
   app.decorateRequest('principal', undefined);
   app.addHook('onRequest', async (request) => {
@@ -38,29 +43,45 @@ export function registerAuth(app: FastifyInstance, deps: { accounts: AccountStor
     }
     const session = await deps.sessions.get(token);
     if (!session) throw new GatewayError('CXR_AUTH_INVALID', 'unknown or expired session');
-    request.principal = { kind: 'user', username: session.username, role: session.role };
+    const user = await deps.accounts.user(session.username);
+    if (!user || user.disabled || (user.sessionEpoch ?? 0) !== (session.epoch ?? 0)) {
+      await deps.sessions.revoke(token);
+      throw new GatewayError('CXR_AUTH_INVALID', 'the session has ended; sign in again');
+    }
+    // The account's role now, not the one at sign-in.
+    request.principal = { kind: 'user', username: user.username, role: user.role };
   });
 }
 
 /** preHandler: a signed-in user with one of these roles. */
 export function requireUser(...allowed: Role[]) {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  const guard = async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const p = request.principal;
     if (!p) throw new GatewayError('CXR_AUTH_REQUIRED');
     if (p.kind !== 'user') throw new GatewayError('CXR_FORBIDDEN', 'a station token cannot do this');
     if (allowed.length > 0 && !allowed.includes(p.role)) throw new GatewayError('CXR_FORBIDDEN', `needs role ${allowed.join(' or ')}`);
   };
+  return declareGuard(guard, allowed.length > 0 ? `user:${allowed.join('|')}` : 'user:*');
+}
+
+/** preValidation: anyone signed in, a user or a station. */
+export function requireSignedIn() {
+  const guard = async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    if (!request.principal) throw new GatewayError('CXR_AUTH_REQUIRED');
+  };
+  return declareGuard(guard, 'signed-in');
 }
 
 /** preHandler: a station, acting only on its own data (`:stationId` in the route, when present). */
 export function requireStation() {
-  return async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+  const guard = async (request: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const p = request.principal;
     if (!p) throw new GatewayError('CXR_AUTH_REQUIRED');
     if (p.kind !== 'station') throw new GatewayError('CXR_FORBIDDEN', 'only a station may do this');
     const routeStation = (request.params as { stationId?: string } | undefined)?.stationId;
     if (routeStation !== undefined && routeStation !== p.stationId) throw new GatewayError('CXR_FORBIDDEN', 'another station');
   };
+  return declareGuard(guard, 'station');
 }
 
 function assertStationCertificate(request: FastifyRequest, stationId: string): void {

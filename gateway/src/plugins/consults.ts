@@ -8,6 +8,7 @@ import type { ConsultQueue } from '../queue/consults.js';
 import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
 import { requireUser } from './auth.js';
+import { assertSha256, assertUid, instancePrefix } from './ids.js';
 import { putOnce, readJsonOptional, safeConsultId, type ConsultRecord } from './ingest.js';
 
 export interface Report {
@@ -90,10 +91,12 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     { preValidation: reader },
     async (request, reply) => {
       if (request.params.image !== 'preview.png' && request.params.image !== 'heatmap.png') throw new GatewayError('CXR_NOT_FOUND');
+      const sopUid = assertUid(request.params.sopUid, 'SOP Instance UID');
+      const sha = assertSha256(request.params.sha, 'content sha256');
       const consultId = safeConsultId(request.params.consultId);
       const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
-      if (!consult || !/^[0-9.]{1,64}$/u.test(request.params.sopUid) || !/^[0-9a-f]{64}$/u.test(request.params.sha)) throw new GatewayError('CXR_NOT_FOUND');
-      const key = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/${request.params.sopUid}/${request.params.sha}/${request.params.image}`;
+      if (!consult) throw new GatewayError('CXR_NOT_FOUND');
+      const key = `${instancePrefix(consult.stationId, consult.studyInstanceUid, sopUid, sha)}/${request.params.image}`;
       if (!(await deps.store.head(key))) throw new GatewayError('CXR_NOT_FOUND');
       return reply.type('image/png').send(await deps.store.get(key));
     },

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
+import { isValidUid } from '@cxr/inference';
 import { GatewayError } from '../errors.js';
 
-const uidPattern = /^[0-9]+(\.[0-9]+)*$/u;
 const shaPattern = /^[0-9a-f]{64}$/u;
 
-/** DICOM UIDs are digits and dots, at most 64 characters: safe as object-store key segments. */
+/** A DICOM UID (the UI grammar of PS3.5 9.1, at most 64 characters, as the edge checks at intake): safe as an object-store key segment. */
 export function assertUid(value: string, what: string): string {
-  if (value.length > 64 || !uidPattern.test(value)) throw new GatewayError('CXR_VALIDATION', `${what} is not a DICOM UID`);
+  if (!isValidUid(value)) throw new GatewayError('CXR_VALIDATION', `${what} is not a DICOM UID`);
   return value;
 }
 

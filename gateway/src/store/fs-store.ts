@@ -73,6 +73,12 @@ const FLUSH_BYTES = 1024 * 1024;
 /** a chunk at least this big is written as is */
 const DIRECT_WRITE_BYTES = 64 * 1024;
 const DAY_MS = 24 * 3600 * 1000;
+/**
+ * The store holds patient images, accounts and the registry's private key: folders (the root too, when the store
+ * makes it) and files for the gateway's user only, whatever the process's umask. An existing root keeps its mode.
+ */
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
 
 const HOST_TAG = os.hostname().replace(/[^A-Za-z0-9.-]/gu, '-') || 'host';
 const TEMP_NAME = /^(\d+)\.([0-9a-f-]{36})\.([A-Za-z0-9.-]+)\.tmp$/u;
@@ -94,8 +100,8 @@ export async function createFsObjectStore(options: FsObjectStoreOptions): Promis
   const root = path.resolve(options.root);
   const staleTempMs = options.staleTempMs ?? DAY_MS;
   try {
-    await mkdir(path.join(root, OBJECTS_DIR), { recursive: true });
-    await mkdir(path.join(root, TMP_DIR), { recursive: true });
+    await mkdir(path.join(root, OBJECTS_DIR), { recursive: true, mode: DIR_MODE });
+    await mkdir(path.join(root, TMP_DIR), { recursive: true, mode: DIR_MODE });
     await removeLeftoverTemps(path.join(root, TMP_DIR), staleTempMs);
   } catch (err) {
     throw fsError(err);
@@ -203,7 +209,7 @@ class FsStore implements FsObjectStore {
     try {
       // Refuse a replay before reading its body; the link() below is what makes it safe against a concurrent writer.
       if (opts.ifNoneMatch && (await exists(target))) throw new ObjectStoreError('CXR_STORE_EXISTS', key, { key });
-      handle = await open(tmp, 'wx');
+      handle = await open(tmp, 'wx', FILE_MODE);
       const writer = new BufferedWriter(handle);
       const hash = createHash('sha256');
       let size = 0;
@@ -264,7 +270,7 @@ class FsStore implements FsObjectStore {
 
   /** mkdir -p, then fsync the parent of every folder it created, so that the new path survives a crash. */
   async #mkdirs(dir: string): Promise<void> {
-    const first = await mkdir(dir, { recursive: true });
+    const first = await mkdir(dir, { recursive: true, mode: DIR_MODE });
     if (first === undefined) return;
     const created: string[] = [];
     for (let d = dir; ; d = path.dirname(d)) {
