@@ -1,9 +1,13 @@
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { SignInLimiter } from './accounts/limiter.js';
+import { PasswordChecker } from './accounts/sign-in.js';
+import { AccountStore } from './accounts/store.js';
 import type { DeployedModel } from './pipeline/worker.js';
-import type { EdgeConfig } from './config.js';
+import { parseCallingAe, type AllowedCaller, type EdgeConfig } from './config.js';
 import { createStoreScp, type StoreScp } from './dimse/scp.js';
 import { FolderIntake } from './intake/folder-watch.js';
 import type { Logger } from './log.js';
@@ -18,6 +22,8 @@ import { InstanceStages } from './spool/stages.js';
 import { ModelSync } from './sync/model-sync.js';
 import { RegistryClient } from './sync/registry-client.js';
 import { buildEdgeApp } from './web/app.js';
+import { EdgeStartError } from './web/errors.js';
+import { HostAllowList, isLoopbackHost } from './web/security.js';
 
 export interface EdgeAgent {
   readonly dicomPort: number;
@@ -34,13 +40,47 @@ export interface EdgeAgentDeps {
   readonly faults?: SpoolFaults;
 }
 
+/** Radiographers sign in when the page is open to the station's network, or when asked to. */
+export function signInRequired(config: Pick<EdgeConfig, 'httpHost' | 'requireSignIn'>): boolean {
+  return config.requireSignIn || !isLoopbackHost(config.httpHost);
+}
+
+/**
+ * The data folder holds patients' images and names: only the agent's user may enter it. Made 0700; one left open by
+ * an older agent is closed (its files stay as they were, unreachable through the folder).
+ */
+async function privateDataDir(dir: string, log: EdgeAgentDeps['log']): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const { mode, uid } = await stat(dir);
+  if ((mode & 0o077) !== 0 && (process.getuid === undefined || uid === process.getuid())) {
+    await chmod(dir, 0o700);
+    log.warn({ dataDir: dir, was: (mode & 0o777).toString(8) }, 'the data folder was open to other users of the PC: now 0700');
+  }
+}
+
 /** Starts every part in order; `stop()` takes them down in reverse, finishing the work in flight. */
 export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): Promise<EdgeAgent> {
   const { log } = deps;
-  await mkdir(config.dataDir, { recursive: true });
+  await privateDataDir(config.dataDir, log);
   // First, before anything writes: on a full disk the reserve is given up, so the database opens and serves.
   const disk = new DiskGuard({ log: log.child({ component: 'disk' }) }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
   await disk.start();
+  // Before the model loads: a page open to the network with no one able to sign in is a mistake to say at once.
+  const accounts = new AccountStore(config.dataDir);
+  const withSignIn = signInRequired(config);
+  if (withSignIn && accounts.enabledCount() === 0) {
+    accounts.close();
+    disk.stop();
+    throw new EdgeStartError(
+      'CXR_NO_ACCOUNTS',
+      `the page would listen on ${config.httpHost}${config.requireSignIn ? ' with --require-sign-in' : ", open to the station's network"}, where radiographers sign in, but no account is enabled: ` +
+        `create one with \`cxr-edge admin add-user NAME --data-dir ${config.dataDir}\` (the password is read from standard input or --password-file), or listen on 127.0.0.1 (--http-host 127.0.0.1) for the station PC alone`,
+    );
+  }
+  const callers = config.callingAe.map(parseCallingAe).filter((c): c is AllowedCaller => c !== undefined);
+  if (callers.length === 0) {
+    log.warn({ dicomPort: config.dicomPort, aeTitle: config.aeTitle }, 'no --calling-ae: any device on the station network can send studies, and they go to the hospital under this station\'s name');
+  }
   const db = new SpoolDb(path.join(config.dataDir, 'edge.db'));
   const spool = new Spool({ db, log, faults: deps.faults, disk }, { dataDir: config.dataDir, minFreeBytes: config.minFreeBytes });
   await spool.init();
@@ -128,7 +168,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
   try {
     const model = await modelSync.startModel();
     processor.resumePending();
-    scp = createStoreScp({ spool, log, onStored }, { aeTitle: config.aeTitle, port: config.dicomPort, idleTimeoutMs: config.dimseTimeoutMs });
+    scp = createStoreScp({ spool, log, onStored }, { aeTitle: config.aeTitle, port: config.dicomPort, idleTimeoutMs: config.dimseTimeoutMs, allowedCallers: callers });
     const dicomPort = await scp.listen();
     intake = new FolderIntake({ spool, log, onStored }, { dir: config.watchDir ?? path.join(config.dataDir, 'incoming'), doneDir: path.join(config.dataDir, 'intake-done'), stableMs: config.watchStableMs });
     await intake.start();
@@ -159,6 +199,14 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
         changes.on('health', listener);
         return () => changes.off('health', listener);
       },
+      access: {
+        signInRequired: withSignIn,
+        accounts,
+        passwords: new PasswordChecker({ store: accounts }),
+        limiter: new SignInLimiter(),
+        hosts: new HostAllowList({ httpHost: config.httpHost, allowedHosts: config.allowedHosts, machineName: hostname() }),
+        sessionTtlMs: config.sessionTtlMs,
+      },
     });
     await app.listen({ port: config.httpPort, host: config.httpHost });
     const address = app.server.address();
@@ -178,7 +226,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       })().catch((err: unknown) => log.error({ err: (err as Error).message }, 'taking up work after a full disk failed'));
     });
     ready = true;
-    log.info({ dicomPort, httpPort, aeTitle: config.aeTitle, gateway: link ? link.url : null }, 'edge agent ready');
+    log.info({ dicomPort, httpPort, httpHost: config.httpHost, signIn: withSignIn, aeTitle: config.aeTitle, callingAe: config.callingAe, gateway: link ? link.url : null }, 'edge agent ready');
 
     let stopped: Promise<void> | undefined;
     return {
@@ -200,6 +248,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
           await processor.stop();
           await app?.close();
           db.close();
+          accounts.close();
           log.info('edge agent stopped');
         })()),
     };
@@ -211,6 +260,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     await processor.stop(0).catch(() => undefined);
     await app?.close().catch(() => undefined);
     db.close();
+    accounts.close();
     throw err;
   }
 }

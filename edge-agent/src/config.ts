@@ -1,8 +1,12 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { publicKeyFromString } from '@cxr/inference';
+import type { AllowedCaller } from './dimse/scp.js';
+
+export type { AllowedCaller };
 
 /** Every setting, with its unit and default. Validated once at start; every problem is reported at once. */
 export const EdgeConfigSchema = Type.Object({
@@ -11,7 +15,21 @@ export const EdgeConfigSchema = Type.Object({
   aeTitle: Type.String({ pattern: '^[\\x21-\\x5b\\x5d-\\x7e]([\\x20-\\x5b\\x5d-\\x7e]{0,14}[\\x21-\\x5b\\x5d-\\x7e])?$', default: 'CXR_EDGE', description: 'our AE title (1-16 characters, no backslash)' }),
   dicomPort: Type.Integer({ minimum: 0, maximum: 65535, default: 11112, description: 'C-STORE / C-ECHO port; 0 picks a free one' }),
   httpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: "port of the radiographer's page and the local API; 0 picks a free one" }),
-  httpHost: Type.String({ default: '0.0.0.0', description: 'address the page listens on' }),
+  /**
+   * 127.0.0.1: the station PC's own screen only, no sign-in. Any other address (the PC's address on the station's
+   * network, or 0.0.0.0 for all) opens the page to the network, where radiographers sign in.
+   */
+  httpHost: Type.String({ minLength: 1, default: '127.0.0.1', description: "address the page listens on: 127.0.0.1 for the station PC only; another address opens it to the station's network, with sign-in" }),
+  /** Names the page also answers to (Host header) besides localhost, IP addresses, this PC's name and httpHost. */
+  allowedHosts: Type.Array(Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$' }), { default: [], description: 'more host names the page answers to (DNS rebinding guard)' }),
+  /** Sign-in even on 127.0.0.1 (a PC shared with people who should not see the station's patients). */
+  requireSignIn: Type.Boolean({ default: false, description: 'radiographers sign in even when the page listens on 127.0.0.1' }),
+  sessionTtlMs: Type.Integer({ minimum: 60_000, maximum: 7 * 86_400_000, default: 12 * 3_600_000, description: 'ms a sign-in lasts (default 12 hours: a shift)' }),
+  /**
+   * Who may send DICOM: `AETITLE` or `AETITLE@IP` (the calling AE title, and the address it must come from). Empty:
+   * any device that reaches the port (the agent warns at start).
+   */
+  callingAe: Type.Array(Type.String({ minLength: 1, maxLength: 80 }), { default: [], description: 'calling AE titles allowed to associate, AETITLE or AETITLE@IP' }),
   watchDir: Type.Optional(Type.String({ minLength: 1, description: 'folder watched for DICOM files (default DATA_DIR/incoming)' })),
   /** A file in the watched folder is taken once its size has not changed for this long. */
   watchStableMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 1000, description: 'ms a watched file must stay unchanged' }),
@@ -26,6 +44,8 @@ export const EdgeConfigSchema = Type.Object({
   gatewayUrl: Type.Optional(Type.String({ pattern: '^https?://', description: "the hospital gateway's address; without it the agent works alone" })),
   stationId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_-]{1,63}$', description: 'this station at the gateway' })),
   stationToken: Type.Optional(Type.String({ minLength: 20, description: "this station's token from `cxr-gateway admin add-station`" })),
+  /** The token read from this file (its first line) instead: not on the command line, where `ps` shows it. */
+  stationTokenFile: Type.Optional(Type.String({ minLength: 1, description: "file holding this station's token" })),
   gatewayPollMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 15_000, description: 'ms between asking the gateway about open consults' }),
   /** While the hospital link is down it is checked after 1 s, then twice as long each time, up to this. */
   linkRetryMaxMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'longest wait, in ms, between two checks of a hospital link that is down' }),
@@ -63,6 +83,10 @@ const envNames: Record<keyof EdgeConfig, string> = {
   dicomPort: 'CXR_EDGE_DICOM_PORT',
   httpPort: 'CXR_EDGE_HTTP_PORT',
   httpHost: 'CXR_EDGE_HTTP_HOST',
+  allowedHosts: 'CXR_EDGE_ALLOWED_HOSTS',
+  requireSignIn: 'CXR_EDGE_REQUIRE_SIGN_IN',
+  sessionTtlMs: 'CXR_EDGE_SESSION_TTL_MS',
+  callingAe: 'CXR_EDGE_CALLING_AE',
   watchDir: 'CXR_EDGE_WATCH_DIR',
   watchStableMs: 'CXR_EDGE_WATCH_STABLE_MS',
   minFreeBytes: 'CXR_EDGE_MIN_FREE_BYTES',
@@ -74,6 +98,7 @@ const envNames: Record<keyof EdgeConfig, string> = {
   gatewayUrl: 'CXR_EDGE_GATEWAY',
   stationId: 'CXR_EDGE_STATION_ID',
   stationToken: 'CXR_EDGE_STATION_TOKEN',
+  stationTokenFile: 'CXR_EDGE_STATION_TOKEN_FILE',
   consultPriorities: 'CXR_EDGE_CONSULT_PRIORITIES',
   gatewayPollMs: 'CXR_EDGE_GATEWAY_POLL_MS',
   linkRetryMaxMs: 'CXR_EDGE_LINK_RETRY_MAX_MS',
@@ -86,8 +111,24 @@ const envNames: Record<keyof EdgeConfig, string> = {
   clientKey: 'CXR_EDGE_CLIENT_KEY',
 };
 
-const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'inferenceTimeoutMs', 'gatewayPollMs', 'linkRetryMaxMs', 'uploadChunkBytes', 'modelPollMs']);
-const booleans = new Set<keyof EdgeConfig>(['modelSync']);
+const numeric = new Set<keyof EdgeConfig>(['dicomPort', 'httpPort', 'watchStableMs', 'minFreeBytes', 'dimseTimeoutMs', 'inferenceThreads', 'workers', 'inferenceTimeoutMs', 'gatewayPollMs', 'linkRetryMaxMs', 'uploadChunkBytes', 'modelPollMs', 'sessionTtlMs']);
+const booleans = new Set<keyof EdgeConfig>(['modelSync', 'requireSignIn']);
+/** Lists: comma-separated in the environment and on the command line. */
+const lists = new Set<keyof EdgeConfig>(['consultPriorities', 'allowedHosts', 'callingAe']);
+
+/** An entry of `--calling-ae`: `AETITLE` or `AETITLE@IP` (an AE title may itself hold an @: the last one splits). */
+
+const aeTitlePattern = /^[\x21-\x5b\x5d-\x7e]([\x20-\x5b\x5d-\x7e]{0,14}[\x21-\x5b\x5d-\x7e])?$/u;
+
+export function parseCallingAe(entry: string): AllowedCaller | undefined {
+  const at = entry.lastIndexOf('@');
+  const address = at > 0 ? entry.slice(at + 1) : '';
+  if (at > 0 && isIP(address) !== 0) {
+    const aeTitle = entry.slice(0, at);
+    return aeTitlePattern.test(aeTitle) ? { aeTitle, address } : undefined;
+  }
+  return aeTitlePattern.test(entry) ? { aeTitle: entry } : undefined;
+}
 
 /**
  * Layers, later wins: defaults, the config file (JSON), the environment, the command line.
@@ -110,7 +151,10 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
   }
   const merged: Record<string, unknown> = { ...fromFile, ...fromEnv };
   for (const [key, value] of Object.entries(sources.flags ?? {})) if (value !== undefined) merged[key] = value;
-  if (typeof merged.consultPriorities === 'string') merged.consultPriorities = merged.consultPriorities.split(',').map((p) => p.trim()).filter(Boolean);
+  for (const key of lists) {
+    const v = merged[key];
+    if (typeof v === 'string') merged[key] = v.split(',').map((p) => p.trim()).filter(Boolean);
+  }
   for (const key of numeric) {
     const v = merged[key];
     if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) merged[key] = Number(v);
@@ -127,10 +171,28 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
   for (const error of Value.Errors(EdgeConfigSchema, withDefaults)) {
     const key = error.path.replace(/^\//u, '') as keyof EdgeConfig;
     const hint = key in envNames ? ` (flag --${kebab(key)} or ${envNames[key]})` : '';
-    problems.push(`${key || 'config'}: ${error.message}${hint}; got ${JSON.stringify(withDefaults[key])}`);
+    // A secret is never echoed to the terminal or a log.
+    problems.push(`${key || 'config'}: ${error.message}${hint}; got ${key === 'stationToken' ? 'a value of the wrong shape (not shown)' : JSON.stringify(withDefaults[key])}`);
+  }
+  if (typeof withDefaults.stationTokenFile === 'string') {
+    if (withDefaults.stationToken !== undefined) problems.push('stationToken and stationTokenFile: give the token one way only (--station-token-file keeps it out of `ps`)');
+    else {
+      try {
+        const token = (readFileSync(withDefaults.stationTokenFile, 'utf8').split(/\r?\n/u)[0] ?? '').trim();
+        if (token.length < 20) problems.push(`stationTokenFile: ${withDefaults.stationTokenFile} does not hold a station token on its first line (flag --station-token-file or CXR_EDGE_STATION_TOKEN_FILE)`);
+        else withDefaults.stationToken = token;
+      } catch (err) {
+        problems.push(`stationTokenFile: cannot read ${withDefaults.stationTokenFile}: ${(err as NodeJS.ErrnoException).code ?? String(err)} (flag --station-token-file or CXR_EDGE_STATION_TOKEN_FILE)`);
+      }
+    }
+  }
+  if (Array.isArray(withDefaults.callingAe)) {
+    for (const entry of withDefaults.callingAe) {
+      if (typeof entry === 'string' && !parseCallingAe(entry)) problems.push(`callingAe: "${entry}" is not AETITLE or AETITLE@IP (1-16 characters, no backslash; an IPv4 or IPv6 address) (flag --calling-ae or CXR_EDGE_CALLING_AE)`);
+    }
   }
   const link = ['gatewayUrl', 'stationId', 'stationToken'].filter((k) => withDefaults[k] !== undefined);
-  if (link.length > 0 && link.length < 3) problems.push('gatewayUrl, stationId and stationToken go together (--gateway, --station-id, --station-token)');
+  if (link.length > 0 && link.length < 3) problems.push('gatewayUrl, stationId and stationToken go together (--gateway, --station-id, --station-token or --station-token-file)');
   if ((withDefaults.clientCert === undefined) !== (withDefaults.clientKey === undefined)) problems.push('clientCert and clientKey go together (--client-cert, --client-key)');
   for (const key of ['gatewayCa', 'clientCert', 'clientKey'] as const) {
     const file = withDefaults[key];

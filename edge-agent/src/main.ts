@@ -1,12 +1,13 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { access, copyFile, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { inferenceNodeFlags, readPackageVersion, startedWithInferenceFlags, type Priority } from '@cxr/inference';
-import { startEdgeAgent } from './agent.js';
+import { registerAdminCommands } from './accounts/admin.js';
+import { signInRequired, startEdgeAgent } from './agent.js';
 import { ConfigError, loadConfig } from './config.js';
 import { createLogger } from './log.js';
 import { OutboxDb } from './outbox/outbox-db.js';
@@ -21,8 +22,15 @@ function portNumber(value: string): number {
   return n;
 }
 
+/** A list flag given once or more: `--calling-ae A --calling-ae B` is `A,B`, as is `--calling-ae A,B`. */
+function collect(value: string, previous: string | undefined): string {
+  return previous ? `${previous},${value}` : value;
+}
+
 /** `cxr-edge`: starts the agent; `cxr-edge send-demo` sends the shared radiographs to one. Returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // Every file and folder this process makes (DICOM, database, images, accounts) is its user's alone.
+  process.umask(0o077);
   let exitCode = 0;
   const program = new Command()
     .name('cxr-edge')
@@ -34,7 +42,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--model <dir>', 'model folder to run (env CXR_EDGE_MODEL)')
     .option('--dicom-port <n>', 'C-STORE / C-ECHO port (default 11112)')
     .option('--http-port <n>', 'page and API port (default 8080)')
-    .option('--http-host <host>', 'page and API address (default 0.0.0.0)')
+    .option('--http-host <host>', "page and API address (default 127.0.0.1: the station PC only; another address opens the page to the station's network, with sign-in)")
+    .option('--allowed-hosts <names>', 'more host names the page answers to, comma-separated (besides localhost, IP addresses and this PC\'s name)', collect)
+    .option('--require-sign-in', 'radiographers sign in even on 127.0.0.1 (env CXR_EDGE_REQUIRE_SIGN_IN)')
+    .option('--session-ttl-ms <ms>', 'how long a sign-in lasts (default 43200000: 12 hours)')
+    .option('--calling-ae <entries>', 'devices allowed to send DICOM: AETITLE or AETITLE@IP, comma-separated or repeated (default: any, with a warning)', collect)
     .option('--ae-title <title>', 'our AE title (default CXR_EDGE)')
     .option('--watch-dir <dir>', 'watched folder (default DATA_DIR/incoming)')
     .option('--threads <n>', 'threads for the model and the JPEG 2000 decoder (default 2)')
@@ -44,7 +56,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     .option('--dimse-timeout-ms <ms>', 'abort a DICOM association whose sender stays silent this long, removing any partial file (default 60000)')
     .option('--gateway <url>', "the hospital gateway (env CXR_EDGE_GATEWAY); without it the agent works alone")
     .option('--station-id <id>', 'this station at the gateway (env CXR_EDGE_STATION_ID)')
-    .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN)")
+    .option('--station-token <token>', "this station's token (env CXR_EDGE_STATION_TOKEN); --station-token-file keeps it out of `ps`")
+    .option('--station-token-file <file>', "file whose first line is this station's token (env CXR_EDGE_STATION_TOKEN_FILE)")
     .option('--link-retry-max-ms <ms>', 'longest wait between two checks of a hospital link that is down (default 30000)')
     .option('--upload-chunk-bytes <n>', 'DICOM files above this size go up in resumable chunks of it (default 8 MiB)')
     .option('--gateway-ca <file>', "PEM file of the CA that signed the gateway's certificate (env CXR_EDGE_GATEWAY_CA)")
@@ -69,6 +82,11 @@ export async function main(argv: readonly string[]): Promise<number> {
             dicomPort: opts.dicomPort,
             httpPort: opts.httpPort,
             httpHost: opts.httpHost,
+            allowedHosts: opts.allowedHosts,
+            requireSignIn: opts.requireSignIn,
+            sessionTtlMs: opts.sessionTtlMs,
+            callingAe: opts.callingAe,
+            stationTokenFile: opts.stationTokenFile,
             aeTitle: opts.aeTitle,
             watchDir: opts.watchDir,
             inferenceThreads: opts.threads,
@@ -101,6 +119,10 @@ export async function main(argv: readonly string[]): Promise<number> {
         throw err;
       }
       const log = createLogger({ level: config.logLevel });
+      if (config.stationTokenFile) {
+        const mode = statSync(config.stationTokenFile).mode & 0o777;
+        if ((mode & 0o077) !== 0) log.warn({ file: config.stationTokenFile, mode: mode.toString(8) }, 'the station token file is readable by other users of the PC: chmod 600 it');
+      }
       if (!startedWithInferenceFlags()) {
         log.warn({ flags: inferenceNodeFlags }, 'node was started without these flags: V8 garbage collection threads will slow the model on a 2-core PC');
       }
@@ -134,6 +156,12 @@ export async function main(argv: readonly string[]): Promise<number> {
         process.once('SIGTERM', () => shutdown('SIGTERM'));
         process.once('SIGINT', () => shutdown('SIGINT'));
       });
+      if (config.callingAe.length === 0) {
+        process.stderr.write(
+          `cxr-edge: WARNING: no --calling-ae: any device on the station's network can send studies to ${config.aeTitle}@${agent.dicomPort}, and they go to the hospital under this station's name. Name the X-ray unit: --calling-ae AETITLE@IP\n`,
+        );
+      }
+      if (signInRequired(config)) process.stderr.write(`cxr-edge: the page listens on ${config.httpHost}:${agent.httpPort}; radiographers sign in\n`);
       process.stderr.write(`cxr-edge: ready. DICOM ${config.aeTitle}@${agent.dicomPort}, page http://localhost:${agent.httpPort}/\n`);
       await stopped;
     });
@@ -200,6 +228,8 @@ export async function main(argv: readonly string[]): Promise<number> {
         db.close();
       }
     });
+
+  registerAdminCommands(program, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, setExitCode: (code) => (exitCode = code) });
 
   try {
     await program.parseAsync([...argv]);

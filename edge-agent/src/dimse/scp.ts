@@ -44,14 +44,35 @@ export interface StoreScpDeps {
   readonly onStored: (record: InstanceRecord) => void;
 }
 
+/** A device allowed to send: its calling AE title and, when given, the address it must come from. */
+export interface AllowedCaller {
+  readonly aeTitle: string;
+  readonly address?: string;
+}
+
 export interface StoreScpOptions {
   readonly aeTitle: string;
   readonly port: number;
+  /**
+   * Who may associate (C-STORE and C-ECHO). Empty or absent: anyone who reaches the port, as a unit that cannot be
+   * told apart is still better than no images (the agent warns at start).
+   */
+  readonly allowedCallers?: readonly AllowedCaller[];
   /** A sender silent this long (not one byte) has its association aborted and any partial file removed. Default 60 s. */
   readonly idleTimeoutMs?: number;
 }
 
 export const defaultIdleTimeoutMs = 60_000;
+
+/** An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d. */
+function plainAddress(address: string | undefined): string | undefined {
+  return address?.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/iu, '$1');
+}
+
+function sameAddress(allowed: string, remote: string | undefined): boolean {
+  const peer = plainAddress(remote);
+  return peer !== undefined && plainAddress(allowed)?.toLowerCase() === peer.toLowerCase();
+}
 
 /** A writable that keeps nothing: what still arrives for an association that has ended. */
 const discard = (): Writable => new Writable({ write: (_chunk, _enc, callback) => callback() });
@@ -68,6 +89,9 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
   const pendingFiles = new WeakMap<DatasetInstance, { writer: SpoolWriter; refusal?: SpoolRefusal }>();
 
   const idleTimeoutMs = options.idleTimeoutMs ?? defaultIdleTimeoutMs;
+  const allowed = options.allowedCallers ?? [];
+  const callerAllowed = (callingAe: string, remoteAddress: string | undefined): boolean =>
+    allowed.length === 0 || allowed.some((c) => c.aeTitle === callingAe && (c.address === undefined || sameAddress(c.address, remoteAddress)));
 
   class CxrStoreScp extends Scp {
     #association: Association | undefined;
@@ -135,6 +159,11 @@ export function createStoreScp(deps: StoreScpDeps, options: StoreScpOptions): St
         const accepted = context.getTransferSyntaxUids().find((ts) => isDecodableTransferSyntax(ts));
         if (accepted) context.setResult(PresentationContextResult.Accept, accepted);
         else context.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+      }
+      if (!callerAllowed(association.getCallingAeTitle().trim(), this.#socket.remoteAddress)) {
+        log.warn({ callingAe: association.getCallingAeTitle().trim(), address: plainAddress(this.#socket.remoteAddress) }, 'association rejected: calling AE title not allowed (--calling-ae)');
+        this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, RejectReason.CallingAeNotRecognized);
+        return;
       }
       log.info({ callingAe: association.getCallingAeTitle() }, 'association accepted');
       this.sendAssociationAccept();

@@ -40,11 +40,13 @@ export function removeDir(dir: string): void {
 
 /**
  * Starts the agent with `--dicom-port 0 --http-port 0` (free ports; pass `httpPort` to take a given one again) and
- * waits for its "ready" line on stderr, which names both ports.
+ * waits for its "ready" line on stderr, which names both ports. No `--http-host`: the page listens where the agent
+ * does by default (127.0.0.1).
  */
-export async function startAgent(options: { dataDir?: string; httpPort?: number; timeoutMs?: number } = {}): Promise<RunningAgent> {
+export async function startAgent(options: { dataDir?: string; httpPort?: number; timeoutMs?: number; args?: readonly string[] } = {}): Promise<RunningAgent> {
   const dataDir = options.dataDir ?? tempDir('cxr-edge-page-');
-  const args = [...inferenceNodeFlags, bin, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', String(options.httpPort ?? 0), '--model', modelDir, '--log-level', 'warn'];
+  // `args` come last: a flag given again there wins (commander keeps the last value).
+  const args = [...inferenceNodeFlags, bin, '--data-dir', dataDir, '--dicom-port', '0', '--http-port', String(options.httpPort ?? 0), '--model', modelDir, '--log-level', 'warn', ...(options.args ?? [])];
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Never outlive the test process, even when a test dies before its afterAll.
   const reap = (): void => {

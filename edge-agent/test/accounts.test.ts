@@ -1,0 +1,176 @@
+/**
+ * The radiographers' accounts on their own: the password hash and its cost, the same work for every sign-in whatever
+ * the name (timing does not tell which accounts exist), the sign-in limits on their own clock, and the sessions in the
+ * accounts file. The real scrypt runs throughout; a test only counts what it is asked to do.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SignInLimiter } from '../src/accounts/limiter.js';
+import { dummyHash, hashPassword, parseHash, passwordCost, scryptDerive, verifyPassword, type DeriveKey } from '../src/accounts/passwords.js';
+import { PasswordChecker, PasswordQueueFull } from '../src/accounts/sign-in.js';
+import { AccountStore } from '../src/accounts/store.js';
+import { removeDir, tempDir } from './harness/agent-process.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) removeDir(d);
+});
+
+function newStore(now?: () => number): AccountStore {
+  const dir = tempDir('cxr-accounts-');
+  dirs.push(dir);
+  return new AccountStore(dir, now ? { now } : {});
+}
+
+describe('passwords', () => {
+  it('are hashed with scrypt at N = 2^17, r = 8, and checked in constant time', async () => {
+    const stored = await hashPassword('mat-khau-dai-1');
+    expect(parseHash(stored)).toMatchObject({ N: 2 ** 17, r: 8, p: 1 });
+    expect(await verifyPassword('mat-khau-dai-1', stored)).toBe(true);
+    expect(await verifyPassword('mat-khau-dai-2', stored)).toBe(false);
+  });
+
+  it("have a dummy hash of exactly a real hash's cost and shape (a malformed one would skip the work)", async () => {
+    const real = parseHash(await hashPassword('mat-khau-dai-1'));
+    const dummy = parseHash(dummyHash);
+    expect(dummy).toBeDefined();
+    expect({ N: dummy?.N, r: dummy?.r, p: dummy?.p, salt: dummy?.salt.length, key: dummy?.key.length }).toEqual({
+      N: real?.N,
+      r: real?.r,
+      p: real?.p,
+      salt: real?.salt.length,
+      key: real?.key.length,
+    });
+  });
+});
+
+describe('a sign-in costs the same whoever it names', () => {
+  /** The real scrypt, with a note of each derivation's cost. */
+  function countingDerive(): { derive: DeriveKey; calls: { N: number; r: number }[] } {
+    const calls: { N: number; r: number }[] = [];
+    return {
+      calls,
+      derive: async (password, salt, cost) => {
+        calls.push({ N: cost.N, r: cost.r });
+        return scryptDerive(password, salt, cost);
+      },
+    };
+  }
+
+  it('runs one full-cost scrypt for a right password, a wrong one, an unknown name, a disabled account and a malformed name', async () => {
+    const store = newStore();
+    store.add('lan.a', await hashPassword('mat-khau-dai-1'));
+    store.add('lan.off', await hashPassword('mat-khau-dai-2'));
+    store.setDisabled('lan.off', true);
+    const cases = [
+      ['lan.a', 'mat-khau-dai-1', { ok: true, username: 'lan.a' }],
+      ['LAN.A', 'sai-mat-khau', { ok: false, reason: 'wrong-password' }],
+      ['khong.co', 'mat-khau-dai-1', { ok: false, reason: 'unknown-user' }],
+      ['lan.off', 'mat-khau-dai-2', { ok: false, reason: 'account-disabled' }],
+      ['../../x', 'mat-khau-dai-1', { ok: false, reason: 'unknown-user' }],
+    ] as const;
+    for (const [name, password, outcome] of cases) {
+      const { derive, calls } = countingDerive();
+      const checker = new PasswordChecker({ store, derive });
+      expect(await checker.check(name, password)).toEqual(outcome);
+      expect({ name, calls }).toEqual({ name, calls: [{ N: passwordCost.N, r: passwordCost.r }] });
+    }
+    store.close();
+  });
+
+  it('checks one password at a time and refuses a flood rather than queueing it for ever', async () => {
+    const store = newStore();
+    let running = 0;
+    let most = 0;
+    const derive: DeriveKey = async (password, salt, cost) => {
+      running += 1;
+      most = Math.max(most, running);
+      try {
+        return await scryptDerive(password, salt, cost);
+      } finally {
+        running -= 1;
+      }
+    };
+    const checker = new PasswordChecker({ store, derive }, { maxWaiting: 3 });
+    const attempts = Array.from({ length: 5 }, (_, i) => checker.check(`ten.${i}`, 'sai-mat-khau').then(() => 'checked', (err: unknown) => (err instanceof PasswordQueueFull ? 'refused' : 'error')));
+    expect((await Promise.all(attempts)).sort()).toEqual(['checked', 'checked', 'checked', 'refused', 'refused']);
+    expect(most).toBe(1);
+    store.close();
+  });
+});
+
+describe('sign-in limits', () => {
+  const minute = 60_000;
+
+  it('refuses an account after 5 failures in 15 minutes, until the oldest is 15 minutes old', () => {
+    let now = 0;
+    const limiter = new SignInLimiter({ now: () => now });
+    for (let i = 0; i < 5; i++) {
+      expect(limiter.retryAfterMs('lan.a', `10.0.0.${i}`)).toBe(0);
+      limiter.failed('lan.a', `10.0.0.${i}`);
+      now += minute;
+    }
+    // From any address: the name is what is guessed.
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.99')).toBe(10 * minute);
+    expect(limiter.retryAfterMs('lan.b', '10.0.0.99')).toBe(0);
+    now = 15 * minute;
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.99')).toBe(0);
+  });
+
+  it('refuses an address after 20 failures in 15 minutes, whatever names it tries', () => {
+    let now = 0;
+    const limiter = new SignInLimiter({ now: () => now });
+    for (let i = 0; i < 20; i++) {
+      expect(limiter.retryAfterMs(`ten.${i}`, '10.0.0.7')).toBe(0);
+      limiter.failed(`ten.${i}`, '10.0.0.7');
+      now += 1000;
+    }
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.7')).toBe(15 * minute - 20_000);
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.8')).toBe(0);
+  });
+
+  it("forgets an account's failures once it signs in, not its address's", () => {
+    const limiter = new SignInLimiter({ now: () => 0 }, { perAccount: 2, perAddress: 3 });
+    limiter.failed('lan.a', '10.0.0.7');
+    limiter.failed('lan.a', '10.0.0.7');
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.8')).toBeGreaterThan(0);
+    limiter.succeeded('lan.a');
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.8')).toBe(0);
+    limiter.failed('lan.b', '10.0.0.7');
+    expect(limiter.retryAfterMs('lan.c', '10.0.0.7')).toBeGreaterThan(0);
+  });
+});
+
+describe('sessions in the accounts file', () => {
+  it('end when they expire, when the account is disabled, and when its password changes', () => {
+    let now = 1_000_000;
+    const store = newStore(() => now);
+    store.add('lan.a', dummyHash);
+    const first = store.createSession('lan.a', 60_000);
+    expect(store.checkSession(first.token)).toEqual({ ok: true, username: 'lan.a', expiresAt: now + 60_000 });
+    now += 60_000;
+    expect(store.checkSession(first.token)).toEqual({ ok: false, reason: 'expired' });
+    const second = store.createSession('lan.a', 60_000);
+    store.setDisabled('lan.a', true);
+    expect(store.checkSession(second.token).ok).toBe(false);
+    store.setDisabled('lan.a', false);
+    const third = store.createSession('lan.a', 60_000);
+    now += 1;
+    store.setPassword('lan.a', dummyHash);
+    expect(store.checkSession(third.token).ok).toBe(false);
+    expect(store.checkSession('not-a-token').ok).toBe(false);
+    store.close();
+  });
+
+  it('keep only a digest of the token: the file does not sign anyone in', () => {
+    const store = newStore();
+    store.add('lan.a', dummyHash);
+    const { token } = store.createSession('lan.a', 60_000);
+    store.close();
+    const dir = dirs[0] ?? '';
+    const files = readdirSync(dir);
+    expect(files).toContain('accounts.db');
+    for (const file of files) expect(readFileSync(path.join(dir, file)).includes(Buffer.from(token))).toBe(false);
+  });
+});
