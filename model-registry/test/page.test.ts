@@ -92,7 +92,7 @@ describe("the ML engineer's page", () => {
     expect(await page.getAttribute('html', 'lang')).toBe('vi');
     expect(await text(page.locator('h1'))).toBe('Quản lý mô hình AI');
     await signIn(LAN);
-    await expect.poll(() => text(page.locator('#signin-msg')), { timeout: 5_000 }).toContain('Tài khoản này không dùng để quản lý mô hình AI.');
+    await expect.poll(() => text(page.locator('#signin-msg')), { timeout: 15_000 }).toContain('Tài khoản này không dùng để quản lý mô hình AI.');
     expect(await page.locator('#to-reader').getAttribute('href')).toBe('/');
     expect(await page.locator('#to-reader').isVisible()).toBe(true);
     expect(await page.locator('#work-screen').isVisible()).toBe(false);
@@ -101,7 +101,8 @@ describe("the ML engineer's page", () => {
 
   it('shows the fleet: each station with the version it should run, the one it runs, state, last seen and errors', async () => {
     await signIn(HUNG);
-    await expect.poll(() => page.locator('#work-screen').isVisible()).toBe(true);
+    // A sign-in derives the password's scrypt key (N = 2^17): allow for a busy machine.
+    await expect.poll(() => page.locator('#work-screen').isVisible(), { timeout: 15_000 }).toBe(true);
     expect(await text(page.locator('#user-name'))).toBe('KS. Lê Văn Hùng (kt.hung)');
     await expect.poll(() => page.locator('#fleet-rows tr').count()).toBe(4);
     expect(await text(page.locator('#view-fleet h2'))).toBe('Mô hình đang chạy ở các trạm');
