@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { CxrError } from '../errors/index.js';
+import { CxrError, boundedDetail } from '../errors/index.js';
 import type { DecodedFrame, FrameGeometry } from './types.js';
 
 /** CharLS in WebAssembly from @cornerstonejs/codec-charls: bit-exact and faster than dcmjs-codecs on JPEG-LS. */
@@ -71,7 +71,7 @@ export async function decodeWithCharls(codestream: Uint8Array, geometry: FrameGe
     if (err instanceof CxrError) throw err;
     discardCharls();
     // CharLS throws C++ exceptions, which reach JavaScript as bare numbers (pointers), not messages.
-    const message = err instanceof Error ? err.message : 'the codestream is not valid JPEG-LS';
+    const message = err instanceof Error ? boundedDetail(err) : 'the codestream is not valid JPEG-LS';
     throw new CxrError('CXR_DECODE_FAILED', `JPEG-LS: ${message}`);
   } finally {
     try {

@@ -1,5 +1,5 @@
 import { createRequire } from 'node:module';
-import { CxrError } from '../errors/index.js';
+import { CxrError, boundedDetail } from '../errors/index.js';
 import type { DecodedFrame, FrameGeometry } from './types.js';
 
 /**
@@ -95,7 +95,7 @@ export async function decodeWithDcmjs(codec: DcmjsCodecName, codestream: Uint8Ar
     }
   } catch (err) {
     discardModule(mod);
-    throw new CxrError('CXR_DECODE_FAILED', `${codec}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CxrError('CXR_DECODE_FAILED', `${codec}: ${boundedDetail(err)}`);
   }
   const width = out.getWidth();
   const height = out.getHeight();

@@ -1,4 +1,4 @@
-import { CxrError } from '../errors/index.js';
+import { CxrError, boundedDetail } from '../errors/index.js';
 import type { EncodedFrame } from '../dicom/frames.js';
 import { TransferSyntax, transferSyntaxName } from '../dicom/uids.js';
 import { decodeWithCharls } from './charls.js';
@@ -84,7 +84,7 @@ async function decodeJpegLossless(codestream: Uint8Array, geometry: FrameGeometr
     // Shapes it leaves alone (8 bits or fewer, colour, a size unlike the header's) go to the WebAssembly build,
     // which decides on them as before.
     if ((err as { code?: string }).code === 'ERR_JPEG_UNSUPPORTED') return decodeWithDcmjs('jpeg', codestream, geometry);
-    throw new CxrError('CXR_DECODE_FAILED', `jpeg: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CxrError('CXR_DECODE_FAILED', `jpeg: ${boundedDetail(err)}`);
   }
   return {
     samples,
@@ -109,7 +109,7 @@ async function decodeJpeg2000(codestream: Uint8Array, geometry: FrameGeometry, o
   } catch (err) {
     // Shapes the addon refuses on principle (palettes, many tiles, mixed precision) may still be fine in WASM.
     if ((err as { code?: string }).code === 'ERR_J2K_UNSUPPORTED') return decodeWithDcmjs('jpeg2000', codestream, geometry);
-    throw new CxrError('CXR_DECODE_FAILED', `JPEG 2000: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CxrError('CXR_DECODE_FAILED', `JPEG 2000: ${boundedDetail(err)}`);
   }
   if (decoded.width !== geometry.columns || decoded.height !== geometry.rows || decoded.components !== geometry.samplesPerPixel) {
     throw new CxrError(

@@ -1,5 +1,5 @@
 import { constants as zlibConstants, inflateRawSync } from 'node:zlib';
-import { CxrError } from '../errors/index.js';
+import { CxrError, boundedDetail } from '../errors/index.js';
 import { DicomDataset, type DicomElement } from './dataset.js';
 import { Tag, formatTag, implicitSequenceTags } from './tags.js';
 import { TransferSyntax, isKnownTransferSyntax, transferSyntaxName } from './uids.js';
@@ -110,7 +110,7 @@ export function parseDicom(bytes: Uint8Array, limits: ParseLimits = defaultParse
     if (err instanceof RangeError && /call stack/iu.test(err.message)) {
       throw new CxrError('CXR_LIMIT_EXCEEDED', 'sequences nested too deeply for the stack', { cause: err });
     }
-    throw new CxrError('CXR_MALFORMED', err instanceof Error ? err.message : String(err), { cause: err });
+    throw new CxrError('CXR_MALFORMED', boundedDetail(err), { cause: err });
   }
 }
 
@@ -197,7 +197,7 @@ function inflateDataset(deflated: Uint8Array, limits: ParseLimits): Uint8Array {
     out = inflateRawSync(deflated, { maxOutputLength, chunkSize: 64 * 1024 });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const message = err instanceof Error ? err.message : String(err);
+    const message = boundedDetail(err);
     if (code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError) {
       throw new CxrError('CXR_LIMIT_EXCEEDED', `deflated dataset inflates beyond ${maxOutputLength} bytes`, { cause: err });
     }
@@ -373,7 +373,8 @@ class Parser {
     }
     const vr = ascii(bytes, pos + 4, 2);
     if (!ALL_VRS.has(vr)) {
-      throw new CxrError('CXR_MALFORMED', `invalid VR "${printable(vr)}" for ${formatTag(tag)} at offset ${pos}`);
+      // The two bytes are not named: where the structure is lost they may be part of a patient's name.
+      throw new CxrError('CXR_MALFORMED', `no valid VR for ${formatTag(tag)} at offset ${pos}`);
     }
     if (LONG_LENGTH_VRS.has(vr)) {
       if (pos + 12 > bytes.length) throw new CxrError('CXR_TRUNCATED', `element header at offset ${pos}`);
@@ -534,10 +535,6 @@ function ascii(bytes: Uint8Array, pos: number, length: number): string {
   let out = '';
   for (let i = pos; i < pos + length && i < bytes.length; i++) out += String.fromCharCode(bytes[i] ?? 0);
   return out;
-}
-
-function printable(text: string): string {
-  return text.replace(/[^\x20-\x7e]/gu, '?');
 }
 
 function isZeroPadding(bytes: Uint8Array, pos: number): boolean {

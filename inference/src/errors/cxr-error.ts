@@ -37,8 +37,18 @@ function isNodeError(value: unknown): value is NodeJS.ErrnoException {
   return value instanceof Error && typeof (value as NodeJS.ErrnoException).code === 'string' && 'errno' in value;
 }
 
+/**
+ * The message of something a library threw, fit for a CxrError's detail: one line of printable characters, at most
+ * `max` of them. Messages from decoders and zlib name no values, but they are not ours, and an error message reaches
+ * the log, the quarantine's reason files and the page: a long one is cut, never carried whole.
+ */
+export function boundedDetail(err: unknown, max = 200): string {
+  const text = (err instanceof Error ? err.message : String(err)).replace(/[^\x20-\x7e\u00a0-\u024f]+/gu, ' ').trim();
+  return text.length > max ? `${text.slice(0, max)}… (${text.length} characters)` : text;
+}
+
 /** `{code, message}` of anything thrown, for results and one-line reports; unknown failures are CXR_INTERNAL. */
 export function errorLine(err: unknown): { code: string; message: string } {
   if (isCxrError(err)) return { code: err.code, message: err.message };
-  return { code: 'CXR_INTERNAL', message: err instanceof Error ? err.message : String(err) };
+  return { code: 'CXR_INTERNAL', message: boundedDetail(err) };
 }

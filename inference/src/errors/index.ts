@@ -1,2 +1,2 @@
 export { ErrorCodes, type ErrorCode } from './codes.js';
-export { CxrError, errorLine, isCxrError, toCxrError } from './cxr-error.js';
+export { CxrError, boundedDetail, errorLine, isCxrError, toCxrError } from './cxr-error.js';

@@ -1,5 +1,5 @@
 import sharp, { type OutputInfo } from 'sharp';
-import { CxrError } from '../errors/index.js';
+import { CxrError, boundedDetail } from '../errors/index.js';
 
 export type RasterFormat = 'png' | 'jpeg';
 
@@ -35,7 +35,7 @@ export async function readRasterGrey(bytes: Uint8Array, format: RasterFormat): P
       .raw({ depth: sixteen ? 'ushort' : 'uchar' })
       .toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new CxrError('CXR_IMAGE_UNREADABLE', `${format}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CxrError('CXR_IMAGE_UNREADABLE', `${format}: ${boundedDetail(err)}`);
   }
   const { info, data } = raw;
   const channels = info.channels;
