@@ -83,13 +83,14 @@ export class FolderIntake {
     try {
       bytes = await readFile(file);
     } catch (err) {
-      log.warn({ file: name, err: (err as Error).message }, 'watched file unreadable');
+      // Neither the name nor the message (which holds the path): file names often carry the patient's name.
+      log.warn({ code: (err as NodeJS.ErrnoException).code }, 'watched file unreadable');
       return;
     }
     try {
       await spool.checkSpace();
       const written = await spool.writeBytes(bytes);
-      const outcome = await spool.commit(written, { source: 'folder', callingAe: null });
+      const outcome = await spool.commit(written, { source: 'folder', callingAe: null, name });
       if (outcome.kind === 'stored') this.#deps.onStored(outcome.record);
       crashPoint(EdgeCrashPoint.IntakeRecorded);
       const done = path.join(this.#options.doneDir, `${new Date().toISOString().slice(0, 10)}`, path.basename(file));
@@ -99,11 +100,16 @@ export class FolderIntake {
       if ((err instanceof SpoolRefusal && err.reason === 'out-of-resources') || isDiskFull(err)) {
         // Left in place: taken again once there is room.
         this.#leftForRoom.add(file);
-        log.error({ file: name, message: (err as Error).message }, 'watched file left in place: disk full');
+        log.error({ waiting: this.#leftForRoom.size, message: (err as Error).message }, 'watched file left in place: disk full');
         return;
       }
-      const reason = err instanceof SpoolRefusal ? err.message : `${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}`;
-      await spool.quarantine(file, reason, name).catch((e: unknown) => log.error({ err: (e as Error).message }, 'quarantine failed'));
+      if (err instanceof SpoolRefusal) {
+        // Unreadable: its copy is in quarantine with the reason already (Spool.commit); the watched file goes.
+        await rm(file, { force: true }).catch((e: unknown) => log.error({ code: (e as NodeJS.ErrnoException).code }, 'could not remove a quarantined watched file'));
+        return;
+      }
+      const reason = `${(err as { code?: string }).code ?? 'CXR_INTERNAL'}: ${(err as Error).message}`;
+      await spool.quarantine(file, reason, name).catch((e: unknown) => log.error({ code: (e as NodeJS.ErrnoException).code }, 'quarantine failed'));
     }
   }
 

@@ -194,7 +194,7 @@ export class Spool {
    */
   async commit(
     written: { tmpPath: string; sha256: string; size: number },
-    origin: { source: InstanceSource; callingAe: string | null; sopInstanceUid?: string },
+    origin: { source: InstanceSource; callingAe: string | null; sopInstanceUid?: string; name?: string },
   ): Promise<InsertOutcome> {
     const bytes = await readFile(written.tmpPath);
     let header: NewInstanceHeader;
@@ -202,7 +202,8 @@ export class Spool {
       header = readHeader(bytes, origin.sopInstanceUid);
     } catch (err) {
       const code = (err as CxrError).code ?? 'CXR_MALFORMED';
-      await this.quarantine(written.tmpPath, `${code}: ${(err as Error).message}`);
+      // The written copy is what is kept: the sender's own file (a watched one) is not quarantined a second time.
+      await this.quarantine(written.tmpPath, `${code}: ${(err as Error).message}`, origin.name);
       throw new SpoolRefusal('unreadable', `${code}: ${(err as Error).message}`, { cause: err });
     }
     const uid = header.sopInstanceUid;
@@ -292,12 +293,17 @@ export class Spool {
     return recovered;
   }
 
+  /**
+   * Keeps a refused file with the reason beside it. `reason` is a code and a message that never carries a value from
+   * the file. The log names the file by its quarantine id only: a watched file's own name is often the patient's.
+   */
   async quarantine(file: string, reason: string, name?: string): Promise<string> {
-    const base = `${new Date().toISOString().replace(/[:.]/gu, '-')}-${name ? sanitize(name) : path.basename(file)}`;
+    const id = `${new Date().toISOString().replace(/[:.]/gu, '-')}-${randomUUID().slice(0, 8)}`;
+    const base = `${id}-${name ? sanitize(name) : path.basename(file)}`;
     const target = path.join(this.dirs.quarantine, base);
     await rename(file, target);
     await writeFile(`${target}.reason.txt`, `${reason}\n`);
-    this.#log.warn({ quarantined: base, reason }, 'file quarantined');
+    this.#log.warn({ quarantined: id, reason }, 'file quarantined');
     return target;
   }
 
