@@ -50,6 +50,8 @@ let b: Page;
 /** by role in the test: stat (chest PA), urgent1 (chest CR), urgent2 (NIH chest), routine (hip, AI not applicable) */
 const seeded: Record<'stat' | 'urgent1' | 'urgent2' | 'routine', Seeded> = {} as never;
 const pageErrors: string[] = [];
+/** what Chromium refused under the gateway's Content-Security-Policy, said on the console */
+const cspViolations: string[] = [];
 
 /** What the user reads: rendered text (innerText), whitespace collapsed. */
 const text = async (locator: Locator): Promise<string> => (await locator.innerText()).replace(/\s+/g, ' ').trim();
@@ -108,7 +110,9 @@ beforeAll(async () => {
   await buildGateway();
   let model: Awaited<ReturnType<typeof loadTestModel>>;
   [gateway, browser, model] = await Promise.all([
-    startGateway({ stations: ['tram-1'], users: [LAN, MINH, HUNG] }),
+    // Three failed sign-ins hold an account back (30 per address, the default), so the page's throttled message is
+    // reached in a few attempts.
+    startGateway({ stations: ['tram-1'], users: [LAN, MINH, HUNG], args: ['--sign-in-max-failures-per-account', '3'] }),
     launchChromium(),
     loadTestModel(),
   ]);
@@ -126,7 +130,12 @@ beforeAll(async () => {
   contextB = await browser.newContext(options);
   a = await contextA.newPage();
   b = await contextB.newPage();
-  for (const page of [a, b]) page.on('pageerror', (err) => pageErrors.push(err.message));
+  for (const page of [a, b]) {
+    page.on('pageerror', (err) => pageErrors.push(err.message));
+    page.on('console', (message) => {
+      if (/Content Security Policy/iu.test(message.text())) cspViolations.push(message.text());
+    });
+  }
 }, 60_000);
 
 afterAll(async () => {
@@ -144,12 +153,30 @@ describe("the radiologist's page", () => {
     await a.locator('#signin-button').click();
     await expect.poll(() => text(a.locator('#signin-msg'))).toBe('Hãy nhập tên đăng nhập và mật khẩu.');
     await signIn(a, { username: LAN.username, password: 'sai-mat-khau' });
-    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 5_000 }).toBe('Sai tên đăng nhập hoặc mật khẩu. Hãy kiểm tra lại (chữ hoa, bộ gõ tiếng Việt đang bật) rồi đăng nhập lại.');
+    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 10_000 }).toBe('Sai tên đăng nhập hoặc mật khẩu. Hãy kiểm tra lại (chữ hoa, bộ gõ tiếng Việt đang bật) rồi đăng nhập lại.');
     expect(await a.locator('#work-screen').isVisible()).toBe(false);
     await shot(a, 'vi-signin-failed');
+    // Guessing: after three failures the account is held back, and the page says so rather than "server trouble".
+    for (let i = 0; i < 3; i += 1) {
+      await signIn(a, { username: 'bs.khach', password: `doan-mat-khau-${i}` });
+      // scrypt at N=2^17 takes about 0.4 s per attempt on an idle machine, more under load.
+      await expect.poll(() => a.locator('#signin-button').isEnabled(), { timeout: 10_000 }).toBe(true);
+      await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 10_000 }).toContain('Sai tên đăng nhập hoặc mật khẩu.');
+    }
+    await signIn(a, { username: 'bs.khach', password: 'doan-mat-khau-3' });
+    await expect
+      .poll(() => text(a.locator('#signin-msg')), { timeout: 10_000 })
+      .toBe('Đăng nhập sai quá nhiều lần nên tạm thời bị chặn. Hãy đợi ít phút rồi thử lại; nếu quên mật khẩu, hãy liên hệ quản trị hệ thống.');
+    await shot(a, 'vi-signin-throttled');
+    await a.getByRole('button', { name: 'EN', exact: true }).click();
+    expect(await text(a.locator('#signin-msg'))).toBe(
+      'Too many failed sign-ins, so sign-in is held back for now. Wait a few minutes and try again; if you forgot your password, contact the system administrator.',
+    );
+    await shot(a, 'en-signin-throttled');
+    await a.getByRole('button', { name: 'VI', exact: true }).click();
     // An account that is not a reader is turned away at the door, not with a page that fails on every click.
     await signIn(a, HUNG);
-    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 5_000 }).toContain('Tài khoản này không dùng để đọc phim.');
+    await expect.poll(() => text(a.locator('#signin-msg')), { timeout: 10_000 }).toContain('Tài khoản này không dùng để đọc phim.');
     expect(await a.evaluate(() => (globalThis as unknown as PageGlobals).sessionStorage.getItem('cxr-gw.session'))).toBeNull();
     await a.locator('#username').fill('');
     await a.locator('#password').fill('');
@@ -159,7 +186,7 @@ describe("the radiologist's page", () => {
 
   it('lists the consults by urgency with badges, station, age and status', async () => {
     await signIn(a, LAN);
-    await expect.poll(() => a.locator('#work-screen').isVisible()).toBe(true);
+    await expect.poll(() => a.locator('#work-screen').isVisible(), { timeout: 10_000 }).toBe(true);
     expect(await text(a.locator('#user-name'))).toBe('BS. Nguyễn Thị Lan (bs.lan)');
     expect(await text(a.locator('#list-title'))).toBe('Danh sách ca chờ đọc');
     await expect.poll(() => rowIds(a)).toEqual([seeded.stat.consultId, seeded.urgent1.consultId, seeded.urgent2.consultId, seeded.routine.consultId]);
@@ -515,7 +542,7 @@ describe("the radiologist's page", () => {
     await shot(a, 'en-signin');
     await a.locator('#password').fill(LAN.password);
     await a.locator('#signin-button').click();
-    await expect.poll(() => a.locator('#work-screen').isVisible()).toBe(true);
+    await expect.poll(() => a.locator('#work-screen').isVisible(), { timeout: 10_000 }).toBe(true);
     // Back where the radiologist was: the consult just signed, now read-only.
     await expect.poll(() => text(a.locator('#claim-state'))).toBe('Reported');
 
@@ -529,5 +556,6 @@ describe("the radiologist's page", () => {
     await a.getByRole('button', { name: 'VI', exact: true }).click();
     expect(await text(a.locator('#signin-msg'))).toBe('Bạn đã đăng xuất.');
     expect(pageErrors).toEqual([]);
+    expect(cspViolations).toEqual([]);
   });
 });

@@ -31,6 +31,18 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+/** Runs the gateway CLI to completion with `input` on its standard input (none: closed at once). */
+export async function gatewayCliRun(args: readonly string[], options: { input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const code = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  child.stdin.end(options.input ?? '');
+  return { code: await code, stdout, stderr };
+}
+
 /** Runs the gateway CLI to completion; its stdout, or an error with everything it printed. */
 export async function gatewayCli(args: readonly string[]): Promise<string> {
   try {
@@ -73,8 +85,19 @@ export interface ServeProcess {
  * Starts `cxr-gateway serve` on `storeDir` and `redisUrl` and waits for its ready line. `env` is added to this
  * process's environment (e.g. CXR_CRASH_POINT); `port` 0 (the default) takes any free port.
  */
-export async function spawnServe(options: { storeDir: string; redisUrl: string; port?: number; env?: NodeJS.ProcessEnv; args?: readonly string[]; logLevel?: string; timeoutMs?: number }): Promise<ServeProcess> {
-  const args = [bin, 'serve', '--port', String(options.port ?? 0), '--host', '127.0.0.1', '--store', options.storeDir, '--redis', options.redisUrl, '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])];
+export async function spawnServe(options: {
+  storeDir: string;
+  redisUrl: string;
+  port?: number;
+  /** the --host flag; null: none (the gateway's default) */
+  host?: string | null;
+  env?: NodeJS.ProcessEnv;
+  args?: readonly string[];
+  logLevel?: string;
+  timeoutMs?: number;
+}): Promise<ServeProcess> {
+  const host = options.host === null ? [] : ['--host', options.host ?? '127.0.0.1'];
+  const args = [bin, 'serve', '--port', String(options.port ?? 0), ...host, '--store', options.storeDir, '--redis', options.redisUrl, '--log-level', options.logLevel ?? 'warn', ...(options.args ?? [])];
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(options.env ?? {}) } });
   const reap = (): void => {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
@@ -133,13 +156,13 @@ export async function addAccounts(storeDir: string, redisUrl: string, options: {
   return stationTokens;
 }
 
-export async function startGateway(options: { stations: readonly string[]; users: readonly UserSpec[]; timeoutMs?: number }): Promise<RunningGateway> {
+export async function startGateway(options: { stations: readonly string[]; users: readonly UserSpec[]; timeoutMs?: number; args?: readonly string[] }): Promise<RunningGateway> {
   const redis = await startRedis();
   const storeDir = mkdtempSync(path.join(tmpdir(), 'cxr-gw-page-store-'));
   let serve: ServeProcess | undefined;
   try {
     const stationTokens = await addAccounts(storeDir, redis.url, options);
-    serve = await spawnServe({ storeDir, redisUrl: redis.url, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
+    serve = await spawnServe({ storeDir, redisUrl: redis.url, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}), ...(options.args ? { args: options.args } : {}) });
     const proc = serve;
     return {
       baseUrl: proc.baseUrl,
