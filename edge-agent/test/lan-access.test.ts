@@ -71,14 +71,16 @@ describe('the page on the station PC alone (the default)', () => {
     const form = await post({ 'content-type': 'application/x-www-form-urlencoded' }, 'note=x');
     expect([form.status, form.json().error?.code]).toEqual([415, 'CXR_UNSUPPORTED_MEDIA_TYPE']);
     // JSON, but from another site (a preflight the agent never answers would stop a browser; the Origin says it anyway).
-    for (const headers of [{ origin: 'http://evil.example' }, { origin: `http://localhost:${port + 1}` }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }]) {
+    const foreign: Record<string, string>[] = [{ origin: 'http://evil.example' }, { origin: `http://localhost:${port + 1}` }, { origin: 'null' }, { 'sec-fetch-site': 'cross-site' }, { 'sec-fetch-site': 'same-site' }];
+    for (const headers of foreign) {
       const res = await post({ 'content-type': 'application/json', ...headers });
       expect({ headers, status: res.status, code: res.json().error?.code }).toEqual({ headers, status: 403, code: 'CXR_CROSS_SITE' });
     }
     // Reading the API from another site is refused as well (a browser says so in Sec-Fetch-Site).
     expect((await call('127.0.0.1', port, '/api/studies', { headers: { 'sec-fetch-site': 'cross-site' } })).status).toBe(403);
     // The page's own request reaches the route (this agent has no hospital link: 409 CXR_NO_GATEWAY).
-    for (const headers of [{}, { origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' }]) {
+    const own: Record<string, string>[] = [{}, { origin: `http://127.0.0.1:${port}`, 'sec-fetch-site': 'same-origin' }];
+    for (const headers of own) {
       const res = await post({ 'content-type': 'application/json; charset=utf-8', ...headers });
       expect({ headers, code: res.json().error?.code }).toEqual({ headers, code: 'CXR_NO_GATEWAY' });
     }

@@ -275,7 +275,8 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<EdgeApp> {
 
   // Server-sent events: the page updates without reloading. The session is checked again before every event and
   // heartbeat: a stream held open by an account disabled since is ended (the page then finds itself signed out).
-  app.get('/api/events', radiographer, (request, reply) => {
+  // GET only: a HEAD would hold its connection with nothing ever sent (Node sends a HEAD answer's head on end()).
+  app.get('/api/events', { ...radiographer, exposeHeadRoute: false }, (request, reply) => {
     const token = sessionToken(request);
     reply.hijack();
     const raw = reply.raw;
