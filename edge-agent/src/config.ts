@@ -191,7 +191,8 @@ export function loadConfig(sources: { file?: string; env?: NodeJS.ProcessEnv; fl
       if (typeof entry === 'string' && !parseCallingAe(entry)) problems.push(`callingAe: "${entry}" is not AETITLE or AETITLE@IP (1-16 characters, no backslash; an IPv4 or IPv6 address) (flag --calling-ae or CXR_EDGE_CALLING_AE)`);
     }
   }
-  const link = ['gatewayUrl', 'stationId', 'stationToken'].filter((k) => withDefaults[k] !== undefined);
+  // A token file that could not be read is said above; it still counts as the token given.
+  const link = ['gatewayUrl', 'stationId', 'stationToken'].filter((k) => withDefaults[k] !== undefined || (k === 'stationToken' && withDefaults.stationTokenFile !== undefined));
   if (link.length > 0 && link.length < 3) problems.push('gatewayUrl, stationId and stationToken go together (--gateway, --station-id, --station-token or --station-token-file)');
   if ((withDefaults.clientCert === undefined) !== (withDefaults.clientKey === undefined)) problems.push('clientCert and clientKey go together (--client-cert, --client-key)');
   for (const key of ['gatewayCa', 'clientCert', 'clientKey'] as const) {

@@ -3,7 +3,7 @@
  * big DICOM file whose upload is cut mid-file and resumes where the gateway stands.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Agent, fetch as undiciFetch } from 'undici';
@@ -13,6 +13,7 @@ import { makeTestPki, type TestPki } from '../../gateway/src/test-support/test-p
 import { createFsObjectStore } from '../../gateway/src/store/index.js';
 import { dicomDir, removeDir, repoRoot, startAgent, storescu, tempDir, waitFor, type AgentProcess } from './harness/agent-process.js';
 import { endProcess, freePort, spawnGateway } from './support/hospital.js';
+import { runEdge, squeezenet } from './support/lan.js';
 
 const run = promisify(execFile);
 const gatewayBin = path.join(repoRoot, 'gateway', 'bin', 'cxr-gateway.js');
@@ -79,10 +80,15 @@ describe('mTLS between station and gateway', () => {
 
   it('links an edge agent that presents its certificate, and delivers its study', async () => {
     const client = pki.client('tram-1');
+    // The token from a private file, so that `ps` never shows it.
+    const tokenFile = path.join(pki.dir, 'station-token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
     edge = await startAgent({
-      args: ['--gateway', `https://127.0.0.1:${port}`, '--station-id', 'tram-1', '--station-token', token, '--gateway-ca', pki.caCert, '--client-cert', client.cert, '--client-key', client.key],
+      args: ['--gateway', `https://127.0.0.1:${port}`, '--station-id', 'tram-1', '--station-token-file', tokenFile, '--gateway-ca', pki.caCert, '--client-cert', client.cert, '--client-key', client.key],
       env: { CXR_EDGE_GATEWAY_POLL_MS: '300' },
     });
+    expect(readFileSync(`/proc/${edge.child.pid}/cmdline`, 'utf8')).not.toContain(token);
+    expect(edge.output()).not.toContain(token);
     await waitFor('the link to be online', async () => ((await edge?.api<{ state: string }>('/api/link'))?.state === 'online' ? true : undefined), 20_000);
     expect((await storescu(edge.dicomPort, [path.join(dicomDir, 'dx_chest_nih_secondary_capture.dcm')])).code).toBe(0);
     const delivered = await waitFor('the DICOM file at the gateway', async () => {
@@ -90,6 +96,23 @@ describe('mTLS between station and gateway', () => {
       return files.length > 0 ? files : undefined;
     });
     expect(delivered).toHaveLength(1);
+    expect(edge.output()).not.toContain(token);
+  });
+
+  it('takes the token from one place only, and says which file it cannot read (every problem at once)', async () => {
+    const tokenFile = path.join(pki.dir, 'station-token');
+    const both = await runEdge(['--data-dir', '/tmp/unused', '--model', squeezenet, '--gateway', `https://127.0.0.1:${port}`, '--station-id', 'tram-1', '--station-token', token, '--station-token-file', tokenFile]);
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('stationToken and stationTokenFile: give the token one way only');
+    const missing = await runEdge(['--data-dir', '/tmp/unused', '--model', squeezenet, '--gateway', `https://127.0.0.1:${port}`, '--station-id', 'tram-1', '--station-token-file', '/nonexistent/token', '--dicom-port', '99999']);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('stationTokenFile: cannot read /nonexistent/token: ENOENT');
+    expect(missing.stderr).toContain('dicomPort:');
+    expect(missing.stderr).not.toContain('go together');
+    // A token of the wrong shape is not echoed back.
+    const short = await runEdge(['--data-dir', '/tmp/unused', '--model', squeezenet, '--gateway', `https://127.0.0.1:${port}`, '--station-id', 'tram-1', '--station-token', 'short-secret']);
+    expect(short.code).toBe(2);
+    expect(short.stderr).not.toContain('short-secret');
   });
 });
 
