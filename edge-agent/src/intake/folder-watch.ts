@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { crashPoint } from '@cxr/inference';
@@ -6,6 +6,7 @@ import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { InstanceRecord } from '../spool/db.js';
 import { isDiskFull } from '../spool/disk-guard.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, privateDir } from '../spool/modes.js';
 import { SpoolRefusal, type Spool } from '../spool/spool.js';
 
 export interface FolderIntakeDeps {
@@ -43,8 +44,9 @@ export class FolderIntake {
   }
 
   async start(): Promise<void> {
+    // The watched folder is the sender's to write to (a share, another account): its mode is left to whoever set it up.
     await mkdir(this.#options.dir, { recursive: true });
-    await mkdir(this.#options.doneDir, { recursive: true });
+    await privateDir(this.#options.doneDir);
     const watcher = watch(this.#options.dir, {
       ignoreInitial: false,
       depth: 8,
@@ -94,8 +96,11 @@ export class FolderIntake {
       if (outcome.kind === 'stored') this.#deps.onStored(outcome.record);
       crashPoint(EdgeCrashPoint.IntakeRecorded);
       const done = path.join(this.#options.doneDir, `${new Date().toISOString().slice(0, 10)}`, path.basename(file));
-      await mkdir(path.dirname(done), { recursive: true });
-      await rename(file, `${done}.${outcome.record.id}`).catch(() => rm(file, { force: true }));
+      await mkdir(path.dirname(done), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await rename(file, `${done}.${outcome.record.id}`).then(
+        () => chmod(`${done}.${outcome.record.id}`, PRIVATE_FILE_MODE),
+        () => rm(file, { force: true }),
+      );
     } catch (err) {
       if ((err instanceof SpoolRefusal && err.reason === 'out-of-resources') || isDiskFull(err)) {
         // Left in place: taken again once there is room.

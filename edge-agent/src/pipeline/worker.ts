@@ -20,6 +20,7 @@ import {
   type TriageResult,
 } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../spool/modes.js';
 
 export interface InferenceTask {
   readonly instanceId: number;
@@ -100,7 +101,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
   let preview: string | null = null;
   const say = (progress: InferenceProgress): void => task.early?.postMessage(progress);
   try {
-    await mkdir(task.derivedDir, { recursive: true });
+    await mkdir(task.derivedDir, { recursive: true, mode: PRIVATE_DIR_MODE });
     const model = await modelFor(task);
     say({ kind: 'phase', phase: 'decode' });
     const bytes = await readFile(task.file);
@@ -141,7 +142,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
 async function writeAtomically(file: string, bytes: Uint8Array): Promise<string> {
   const tmp = `${file}.tmp`;
   try {
-    await writeFile(tmp, bytes);
+    await writeFile(tmp, bytes, { mode: PRIVATE_FILE_MODE });
     await rename(tmp, file);
   } catch (err) {
     await rm(tmp, { force: true });

@@ -1,5 +1,7 @@
+import { closeSync, existsSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Priority, TriageResult } from '@cxr/inference';
+import { PRIVATE_FILE_MODE, tightenFile } from './modes.js';
 
 export type InstanceStatus = 'received' | 'inferred' | 'failed';
 export type InstanceSource = 'dicom' | 'folder';
@@ -231,6 +233,12 @@ export class SpoolDb {
   readonly #db: Database.Database;
 
   constructor(file: string) {
+    // Patient data: the database is the agent's account's alone. Created 0600 before SQLite opens it (its WAL and
+    // shared-memory files take the database file's mode), and tightened if an older agent left it open.
+    if (file !== ':memory:') {
+      if (!existsSync(file)) closeSync(openSync(file, 'a', PRIVATE_FILE_MODE));
+      for (const each of [file, `${file}-wal`, `${file}-shm`]) tightenFile(each);
+    }
     this.#db = new Database(file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = FULL');

@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { open, rename, rm, stat, statfs } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.js';
+import { PRIVATE_FILE_MODE } from './modes.js';
 
 /** Errors that mean "no room on the disk", from the file system or from SQLite. */
 export function isDiskFull(err: unknown): boolean {
@@ -159,7 +160,7 @@ export class DiskGuard extends EventEmitter<{ change: [DiskState] }> {
   async #writeReserve(): Promise<boolean> {
     const tmp = `${this.#reserveFile}.tmp`;
     try {
-      const handle = await open(tmp, 'w');
+      const handle = await open(tmp, 'w', PRIVATE_FILE_MODE);
       try {
         const block = Buffer.alloc(1024 * 1024);
         for (let written = 0; written < this.#reserveBytes; written += block.length) {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, readdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { CxrError, Tag, crashPoint, formatTag, isValidUid, parseDicom, readImageInfo, type DicomDataset } from '@cxr/inference';
@@ -9,6 +9,7 @@ import type { Logger } from '../log.js';
 import { datasetOffset } from './part10.js';
 import type { InsertOutcome, InstanceRecord, InstanceSource, NewInstance, SpoolDb } from './db.js';
 import { compareInstances } from './equivalence.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, privateDir } from './modes.js';
 
 /** Why an instance was not accepted. `out-of-resources` is told to the sender as such (C-STORE A700). */
 export class SpoolRefusal extends Error {
@@ -76,7 +77,7 @@ export class Spool {
   }
 
   async init(): Promise<void> {
-    for (const dir of Object.values(this.dirs)) await mkdir(dir, { recursive: true });
+    for (const dir of Object.values(this.dirs)) await privateDir(dir);
     // Leftovers of writes cut short by a crash were never acknowledged: drop them.
     for (const name of await readdir(this.dirs.tmp)) await rm(path.join(this.dirs.tmp, name), { force: true });
   }
@@ -103,7 +104,7 @@ export class Spool {
     let file: WriteStream | undefined;
     try {
       this.#faults.beforeWrite?.();
-      file = createWriteStream(tmpPath, { flags: 'wx' });
+      file = createWriteStream(tmpPath, { flags: 'wx', mode: PRIVATE_FILE_MODE });
     } catch (err) {
       failure = err;
     }
@@ -176,7 +177,7 @@ export class Spool {
     const tmpPath = path.join(this.dirs.tmp, `${randomUUID()}.part`);
     try {
       this.#faults.beforeWrite?.();
-      await writeFile(tmpPath, bytes, { flag: 'wx' });
+      await writeFile(tmpPath, bytes, { flag: 'wx', mode: PRIVATE_FILE_MODE });
       await fsyncPath(tmpPath);
     } catch (err) {
       await rm(tmpPath, { force: true });
@@ -236,7 +237,7 @@ export class Spool {
     const target = path.join(this.#options.dataDir, relative);
     let outcome: InsertOutcome;
     try {
-      await mkdir(path.dirname(target), { recursive: true });
+      await mkdir(path.dirname(target), { recursive: true, mode: PRIVATE_DIR_MODE });
       await rename(written.tmpPath, target);
       await fsyncPath(path.dirname(target));
       await fsyncPath(this.dirs.objects);
@@ -302,7 +303,9 @@ export class Spool {
     const base = `${id}-${name ? sanitize(name) : path.basename(file)}`;
     const target = path.join(this.dirs.quarantine, base);
     await rename(file, target);
-    await writeFile(`${target}.reason.txt`, `${reason}\n`);
+    // A watched file keeps the mode its writer gave it: made private here.
+    await chmod(target, PRIVATE_FILE_MODE);
+    await writeFile(`${target}.reason.txt`, `${reason}\n`, { mode: PRIVATE_FILE_MODE });
     this.#log.warn({ quarantined: id, reason }, 'file quarantined');
     return target;
   }
