@@ -12,9 +12,11 @@ import { COHORT_PATTERN, NAME_PATTERN, SHA256_PATTERN, STATION_PATTERN, VERSION_
 import { isCode, listJson, readJsonOptional } from './store/json.js';
 import { PushLimitError, pushVersion, type PushLimits, type PushOptions, type PushResult, type RefusedPush, type VersionRecord } from './versions/push.js';
 
-/** The registry's settings. Push limits (`PushLimits`): `maxPushBytes` (bytes, default 2 GiB), `maxModelFiles`
- * (default 200, at most 1000), `maxLabelledFiles` (default 5000, at most 5000); past one, a push is 413
- * `CXR_PAYLOAD_TOO_LARGE` before anything is read or copied. */
+/**
+ * The registry's settings, checked when it is mounted (`registryOptionProblems`). Push limits (`PushLimits`):
+ * `maxPushBytes` (bytes, default 2 GiB), `maxModelFiles` (default 200, at most 1000), `maxLabelledFiles` (default
+ * 5000, at most 5000); past one, a push is 413 `CXR_PAYLOAD_TOO_LARGE` before anything is read or copied.
+ */
 export interface RegistryOptions extends PushLimits {
   /** Redis key prefix of the registry's index. Default `cxr:registry:`. */
   readonly redisPrefix?: string;

@@ -94,7 +94,8 @@ async function readSecretFile(spec: SecretSpec, file: string): Promise<string> {
 
 /**
  * The secret of `spec` for `command`, set as the option `spec.key`: from the command line if given there (one way
- * only), else from the environment (one variable only). Throws a UsageError naming every problem.
+ * only), else from the environment (one variable only). Throws a UsageError when there are two ways, none, or the
+ * file cannot be read or is empty.
  */
 export async function resolveSecret(command: Command, spec: SecretSpec): Promise<void> {
   const opts = command.opts<Record<string, string | undefined>>();

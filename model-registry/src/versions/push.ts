@@ -83,7 +83,10 @@ export class PushLimitError extends Error {
   }
 }
 
-/** Every limit a push goes past, in words. */
+/**
+ * Every limit a push goes past, in words. The sizes are the ones the push declares: a size that differs from the
+ * upload's is refused (`fileProblems`) before anything is copied, so a push cannot pass by declaring less.
+ */
 export function pushLimitProblems(request: Pick<PushRequest, 'files' | 'labelled'>, limits: PushLimits = {}): string[] {
   const { maxPushBytes, maxModelFiles, maxLabelledFiles } = { ...PUSH_LIMIT_DEFAULTS, ...limits };
   const problems: string[] = [];
