@@ -36,6 +36,31 @@ describeObjectStoreConformance('fs', async () => {
 });
 
 describe('fs store', () => {
+  it('makes its folders 0700 and its files 0600 whatever the umask (patient images, accounts, the registry key)', async () => {
+    const root = path.join(await freshRoot(), 'made-by-the-store');
+    const before = process.umask(0o022);
+    try {
+      const store = await createFsObjectStore({ root });
+      await store.put('accounts/users/bs.lan.json', Buffer.from('{}'));
+      await store.put('studies/tram-1/1.2.3/instances/1.2.3.4/sha/instance.dcm', Buffer.from('DICM'), { ifNoneMatch: true });
+      await store.close();
+    } finally {
+      process.umask(before);
+    }
+    const modes: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      modes.push(`${path.relative(root, dir) || '.'} ${((await stat(dir)).mode & 0o777).toString(8)}`);
+      for (const entry of await readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, entry.name);
+        if (entry.isDirectory()) await walk(full);
+        else modes.push(`${path.relative(root, full)} ${((await stat(full)).mode & 0o777).toString(8)}`);
+      }
+    };
+    await walk(root);
+    expect(modes.filter((m) => !/ (700|600)$/u.test(m))).toEqual([]);
+    expect(modes).toEqual(expect.arrayContaining(['. 700', '.tmp 700', 'objects 700', 'objects/accounts/users/bs.lan.json~obj 600', 'objects/studies/tram-1/1.2.3/instances/1.2.3.4/sha/instance.dcm~obj 600']));
+  });
+
   it('shows nothing of a write whose process was killed mid-way, and clears its temp file on the next open', async () => {
     const root = await freshRoot();
     await (await createFsObjectStore({ root })).close();
