@@ -185,7 +185,6 @@ describe('cxr-gateway serve', () => {
   it.skipIf(lanAddress === undefined)('listens on 127.0.0.1 unless --host says otherwise', async () => {
     const serve = await spawnServe({ storeDir, redisUrl: redis.url, host: null });
     try {
-      expect(serve.output()).toContain('listening on 127.0.0.1 only');
       const reach = (host: string): Promise<string> =>
         new Promise((resolve) => {
           const socket = connect({ host, port: serve.port }, () => {
@@ -195,6 +194,7 @@ describe('cxr-gateway serve', () => {
           socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
         });
       expect({ loopback: await reach('127.0.0.1'), lan: await reach(lanAddress ?? '') }).toEqual({ loopback: 'connected', lan: 'ECONNREFUSED' });
+      expect(serve.output()).toContain('listening on 127.0.0.1 only');
     } finally {
       await serve.stop();
     }
