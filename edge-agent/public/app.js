@@ -45,6 +45,12 @@ const state = {
   known: null,
   /** GET /api/link: the hospital link; null while unknown (not asked yet, or the agent did not answer). */
   link: null,
+  /** The page is open to the station's network: radiographers sign in (GET /api/session). */
+  signInRequired: false,
+  /** The signed-in account ({ username }) when sign-in is on. */
+  user: null,
+  /** Studies are shown and followed (false on the sign-in screen: nothing of a patient is on the page). */
+  live: false,
 };
 
 /** The consult request form of the open study: open or not, the note being typed, sending, the last error (a key). */
@@ -249,6 +255,7 @@ async function fetchSelected() {
   const uid = state.selectedUid;
   try {
     const res = await fetch(`/api/studies/${encodeURIComponent(uid)}`, { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    if (res.status === 401) return sessionEnded();
     if (uid !== state.selectedUid) return;
     state.extra = res.ok ? await res.json() : res.status === 404 ? { studyInstanceUid: uid, gone: true } : null;
   } catch {
@@ -631,6 +638,11 @@ async function sendConsult(uid) {
     } catch {
       // no JSON body
     }
+    if (res.status === 401) {
+      consultUi.sending = false;
+      sessionEnded();
+      return;
+    }
     if (code === 'CXR_NO_GATEWAY') {
       error = 'consultErrorNoGateway';
       void loadLink();
@@ -794,7 +806,7 @@ function renderLink() {
 let linkInflight = false;
 
 async function loadLink() {
-  if (linkInflight) return;
+  if (linkInflight || !state.live) return;
   linkInflight = true;
   try {
     state.link = await getJson('/api/link');
@@ -826,6 +838,7 @@ function applyLang() {
   renderList();
   renderStudy(true);
   viewer.relabel();
+  renderSignInMessage();
 }
 
 wireLangButtons(
@@ -839,8 +852,15 @@ wireLangButtons(
 
 // ---------------------------------------------------------------------------------------------- data and live updates
 
+/** The session is gone (expired, signed out elsewhere, account disabled): not a connection problem. */
+class SignedOut extends Error {}
+
 async function getJson(url) {
   const res = await fetch(url, { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  if (res.status === 401) {
+    sessionEnded();
+    throw new SignedOut(url);
+  }
   if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
   return res.json();
 }
@@ -905,6 +925,7 @@ function scheduleRefresh(ms = DEBOUNCE_MS) {
 }
 
 async function refresh() {
+  if (!state.live) return undefined;
   if (inflight) {
     again = true;
     return inflight;
@@ -921,8 +942,8 @@ async function refresh() {
       if (state.selectedUid && !state.studies.some((s) => s.studyInstanceUid === state.selectedUid)) await fetchSelected();
       else state.extra = null;
       renderStudy();
-    } catch {
-      setReachable(false);
+    } catch (err) {
+      if (!(err instanceof SignedOut)) setReachable(false);
     }
   })();
   try {
@@ -950,6 +971,7 @@ function stopPolling() {
 let events = null;
 
 function connectEvents() {
+  if (!state.live || events) return;
   if (!('EventSource' in window)) {
     state.sse = 'down';
     startPolling();
@@ -978,8 +1000,9 @@ function connectEvents() {
     renderConn();
     startPolling();
     void refresh();
-    if (events.readyState === EventSource.CLOSED) {
+    if (events?.readyState === EventSource.CLOSED) {
       events.close();
+      events = null;
       setTimeout(connectEvents, 5_000);
     }
   });
@@ -996,8 +1019,152 @@ async function watchdog() {
   state.sse = 'down';
   renderConn();
   events?.close();
+  events = null;
   startPolling();
   setTimeout(connectEvents, 2_000);
+}
+
+// ---------------------------------------------------------------------------------------------- signing in
+
+/** The sign-in screen's message: { kind, key, params } or null. */
+let signInMessage = null;
+
+function renderSignInMessage() {
+  const box = $('#signin-msg');
+  box.hidden = !signInMessage;
+  box.className = `form-msg ${signInMessage?.kind ?? ''}`;
+  box.textContent = signInMessage ? t(signInMessage.key, signInMessage.params) : '';
+}
+
+function sayOnSignIn(message) {
+  signInMessage = message;
+  renderSignInMessage();
+}
+
+function renderUser() {
+  // The live feed's state means nothing on the sign-in screen.
+  $('.status-stack').hidden = !state.live;
+  $('#user-box').hidden = !(state.signInRequired && state.user && state.live);
+  $('#user-name').textContent = state.user?.username ?? '';
+}
+
+/** Nothing of a patient stays on the page: the list, the open study and the viewer are emptied. */
+function forgetStudies() {
+  state.studies = [];
+  state.extra = null;
+  state.known = null;
+  state.loaded = false;
+  state.link = null;
+  resetConsultUi(state.selectedUid);
+  renderList();
+  renderStudy(true);
+  renderLink();
+  // renderStudy hides the study without a study to show; what it showed goes too.
+  for (const id of ['#study-head', '#findings', '#thumbs']) $(id).replaceChildren();
+  $('#live').textContent = '';
+}
+
+function showSignIn(message) {
+  $('#work-screen').hidden = true;
+  $('#banner').hidden = true;
+  $('#signin-screen').hidden = false;
+  renderUser();
+  sayOnSignIn(message);
+  $('#password').value = '';
+  ($('#username').value ? $('#password') : $('#username')).focus();
+}
+
+/** The session ended (it expired, the account was disabled, or the radiographer signed out): back to the sign-in screen. */
+function sessionEnded(key = 'sessionEnded') {
+  if (!state.live) return;
+  state.live = false;
+  state.user = null;
+  events?.close();
+  events = null;
+  state.sse = 'connecting';
+  stopPolling();
+  forgetStudies();
+  showSignIn({ kind: key === 'signedOut' ? 'info' : 'error', key });
+}
+
+/** Studies on screen, kept live: after sign-in, or at once when the page needs none (the station PC's own screen). */
+function startLive(user) {
+  state.user = user;
+  state.live = true;
+  $('#signin-screen').hidden = true;
+  $('#work-screen').hidden = false;
+  sayOnSignIn(null);
+  renderUser();
+  renderConn();
+  void loadHealth();
+  void refresh();
+  void loadLink();
+  connectEvents();
+}
+
+$('#signin-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const username = $('#username').value.trim();
+  const password = $('#password').value;
+  if (!username || !password) {
+    sayOnSignIn({ kind: 'error', key: 'signInMissing' });
+    (username ? $('#password') : $('#username')).focus();
+    return;
+  }
+  const button = $('#signin-button');
+  sayOnSignIn(null);
+  button.disabled = true;
+  button.textContent = t('signingIn');
+  try {
+    // A password check takes about half a second, one at a time: a generous wait.
+    const res = await fetch('/api/sign-in', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    if (res.ok) {
+      const body = await res.json();
+      $('#password').value = '';
+      startLive(body.user);
+      return;
+    }
+    if (res.status === 429) {
+      const seconds = Number(res.headers.get('retry-after')) || 60;
+      sayOnSignIn({ kind: 'error', key: 'signInThrottled', params: { minutes: Math.max(1, Math.ceil(seconds / 60)) } });
+    } else sayOnSignIn({ kind: 'error', key: res.status === 401 || res.status === 400 ? 'signInFailed' : 'signInNoAnswer' });
+  } catch {
+    sayOnSignIn({ kind: 'error', key: 'signInNoAnswer' });
+  } finally {
+    button.disabled = false;
+    button.textContent = t('signIn');
+  }
+  $('#password').select();
+});
+
+$('#sign-out').addEventListener('click', async () => {
+  try {
+    await fetch('/api/sign-out', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  } catch {
+    // The cookie is gone from this page's point of view either way; the session expires on the agent.
+  }
+  sessionEnded('signedOut');
+});
+
+/** Asks whether the page needs a sign-in; an agent that does not answer is treated as "no" (the banner says it is down). */
+async function boot() {
+  let session = null;
+  try {
+    const res = await fetch('/api/session', { cache: 'no-store', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    if (res.ok) session = await res.json();
+  } catch {
+    // unreachable: start as before, the banner shows it
+  }
+  state.signInRequired = Boolean(session?.signInRequired);
+  if (state.signInRequired && !session.user) {
+    void loadHealth();
+    showSignIn(null);
+  } else startLive(session?.user ?? null);
 }
 
 // ---------------------------------------------------------------------------------------------- start
@@ -1005,13 +1172,10 @@ async function watchdog() {
 readHash();
 viewer.setTool('wl');
 applyLang();
-void loadHealth();
-void refresh();
-void loadLink();
-connectEvents();
+void boot();
 setInterval(() => void loadLink(), LINK_POLL_MS);
 setInterval(() => void watchdog(), 30_000);
 // A midnight passes on a station left open: "today" moves on.
 setInterval(() => {
-  if (!state.showAll) renderList();
+  if (!state.showAll && state.live) renderList();
 }, 60_000);

@@ -47,6 +47,8 @@ let work: string;
 let corruptA: string;
 let corruptB: string;
 const pageErrors: string[] = [];
+/** What the browser refused under the agent's Content-Security-Policy (the page must need nothing it forbids). */
+const cspViolations: string[] = [];
 
 const rows = (): Locator => page.locator('#study-list > li');
 const row = (name: string): Locator => rows().filter({ has: page.locator('.row-name', { hasText: name }) });
@@ -113,6 +115,9 @@ beforeAll(async () => {
   context = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'vi-VN', timezoneId: 'Asia/Ho_Chi_Minh' });
   page = await context.newPage();
   page.on('pageerror', (err) => pageErrors.push(err.message));
+  page.on('console', (msg) => {
+    if (/Content Security Policy/iu.test(msg.text())) cspViolations.push(msg.text());
+  });
 });
 
 afterAll(async () => {
@@ -401,5 +406,6 @@ describe("the radiographer's page", () => {
     await expect.poll(() => page.locator('#conn').getAttribute('data-state'), { timeout: 10_000 }).toBe('live');
     expect(await rows().count()).toBe(4);
     expect(pageErrors).toEqual([]);
+    expect(cspViolations).toEqual([]);
   });
 });
