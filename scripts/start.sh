@@ -36,7 +36,8 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 
 gw=(node gateway/bin/cxr-gateway.js)
 if [ ! -s "$data/station-token" ]; then
-  "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token"
+  # The token stays in a file only this user reads, and reaches the edge by that file (never on a command line, where ps shows it).
+  (umask 077; "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token")
   "${gw[@]}" admin add-user --store "$store" --redis "$redis" bs.demo --role radiologist --password 'doc-phim-demo' --display-name 'BS. Demo'
 fi
 # The ML engineer's account (model registry), added on its own so that an older demo folder gets it too.
@@ -45,9 +46,12 @@ fi
 pids+=($!)
 wait_http "http://127.0.0.1:$gateway_port/api/health"
 
+chmod 600 "$data/station-token"
 # --single-threaded-gc: V8's GC threads would otherwise take a core from the model (edge-agent README, benchmarks).
+# The page stays on this machine (127.0.0.1, the default: no sign-in); DICOM is taken from storescu on this machine only.
 node --single-threaded-gc edge-agent/bin/cxr-edge.js --data-dir "$data/edge" --model "$model" --dicom-port "$dicom_port" --http-port "$edge_port" \
-  --gateway "http://127.0.0.1:$gateway_port" --station-id tram-demo --station-token "$(cat "$data/station-token")" >"$data/edge.log" 2>&1 &
+  --calling-ae STORESCU@127.0.0.1 \
+  --gateway "http://127.0.0.1:$gateway_port" --station-id tram-demo --station-token-file "$data/station-token" >"$data/edge.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$edge_port/api/health"
 
@@ -59,7 +63,7 @@ cat <<MSG
   The hospital's page (radiologist):  http://localhost:$gateway_port/   sign in as bs.demo / doc-phim-demo
   The ML engineer's page (models):    http://localhost:$gateway_port/ml/   sign in as ml.demo / mo-hinh-demo
   Push and deploy a model:            npx cxr-registry login --gateway http://localhost:$gateway_port --username ml.demo --password mo-hinh-demo
-  Send more images:                   storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm
+  Send more images:                   storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm   (calling AE STORESCU, from this machine)
                                       or copy files into $data/edge/incoming/
   Logs:                               $data/*.log
   Stop:                               Ctrl-C
