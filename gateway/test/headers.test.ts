@@ -72,7 +72,7 @@ describe("the gateway's pages under its Content-Security-Policy", () => {
   });
 
   it('refuses to be shown in a frame of another site (clickjacking)', async () => {
-    const { page, refused } = await watched();
+    const { page } = await watched();
     // A page of another origin frames the gateway's sign-in page. That origin is a server on this machine too: a
     // public site would be kept from framing a private address by Chromium anyway (Private Network Access).
     const evil = createServer((_request, response) => {
