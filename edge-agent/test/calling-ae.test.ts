@@ -36,8 +36,8 @@ describe('--calling-ae', () => {
     agent = await startAgent({ args: ['--model', squeezenet, '--calling-ae', 'XRAY', '--calling-ae', `PORTABLE@${lan ?? '192.0.2.250'}`] });
   });
   afterAll(async () => {
-    await agent.stop();
-    removeDir(agent.dataDir);
+    await agent?.stop();
+    if (agent) removeDir(agent.dataDir);
   });
 
   it('takes studies from an allowed AE title, and rejects an association from any other (Calling AE Title Not Recognized)', async () => {

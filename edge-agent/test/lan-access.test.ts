@@ -29,8 +29,8 @@ describe('the page on the station PC alone (the default)', () => {
     expect((await storescu(agent.dicomPort, [chest])).code).toBe(0);
   });
   afterAll(async () => {
-    await agent.stop();
-    removeDir(agent.dataDir);
+    await agent?.stop();
+    if (agent) removeDir(agent.dataDir);
   });
 
   it('listens on 127.0.0.1 only: another machine on the network cannot connect', async (ctx) => {
@@ -131,7 +131,7 @@ describe('the page open to the station network', () => {
     expect((await storescu(agent.dicomPort, [chest])).code).toBe(0);
   });
   afterAll(async () => {
-    await agent.stop();
+    await agent?.stop();
     removeDir(dataDir);
   });
 

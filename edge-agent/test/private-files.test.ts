@@ -38,7 +38,7 @@ describe('files on the station PC', () => {
     });
   });
   afterAll(async () => {
-    await agent.stop();
+    await agent?.stop();
     removeDir(work);
   });
 
