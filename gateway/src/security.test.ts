@@ -3,8 +3,9 @@
  * with dot segments, UIDs, security headers, the scrypt cost, and the route inventory. Against build() with a real
  * redis-server and a folder store, through inject() (and a real socket where inject() would rewrite the request).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -21,6 +22,7 @@ import { requireUser } from './plugins/auth.js';
 import { ConsultQueue } from './queue/consults.js';
 import { createFsObjectStore, type ObjectStore } from './store/index.js';
 import { startRedis, type RedisServer } from './test-support/redis-server.js';
+import { makeTestPki } from './test-support/test-pki.js';
 import { waitFor } from '../test/support/radiologist.js';
 
 let redisServer: RedisServer;
@@ -300,6 +302,30 @@ describe('security headers', () => {
       expect(res.headers['x-content-type-options']).toBe('nosniff');
       expect(res.headers['referrer-policy']).toBe('no-referrer');
       expect(res.headers['strict-transport-security']).toBeUndefined();
+    }
+  });
+});
+
+describe('security headers over TLS', () => {
+  it('adds Strict-Transport-Security when the gateway serves HTTPS itself', async () => {
+    const pki = makeTestPki();
+    const tlsApp = await build(deps, { https: { cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) } });
+    try {
+      await tlsApp.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = tlsApp.server.address() as { port: number };
+      const headers = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/api/health', ca: readFileSync(pki.caCert) }, (res) => {
+          res.resume();
+          resolve(res.headers);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(headers['strict-transport-security']).toBe('max-age=31536000');
+      expect(String(headers['content-security-policy'])).toContain("frame-ancestors 'none'");
+    } finally {
+      await tlsApp.close();
+      rmSync(pki.dir, { recursive: true, force: true });
     }
   });
 });
