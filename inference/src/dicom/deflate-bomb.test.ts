@@ -99,6 +99,15 @@ describe('deflate bombs and oversized frames', () => {
     expect(measured.outcome, measured.message).toBe('decoded');
   }, 180_000);
 
+  it('reads a deflated dataset its writer encoded in Implicit VR (a writer bug the parser allows)', async () => {
+    const bytes = W.writePart10([...W.imageModule({ rows: 4, columns: 4, bitsAllocated: 16 }), W.pixelWords(new Array(16).fill(7))], {
+      transferSyntaxUid: W.Syntax.DeflatedLE,
+      encoding: W.implicitLE,
+    });
+    const source = await readSourceImage(bytes);
+    expect(source.kind === 'dicom' ? Array.from(source.frame.samples) : []).toEqual(new Array(16).fill(7));
+  });
+
   it('refuses a frame larger than any radiograph before allocating it, in every encoding', async () => {
     const jpeg = W.encapsulated([Uint8Array.of(0xff, 0xd8, 0xff, 0xd9)]);
     const cases: [string, Uint8Array][] = [

@@ -234,7 +234,15 @@ function deflatedHeader(deflated: Uint8Array, limits: ParseLimits): ReturnType<P
       // Past 8 MiB before the Pixel Data (or a damaged stream, which the whole inflate reports): what was read is all.
       return header;
     }
-    header = new Parser(new Uint8Array(head.buffer, head.byteOffset, head.byteLength), explicitLittleEndian, limits, { elements: 0 }).parseHeaderPrefix(0);
+    const view = new Uint8Array(head.buffer, head.byteOffset, head.byteLength);
+    // The same writer bug parse() allows: an Implicit VR dataset under the Deflated syntax.
+    const syntax = view.length >= 8 && !ALL_VRS.has(ascii(view, 4, 2)) ? implicitLittleEndian : explicitLittleEndian;
+    try {
+      header = new Parser(view, syntax, limits, { elements: 0 }).parseHeaderPrefix(0);
+    } catch {
+      // A header this cannot read: the whole parse reports it, under the general bound.
+      return header;
+    }
     if (header.pixelData || input >= deflated.length || input >= HEADER_PROBE_LAST_BYTES) return header;
   }
 }
