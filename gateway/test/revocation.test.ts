@@ -51,12 +51,13 @@ afterAll(async () => {
 });
 
 describe('cxr-gateway admin', () => {
-  it('takes a password from a file or standard input; set-password refuses one on the command line', async () => {
+  it('takes a password from a file, the environment or standard input; set-password refuses one on the command line', async () => {
     const file = path.join(workDir, 'lan.password');
     writeFileSync(file, 'mat-khau-tu-tep-1\n', { mode: 0o600 });
     // Side by side: each account is its own object.
-    const [fromFile, fromStdin, , empty, inArgv] = await Promise.all([
+    const [fromFile, fromStdin, fromEnv, , empty, inArgv] = await Promise.all([
       gatewayCliRun(['admin', 'add-user', ...common, 'bs.lan', '--role', 'radiologist', '--password-file', file]),
+      gatewayCliRun(['admin', 'add-user', ...common, 'bs.an', '--role', 'radiologist'], { env: { CXR_GATEWAY_PASSWORD: 'mat-khau-tu-moi-truong' } }),
       gatewayCliRun(['admin', 'add-user', ...common, 'quan.tri', '--role', 'admin'], { input: 'mat-khau-quan-tri-1\n' }),
       // --password still works (scripts/start.sh uses it), documented as visible in ps.
       gatewayCli(['admin', 'add-user', ...common, 'bs.minh', '--role', 'radiologist', '--password', 'mat-khau-minh-1']),
@@ -64,7 +65,7 @@ describe('cxr-gateway admin', () => {
       gatewayCliRun(['admin', 'set-password', ...common, 'bs.lan', '--password', 'mat-khau-moi-123']),
       ...['tram-1', 'tram-2'].map((station) => gatewayCli(['admin', 'add-station', ...common, station])),
     ]);
-    expect([fromFile.code, fromStdin.code]).toEqual([0, 0]);
+    expect([fromFile.code, fromStdin.code, fromEnv.code]).toEqual([0, 0, 0]);
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain('the password is empty');
     expect(inArgv.code).toBe(2);
@@ -74,6 +75,7 @@ describe('cxr-gateway admin', () => {
     expect((await signIn(a.baseUrl, 'bs.lan', 'mat-khau-tu-tep-1')).status).toBe(200);
     expect((await signIn(b.baseUrl, 'quan.tri', 'mat-khau-quan-tri-1')).status).toBe(200);
     expect((await signIn(a.baseUrl, 'bs.minh', 'mat-khau-minh-1')).status).toBe(200);
+    expect((await signIn(b.baseUrl, 'bs.an', 'mat-khau-tu-moi-truong')).status).toBe(200);
   });
 
   it('disable-user, enable-user and set-password refuse the sessions of the user at once on both gateway processes', async () => {

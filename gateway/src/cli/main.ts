@@ -76,13 +76,16 @@ const usageError = (message: string): Error => Object.assign(new Error(message),
 const oneLine = (text: string): string => text.replace(/\r?\n$/u, '');
 
 /**
- * A password from `--password-file FILE`, else from standard input (a pipe: all of it; a terminal: one line, not
- * echoed), or, where allowed, from `--password` (visible to every user of the machine in `ps`).
+ * A password from `--password-file FILE`, else the environment (CXR_GATEWAY_PASSWORD: readable only by the same user
+ * and root), else standard input (a pipe: all of it; a terminal: one line, not echoed), or, where allowed, from
+ * `--password` (visible to every user of the machine in `ps`).
  */
 async function readPassword(opts: { password?: string; passwordFile?: string }): Promise<string> {
   if (opts.password !== undefined && opts.passwordFile !== undefined) throw usageError('give --password or --password-file, not both');
+  const fromEnv = process.env.CXR_GATEWAY_PASSWORD;
   let password: string;
   if (opts.password !== undefined) password = opts.password;
+  else if (opts.passwordFile === undefined && fromEnv !== undefined) password = fromEnv;
   else if (opts.passwordFile !== undefined) {
     try {
       password = oneLine(readFileSync(opts.passwordFile, 'utf8'));
@@ -216,7 +219,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       .description(description)
       .requiredOption('--store <url>', storeHelp, process.env.CXR_STORE)
       .requiredOption('--redis <url>', 'redis://HOST:PORT', process.env.CXR_REDIS_URL);
-  const passwordFileHelp = 'a file holding the password (one line); without it, the password is read from standard input';
+  const passwordFileHelp = 'a file holding the password; without it, the password comes from CXR_GATEWAY_PASSWORD or standard input';
 
   const admin = program.command('admin').description('Accounts: stations and users.');
   adminCommand('add-station', 'Create a station; prints its token on the last line (shown once, stored hashed).')

@@ -31,9 +31,9 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
-/** Runs the gateway CLI to completion with `input` on its standard input (none: closed at once). */
-export async function gatewayCliRun(args: readonly string[], options: { input?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** Runs the gateway CLI to completion with `input` on its standard input (none: closed at once) and `env` added. */
+export async function gatewayCliRun(args: readonly string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...(options.env ?? {}) } });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
