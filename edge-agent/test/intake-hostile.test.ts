@@ -155,7 +155,10 @@ describe('hostile files at intake', () => {
       const all = await agent.api<Study[]>('/api/studies');
       const instances = all.flatMap((s) => s.instances);
       const settled = instances.length === 3 && instances.every((i) => i.status === 'failed' || (i.status === 'inferred' && i.previewUrl !== null));
-      return settled && reasons().size === 4 && readdirSync(watchDir).length === 0 ? all : undefined;
+      // The log comes through a pipe, maybe after the page's answer: its lines are waited for as well.
+      const logged = (message: string): number => agent.output().split(`"msg":"${message}"`).length - 1;
+      const done = settled && reasons().size === 4 && readdirSync(watchDir).length === 0 && logged('file quarantined') === 4 && logged('inferred') === 2;
+      return done ? all : undefined;
     });
     const outcomes = studies.flatMap((s) => s.instances).map((i) => i.error?.code ?? i.status);
     expect(outcomes.sort()).toEqual(['CXR_DECODE_FAILED', 'inferred', 'inferred']);

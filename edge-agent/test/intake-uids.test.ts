@@ -158,9 +158,11 @@ describe('UIDs that are not DICOM UIDs', () => {
       env: { CXR_EDGE_STATION_TOKEN: TOKEN },
     });
     try {
-      const link = await waitFor('the outbox settled', async () => {
+      // The log lines come through a pipe, maybe after the answer of /api/link: waited for as well.
+      const link = await waitFor('the outbox settled and both items logged', async () => {
         const view = await agent.api<LinkView>('/api/link');
-        return view.state === 'online' && view.pending === 0 ? view : undefined;
+        const logged = agent.output().split('item held back, not sent').length - 1;
+        return view.state === 'online' && view.pending === 0 && logged === 2 ? view : undefined;
       });
       // Both items are held back for good, not sent and not retried.
       expect(link.failed).toBe(2);
