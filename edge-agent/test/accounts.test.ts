@@ -130,6 +130,18 @@ describe('sign-in limits', () => {
     expect(limiter.retryAfterMs('lan.a', '10.0.0.8')).toBe(0);
   });
 
+  it('counts the attempts still being checked, so that a burst at once cannot get more guesses in', () => {
+    const limiter = new SignInLimiter({ now: () => 0 });
+    const under = Array.from({ length: 5 }, () => (limiter.retryAfterMs('lan.a', '10.0.0.7') === 0 ? limiter.begin('lan.a', '10.0.0.7') : undefined));
+    expect(under.filter(Boolean)).toHaveLength(5);
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.7')).toBeGreaterThan(0);
+    for (const done of under) {
+      done?.();
+      limiter.failed('lan.a', '10.0.0.7');
+    }
+    expect(limiter.retryAfterMs('lan.a', '10.0.0.8')).toBe(15 * 60_000);
+  });
+
   it("forgets an account's failures once it signs in, not its address's", () => {
     const limiter = new SignInLimiter({ now: () => 0 }, { perAccount: 2, perAddress: 3 });
     limiter.failed('lan.a', '10.0.0.7');

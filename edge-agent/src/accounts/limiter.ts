@@ -23,6 +23,9 @@ export class SignInLimiter {
   readonly #now: () => number;
   readonly #accounts = new Map<string, number[]>();
   readonly #addresses = new Map<string, number[]>();
+  /** Attempts being checked now, which count against the limit until they are decided. */
+  readonly #pendingAccounts = new Map<string, number>();
+  readonly #pendingAddresses = new Map<string, number>();
 
   constructor(deps: { now?: () => number } = {}, limits: Partial<SignInLimits> = {}) {
     this.#now = deps.now ?? Date.now;
@@ -32,7 +35,28 @@ export class SignInLimiter {
   /** Ms to wait before this name may be tried from this address; 0: go ahead. */
   retryAfterMs(account: string, address: string): number {
     const now = this.#now();
-    return Math.max(this.#wait(this.#accounts, account, this.#limits.perAccount, now), this.#wait(this.#addresses, address, this.#limits.perAddress, now));
+    return Math.max(
+      this.#wait(this.#accounts, this.#pendingAccounts, account, this.#limits.perAccount, now),
+      this.#wait(this.#addresses, this.#pendingAddresses, address, this.#limits.perAddress, now),
+    );
+  }
+
+  /** An attempt is being checked; call the returned function once it is decided (then `failed` or `succeeded`). */
+  begin(account: string, address: string): () => void {
+    const add = (map: Map<string, number>, key: string, n: number): void => {
+      const value = (map.get(key) ?? 0) + n;
+      if (value > 0) map.set(key, value);
+      else map.delete(key);
+    };
+    add(this.#pendingAccounts, account, 1);
+    add(this.#pendingAddresses, address, 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      add(this.#pendingAccounts, account, -1);
+      add(this.#pendingAddresses, address, -1);
+    };
   }
 
   failed(account: string, address: string): void {
@@ -46,9 +70,11 @@ export class SignInLimiter {
     this.#accounts.delete(account);
   }
 
-  #wait(map: Map<string, number[]>, key: string, limit: number, now: number): number {
+  #wait(map: Map<string, number[]>, pending: Map<string, number>, key: string, limit: number, now: number): number {
     const times = this.#recent(map, key, now);
-    if (times.length < limit) return 0;
+    if (times.length + (pending.get(key) ?? 0) < limit) return 0;
+    // The attempts under way may fill the limit: ask again once they are decided.
+    if (times.length < limit) return 1000;
     // Free again when enough failures have aged out of the window to leave room for one more.
     const freeing = times[times.length - limit] as number;
     return Math.max(1, freeing + this.#limits.windowMs - now);

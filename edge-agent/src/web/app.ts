@@ -74,10 +74,10 @@ export interface EdgeAppDeps {
 /** The page's static files: `public/` beside `src/` and `dist/`. */
 const publicDir = fileURLToPath(new URL('../../public/', import.meta.url));
 
-/** The radiographer's page and the local JSON API, built apart from any listening socket (tests use inject()). */
 /** The app, with the routes it registered and the credential each needs. */
 export type EdgeApp = FastifyInstance & { readonly routeInventory: readonly RouteEntry[] };
 
+/** The radiographer's page and the local JSON API, built apart from any listening socket (tests use inject()). */
 export async function buildEdgeApp(deps: EdgeAppDeps): Promise<EdgeApp> {
   const { access } = deps;
   const accessLog = deps.log.child({ component: 'access' });
@@ -189,12 +189,16 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<EdgeApp> {
       };
       const wait = access.limiter.retryAfterMs(username, address);
       if (wait > 0) return refuseFor(wait);
+      // Counted while it waits for the hash: a burst of attempts at once cannot slip past the limit.
+      const done = access.limiter.begin(username, address);
       let outcome;
       try {
         outcome = await access.passwords.check(username, request.body.password);
       } catch (err) {
         if (err instanceof PasswordQueueFull) return refuseFor(1000);
         throw err;
+      } finally {
+        done();
       }
       if (!outcome.ok) {
         access.limiter.failed(username, address);
