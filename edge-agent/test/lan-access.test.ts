@@ -141,6 +141,8 @@ describe('the page open to the station network', () => {
       await expect(startAgent({ dataDir: empty, args: ['--http-host', '0.0.0.0', '--model', squeezenet] })).rejects.toThrow(
         /CXR_NO_ACCOUNTS: .*no account is enabled: create one with `cxr-edge admin add-user NAME --data-dir /u,
       );
+      // --require-sign-in asks for it on 127.0.0.1 too.
+      await expect(startAgent({ dataDir: empty, args: ['--require-sign-in', '--model', squeezenet] })).rejects.toThrow(/CXR_NO_ACCOUNTS: the page would listen on 127\.0\.0\.1 with --require-sign-in/u);
       // A disabled account is no account.
       await addUser(empty, 'only.one', 'mat-khau-only-1');
       expect((await admin(['disable-user', 'only.one', '--data-dir', empty])).code).toBe(0);
