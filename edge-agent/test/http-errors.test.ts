@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EdgeHttpErrors, EdgeStartErrors } from '../src/web/errors.js';
+import { EdgeHttpErrors, EdgeCommandErrors } from '../src/web/errors.js';
 
 describe("the edge's error registry", () => {
   it('keeps every shipped code with its status (codes are never renamed or reused)', () => {
@@ -18,11 +18,11 @@ describe("the edge's error registry", () => {
       ['CXR_UNSUPPORTED_MEDIA_TYPE', 415],
     ];
     for (const [code, status] of shipped) expect({ code, status: EdgeHttpErrors[code as keyof typeof EdgeHttpErrors]?.status }).toEqual({ code, status });
-    expect(Object.keys(EdgeStartErrors)).toEqual(expect.arrayContaining(['CXR_NO_ACCOUNTS']));
+    expect(Object.keys(EdgeCommandErrors)).toEqual(expect.arrayContaining(['CXR_NO_ACCOUNTS', 'CXR_ADMIN_REFUSED']));
   });
 
   it('gives every code a message, and a code only the CXR_ form', () => {
-    for (const [code, { message }] of [...Object.entries(EdgeHttpErrors), ...Object.entries(EdgeStartErrors)]) {
+    for (const [code, { message }] of [...Object.entries(EdgeHttpErrors), ...Object.entries(EdgeCommandErrors)]) {
       expect(code).toMatch(/^CXR_[A-Z0-9_]+$/u);
       expect(message.length).toBeGreaterThan(5);
     }

@@ -46,6 +46,7 @@ export function registerAdminCommands(program: Command, io: AdminIo): void {
       }
     } catch (err) {
       if (!(err instanceof AdminProblem)) throw err;
+      // Codes: CXR_USAGE (the core's registry), CXR_ADMIN_REFUSED (web/errors.ts EdgeCommandErrors).
       io.stderr.write(`cxr-edge admin: ${err.exitCode === 2 ? 'CXR_USAGE' : 'CXR_ADMIN_REFUSED'}: ${err.message}\n`);
       io.setExitCode(err.exitCode);
     }

@@ -27,14 +27,20 @@ export function sendError(reply: FastifyReply, code: EdgeHttpErrorCode, detail?:
   return reply.code(status).send({ error: { code, message: detail ? `${message}: ${detail}` : message } });
 }
 
-/** Why the agent refuses to start (said on stderr, exit code 1), beside the configuration problems (exit code 2). */
-export const EdgeStartErrors = {
+/**
+ * What the `cxr-edge` command refuses with, beside the configuration problems and bad usage (`CXR_USAGE`, exit code
+ * 2): said on stderr as `CODE: message`, exit code 1.
+ */
+export const EdgeCommandErrors = {
+  /** the agent does not start */
   CXR_NO_ACCOUNTS: { message: "The page is open to the station's network, where radiographers sign in, and no account is enabled" },
+  /** `cxr-edge admin`: no such user, or the name is taken */
+  CXR_ADMIN_REFUSED: { message: 'The accounts file does not allow that change' },
 } as const satisfies Record<string, { message: string }>;
 
 export class EdgeStartError extends Error {
-  readonly code: keyof typeof EdgeStartErrors;
-  constructor(code: keyof typeof EdgeStartErrors, detail: string) {
+  readonly code: keyof typeof EdgeCommandErrors;
+  constructor(code: keyof typeof EdgeCommandErrors, detail: string) {
     super(detail);
     this.name = 'EdgeStartError';
     this.code = code;
