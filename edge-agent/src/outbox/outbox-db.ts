@@ -160,7 +160,10 @@ export class OutboxDb {
   }
 
   markChecked(studyInstanceUid: string): void {
-    this.#db.prepare('UPDATE consults SET checked_at = ? WHERE study_instance_uid = ?').run(new Date().toISOString(), studyInstanceUid);
+    // Strictly after the last check, even within one millisecond: the least recently asked must stay first.
+    const last = (this.#db.prepare('SELECT MAX(checked_at) AS t FROM consults').get() as { t: string | null }).t;
+    const at = Math.max(Date.now(), last === null ? 0 : Date.parse(last) + 1);
+    this.#db.prepare('UPDATE consults SET checked_at = ? WHERE study_instance_uid = ?').run(new Date(at).toISOString(), studyInstanceUid);
   }
 
   updateConsult(studyInstanceUid: string, update: { consultId?: string; status: ConsultStatus; report?: Record<string, unknown> | null }): void {
