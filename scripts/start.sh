@@ -15,6 +15,8 @@ gateway_port="${CXR_GATEWAY_PORT:-8443}"
 redis_port="${CXR_REDIS_PORT:-6380}"
 redis="redis://127.0.0.1:$redis_port"
 store="$data/store"
+# Patient images, accounts and the registry's private key live under $data: only this user reads them.
+umask 077
 mkdir -p "$data/redis" "$store"
 
 pids=()
@@ -37,11 +39,11 @@ for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && brea
 gw=(node gateway/bin/cxr-gateway.js)
 if [ ! -s "$data/station-token" ]; then
   # The token stays in a file only this user reads, and reaches the edge by that file (never on a command line, where ps shows it).
-  (umask 077; "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token")
-  "${gw[@]}" admin add-user --store "$store" --redis "$redis" bs.demo --role radiologist --password 'doc-phim-demo' --display-name 'BS. Demo'
+  "${gw[@]}" admin add-station --store "$store" --redis "$redis" tram-demo --name 'Trạm y tế xã (demo)' | tail -n 1 >"$data/station-token"
+  printf '%s' 'doc-phim-demo' | "${gw[@]}" admin add-user --store "$store" --redis "$redis" bs.demo --role radiologist --display-name 'BS. Demo'
 fi
 # The ML engineer's account (model registry), added on its own so that an older demo folder gets it too.
-"${gw[@]}" admin add-user --store "$store" --redis "$redis" ml.demo --role mlops --password 'mo-hinh-demo' --display-name 'ML Demo' >/dev/null 2>&1 || true
+printf '%s' 'mo-hinh-demo' | "${gw[@]}" admin add-user --store "$store" --redis "$redis" ml.demo --role mlops --display-name 'ML Demo' >/dev/null 2>&1 || true
 "${gw[@]}" serve --port "$gateway_port" --store "$store" --redis "$redis" >"$data/gateway.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$gateway_port/api/health"
@@ -62,7 +64,7 @@ cat <<MSG
   The station's page (radiographer):  http://localhost:$edge_port/
   The hospital's page (radiologist):  http://localhost:$gateway_port/   sign in as bs.demo / doc-phim-demo
   The ML engineer's page (models):    http://localhost:$gateway_port/ml/   sign in as ml.demo / mo-hinh-demo
-  Push and deploy a model:            npx cxr-registry login --gateway http://localhost:$gateway_port --username ml.demo --password mo-hinh-demo
+  Push and deploy a model:            npx cxr-registry login --gateway http://localhost:$gateway_port --username ml.demo --password-file -   (then type mo-hinh-demo)
   Send more images:                   storescu -aec CXR_EDGE 127.0.0.1 $dicom_port FILE.dcm   (calling AE STORESCU, from this machine)
                                       or copy files into $data/edge/incoming/
   Logs:                               $data/*.log
