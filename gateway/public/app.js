@@ -174,12 +174,8 @@ function sessionLost() {
   showSignIn({ kind: 'error', key: 'sessionLost' }, username);
 }
 
-// The shared sign-in screen says errServer for any status it does not know; a 429 is the gateway holding back
-// sign-ins after too many failures (CXR_RATE_LIMITED), which the radiologist must be told as such.
-const signInWords = (key, params) => (key === 'errServer' && params?.status === 429 ? t('signInThrottled') : t(key, params));
-
 const signIn = wireSignIn({
-  t: signInWords,
+  t,
   api,
   roles: READER_ROLES,
   onSignedIn: (session) => {

@@ -4,7 +4,8 @@
  * Wires `#signin-form` (`#username`, `#password`, `#signin-button`, message in `#signin-msg`): both fields are
  * needed; the session comes from `api('/api/v1/login')`; an account whose role is not in `roles` is signed out again
  * at once (a session that can do nothing here is not kept); failures are said in the page's words (`t`, keys
- * signInMissing, signInRole, signInFailed, errTimeout, errNetwork, errServer; the page's own keys through `show`).
+ * signInMissing, signInRole, signInFailed, signInThrottled, errTimeout, errNetwork, errServer; the page's own keys
+ * through `show`).
  * `onSignedIn(session)` takes over on success; `onMessage(message)` lets a page show more beside a message.
  * Returns `show(message, username)` for the screen's own part of showing it, and `render()` for a language change.
  */
@@ -58,7 +59,9 @@ export function wireSignIn({ t, api, roles, onSignedIn, onMessage = () => {} }) 
       onSignedIn(session);
     } catch (err) {
       const status = err?.status ?? 0;
-      const key = status === 401 || status === 400 ? 'signInFailed' : status === 0 ? (err.code === 'TIMEOUT' ? 'errTimeout' : 'errNetwork') : 'errServer';
+      // 429: the gateway holds sign-ins back after too many failures (CXR_RATE_LIMITED); trying again at once cannot help.
+      const key =
+        status === 401 || status === 400 ? 'signInFailed' : status === 429 ? 'signInThrottled' : status === 0 ? (err.code === 'TIMEOUT' ? 'errTimeout' : 'errNetwork') : 'errServer';
       say({ kind: 'error', key, params: { status } });
       $('#password').select();
     } finally {

@@ -51,7 +51,7 @@ beforeAll(async () => {
   rmSync(shots, { recursive: true, force: true });
   mkdirSync(shots, { recursive: true });
   await buildGateway();
-  [gateway, browser] = await Promise.all([startGateway({ stations: ['tram-1', 'tram-2', 'tram-3', 'tram-4'], users: [HUNG, LAN] }), launchChromium()]);
+  [gateway, browser] = await Promise.all([startGateway({ stations: ['tram-1', 'tram-2', 'tram-3', 'tram-4'], users: [HUNG, LAN], args: ['--sign-in-max-failures-per-account', '3'] }), launchChromium()]);
   const session = (await new GatewayClient(gateway.baseUrl).call('POST', '/api/v1/login', { username: HUNG.username, password: HUNG.password })).json as { token: string };
   ml = new GatewayClient(gateway.baseUrl, session.token);
   folders.push(
@@ -97,6 +97,19 @@ describe("the ML engineer's page", () => {
     expect(await page.locator('#to-reader').isVisible()).toBe(true);
     expect(await page.locator('#work-screen').isVisible()).toBe(false);
     await shot('vi-signin-refused');
+  });
+
+  it('says that sign-in is held back after repeated failures, not that the server is in trouble', async () => {
+    for (let i = 0; i < 3; i += 1) {
+      await signIn({ username: 'ks.khach', password: `doan-mat-khau-${i}` });
+      await expect.poll(() => page.locator('#signin-button').isEnabled(), { timeout: 15_000 }).toBe(true);
+      await expect.poll(() => text(page.locator('#signin-msg')), { timeout: 15_000 }).toContain('Sai tên đăng nhập hoặc mật khẩu.');
+    }
+    await signIn({ username: 'ks.khach', password: 'doan-mat-khau-3' });
+    await expect
+      .poll(() => text(page.locator('#signin-msg')), { timeout: 15_000 })
+      .toBe('Đăng nhập sai quá nhiều lần nên tạm thời bị chặn. Hãy đợi ít phút rồi thử lại; nếu quên mật khẩu, hãy liên hệ quản trị hệ thống.');
+    await shot('vi-signin-throttled');
   });
 
   it('shows the fleet: each station with the version it should run, the one it runs, state, last seen and errors', async () => {
