@@ -172,6 +172,9 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
     const dicomPort = await scp.listen();
     intake = new FolderIntake({ spool, log, onStored }, { dir: config.watchDir ?? path.join(config.dataDir, 'incoming'), doneDir: path.join(config.dataDir, 'intake-done'), stableMs: config.watchStableMs });
     await intake.start();
+    const passwords = new PasswordChecker({ store: accounts });
+    // The throwaway hash for unknown names is made now rather than on the first such sign-in (sign-in.ts).
+    if (withSignIn) void passwords.prepare().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'the throwaway password hash could not be made; the first unknown name will make it'));
     app = await buildEdgeApp({
       db,
       spool,
@@ -202,7 +205,7 @@ export async function startEdgeAgent(deps: EdgeAgentDeps, config: EdgeConfig): P
       access: {
         signInRequired: withSignIn,
         accounts,
-        passwords: new PasswordChecker({ store: accounts }),
+        passwords,
         limiter: new SignInLimiter(),
         hosts: new HostAllowList({ httpHost: config.httpHost, allowedHosts: config.allowedHosts, machineName: hostname() }),
         sessionTtlMs: config.sessionTtlMs,

@@ -190,6 +190,19 @@ describe('the page open to the station network', () => {
     expect(agent.output()).not.toContain(passwords['lan.a']);
   });
 
+  it('answers 500 CXR_INTERNAL, not "wrong password", for an account whose stored hash cannot be read, and logs which', async () => {
+    const store = new AccountStore(dataDir);
+    store.add('lan.hong', 'scrypt$131072$8$1$not-a-hash');
+    store.close();
+    const res = await postJson(host, agent.httpPort, '/api/sign-in', { username: 'lan.hong', password: 'mat-khau-hong-1' });
+    expect([res.status, res.json().error?.code]).toEqual([500, 'CXR_INTERNAL']);
+    await waitFor('the log line', async () => (agent.output().includes('the stored password hash cannot be read') ? true : undefined), 5_000);
+    expect(agent.output()).toMatch(/"username":"lan.hong","address":"[^"]+",.*"msg":"sign-in failed: the stored password hash cannot be read"/u);
+    expect(agent.output()).not.toContain('mat-khau-hong-1');
+    // The agent goes on: the next sign-in is checked as usual.
+    await signIn(host, agent.httpPort, 'lan.a', passwords['lan.a']);
+  });
+
   it('refuses an account after 5 failures, right password or not: 429 CXR_RATE_LIMITED with Retry-After, logged', async () => {
     for (let i = 0; i < 5; i++) {
       expect((await postJson(host, agent.httpPort, '/api/sign-in', { username: 'lan.c', password: `doan-mo-${i}-abcdef` })).status).toBe(401);

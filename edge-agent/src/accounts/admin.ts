@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { hashPassword, passwordProblem } from '@cxr/inference';
 import type { Command } from 'commander';
-import { hashPassword, passwordProblem } from './passwords.js';
 import { AccountStore, normalizeUsername, usernameProblem } from './store.js';
 
 /** Where a command's words go, and how it ends; passed in so the commands are the same in a test. */

@@ -116,6 +116,15 @@ export class AccountStore {
     })();
   }
 
+  /**
+   * The same password hashed again at the current cost (sign-in.ts, on a good sign-in): its sessions stay, and the
+   * hash is replaced only if it is still the one checked, so a password set meanwhile wins. False: it was not.
+   */
+  rehashPassword(username: string, checkedHash: string, passwordHash: string): boolean {
+    const info = this.#db.prepare('UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?').run(passwordHash, normalizeUsername(username), checkedHash);
+    return info.changes === 1;
+  }
+
   /** Disabling ends every session of the account at once. False: no such account. */
   setDisabled(username: string, disabled: boolean): boolean {
     const name = normalizeUsername(username);

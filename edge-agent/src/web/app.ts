@@ -2,7 +2,7 @@ import { createReadStream } from 'node:fs';
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
-import { sharedUiDir } from '@cxr/inference';
+import { PasswordHashError, sharedUiDir } from '@cxr/inference';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { SignInLimiter } from '../accounts/limiter.js';
 import { PasswordQueueFull, type PasswordChecker } from '../accounts/sign-in.js';
@@ -196,6 +196,11 @@ export async function buildEdgeApp(deps: EdgeAppDeps): Promise<EdgeApp> {
         outcome = await access.passwords.check(username, request.body.password);
       } catch (err) {
         if (err instanceof PasswordQueueFull) return refuseFor(1000);
+        if (err instanceof PasswordHashError) {
+          // A corrupt account record, not a wrong password: said as such, until `set-password` gives a new hash.
+          accessLog.error({ username, address, err: err.message }, 'sign-in failed: the stored password hash cannot be read');
+          return sendError(reply, 'CXR_INTERNAL');
+        }
         throw err;
       } finally {
         done();

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createPasswordHasher, passwordProblem, type PasswordHasher } from '@cxr/inference';
 import type { ObjectStore } from '../store/index.js';
-import { createPasswordHasher, type PasswordHasher } from './passwords.js';
 
 export type Role = 'radiologist' | 'admin' | 'mlops';
 export const roles: readonly Role[] = ['radiologist', 'admin', 'mlops'];
@@ -208,10 +208,6 @@ export class AccountStore {
     if (!(await this.#store.head(key))) return undefined;
     return JSON.parse(Buffer.from(await this.#store.getBytes(key)).toString('utf8')) as T;
   }
-}
-
-function passwordProblem(password: string): string | undefined {
-  return password.length < 10 ? 'password: at least 10 characters' : undefined;
 }
 
 /** `cxrst_<station>.<secret>`: the station id lets the gateway find the hash without scanning every station. */
