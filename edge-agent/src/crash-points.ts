@@ -23,3 +23,9 @@ export const EdgeCrashPoint = {
   IntakeRecorded: 'edge.intake.recorded',
 } as const;
 export type EdgeCrashPointName = (typeof EdgeCrashPoint)[keyof typeof EdgeCrashPoint];
+
+/** Where a test can make the agent hang (inference/src/faults/crash-point.ts, `stallPoint`), to prove its time limits. */
+export const EdgeStallPoint = {
+  /** a worker is decoding an instance (keyed by the instance's id): the decode never returns */
+  Decoding: 'edge.worker.decoding',
+} as const;

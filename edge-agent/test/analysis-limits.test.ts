@@ -5,8 +5,8 @@
  */
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { crashPointLine } from '@cxr/inference';
-import { EdgeCrashPoint } from '../src/crash-points.js';
+import { crashPointLine, stallPointLine } from '@cxr/inference';
+import { EdgeCrashPoint, EdgeStallPoint } from '../src/crash-points.js';
 import { dicomDir, removeDir, startAgent, storescu, tempDir, waitFor } from './harness/agent-process.js';
 
 interface Study {
@@ -14,22 +14,22 @@ interface Study {
 }
 const all = async (agent: { api<T>(r: string): Promise<T> }): Promise<Study['instances']> => (await agent.api<Study[]>('/api/studies')).flatMap((s) => s.instances);
 
-/** The 2k JPEG 2000 chest takes a few hundred ms to decode; the 440 x 440 chests a few tens. */
-const slowChest = path.join(dicomDir, 'cr_chest_pa_RG1_J2KI.dcm');
-const quickChests = ['cr_chest_CR-MONO1-10-chest.dcm', 'dx_chest_nih_secondary_capture.dcm'].map((f) => path.join(dicomDir, f));
+const chests = ['cr_chest_pa_RG1_J2KI.dcm', 'cr_chest_CR-MONO1-10-chest.dcm', 'dx_chest_nih_secondary_capture.dcm'].map((f) => path.join(dicomDir, f));
 
 describe('limits on one analysis', () => {
-  it('stops a slow analysis at its limit, counted from its start: the images queued behind it are analysed', async () => {
-    const agent = await startAgent({ args: ['--inference-timeout-ms', '150'] });
+  it('stops an analysis that hangs at its limit, counted from its start: the images queued behind it are analysed', async () => {
+    // The first film's decode never returns (a stall point, as a codec caught in a loop); one worker, so the other
+    // two wait behind it for the whole limit, longer than the limit itself.
+    const agent = await startAgent({ args: ['--inference-timeout-ms', '1500', '--workers', '1'], env: { CXR_STALL_POINT: `${EdgeStallPoint.Decoding}@1` } });
     try {
-      // One association: the slow chest first, the quick ones queued behind it.
-      expect((await storescu(agent.dicomPort, [slowChest, ...quickChests])).code).toBe(0);
+      expect((await storescu(agent.dicomPort, chests)).code).toBe(0);
       const instances = await waitFor('every analysis to end', async () => {
         const list = await all(agent);
         return list.length === 3 && list.every((i) => i.status !== 'received' && !i.previewPending) ? list : undefined;
       });
       expect(instances.find((i) => i.sopInstanceUid === '1.3.6.1.4.1.5962.1.1.9.1.3.20040826185059.5457')).toMatchObject({ status: 'failed', error: { code: 'CXR_INFERENCE_TIMEOUT' } });
       expect(instances.filter((i) => i.status === 'inferred')).toHaveLength(2);
+      expect(agent.output()).toContain(stallPointLine(EdgeStallPoint.Decoding));
       expect((await agent.api<{ status: string }>('/api/health')).status).toBe('ok');
     } finally {
       await agent.stop();
@@ -45,7 +45,7 @@ describe('limits on one analysis', () => {
         let output: string;
         try {
           const doomed = await startAgent({ dataDir, env: { CXR_CRASH_POINT: EdgeCrashPoint.PreviewWritten } });
-          if (life === 1) await storescu(doomed.dicomPort, [quickChests[0] ?? '']);
+          if (life === 1) await storescu(doomed.dicomPort, [chests[1] ?? '']);
           await waitFor('the crash', async () => doomed.child.signalCode ?? undefined);
           output = doomed.output();
         } catch (err) {
@@ -60,7 +60,7 @@ describe('limits on one analysis', () => {
         expect(given).toMatchObject({ status: 'failed', error: { code: 'CXR_INFERENCE_ABANDONED' } });
         expect(agent.output()).toContain('analysis abandoned');
         // The agent carries on with new films.
-        expect((await storescu(agent.dicomPort, [slowChest])).code).toBe(0);
+        expect((await storescu(agent.dicomPort, [chests[0] ?? ''])).code).toBe(0);
         await waitFor('the new film analysed', async () => ((await all(agent)).some((i) => i.status === 'inferred' && !i.previewPending) ? true : undefined));
       } finally {
         expect(await agent.stop()).toBe(0);

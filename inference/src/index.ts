@@ -21,6 +21,6 @@ export { loadNativeDcmjpeg } from './codecs/dcmjpeg-native.js';
 export { loadNativeResize } from './preprocess/native-resize.js';
 export { sharedUiDir } from './ui.js';
 export { readPackageVersion } from './cli/package-version.js';
-export { crashPoint, crashPointLine } from './faults/crash-point.js';
+export { crashPoint, crashPointLine, stallPoint, stallPointLine } from './faults/crash-point.js';
 // Password hashing and rules, shared by the gateway's users and the edge's radiographers.
 export { createPasswordHasher, hashPassword, verifyPassword, scryptDerive, passwordProblem, PasswordHashError, DEFAULT_SCRYPT_COST, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARACTERS, type DeriveKey, type PasswordHasher, type ScryptCost } from './accounts/passwords.js';

@@ -14,12 +14,13 @@ import {
   renderHeatmap,
   renderPreview,
   runGoldenCases,
+  stallPoint,
   type GoldenReport,
   type LoadedModel,
   type ThresholdOverrides,
   type TriageResult,
 } from '@cxr/inference';
-import { EdgeCrashPoint } from '../crash-points.js';
+import { EdgeCrashPoint, EdgeStallPoint } from '../crash-points.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from '../spool/modes.js';
 
 export interface InferenceTask {
@@ -105,6 +106,7 @@ export default async function infer(task: InferenceTask): Promise<InferenceOutco
     const model = await modelFor(task);
     say({ kind: 'phase', phase: 'decode' });
     const bytes = await readFile(task.file);
+    stallPoint(EdgeStallPoint.Decoding, task.instanceId);
     // Decoded even when the model does not apply: the radiographer still sees the image.
     const analysis = await analyzeBytes(bytes, model, {
       decodeAlways: true,

@@ -38,3 +38,20 @@ function armedPoint(): ArmedPoint | undefined {
   }
   return armed ?? undefined;
 }
+
+/**
+ * Named stall points, for the tests of time limits: a thread reaching the point named in `CXR_STALL_POINT` stops
+ * there for good, as a codec caught in a loop would, until something terminates it. `NAME@KEY` stalls only where the
+ * caller passes that key (an instance id: one film hangs, the others pass). Never set in production.
+ */
+export function stallPoint(name: string, key?: string | number): void {
+  const armed = process.env.CXR_STALL_POINT;
+  if (!armed || (armed !== name && armed !== `${name}@${String(key)}`)) return;
+  writeSync(2, `${stallPointLine(name)}\n`);
+  // Short waits in a loop rather than one long one: a worker's terminate() takes effect between two of them.
+  const cell = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) Atomics.wait(cell, 0, 0, 10);
+}
+
+/** The line a thread writes to stderr when it stalls at a stall point. */
+export const stallPointLine = (name: string): string => `stall point ${name} reached`;
