@@ -137,19 +137,33 @@ describe('watched folder', () => {
     await waitFor('the file to leave the folder', async () => (existsSync(path.join(watchDir, 'nih.dcm')) ? undefined : true));
   });
 
-  it('does not take a file half-way while it is still being written', async () => {
+  it('waits for the rest of a file whose copy paused for longer than the stable time, then takes it whole', async () => {
     const bytes = readFileSync(path.join(dicomDir, 'cr_chest_CR-MONO1-10-chest.dcm'));
     const target = path.join(watchDir, 'slow.dcm');
     writeFileSync(target, bytes.subarray(0, 10_000));
-    for (let offset = 10_000; offset < bytes.length; offset += 60_000) {
-      await new Promise((r) => setTimeout(r, 120));
-      writeFileSync(target, bytes.subarray(0, Math.min(bytes.length, offset + 60_000)));
-    }
+    // A pause of ten stable periods (300 ms each here): the agent has looked at the file and found it ends early.
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(existsSync(target)).toBe(true);
+    writeFileSync(target, bytes);
     const found = await waitFor('the slowly written instance', async () =>
       instances(await agent.api<Study[]>('/api/studies')).find((i) => i.sopInstanceUid === '1.2.392.200036.9125.0.19950720112207' && i.status !== 'received'),
     );
     expect(found.status).toBe('inferred');
     expect(readdirSync(path.join(agent.dataDir, 'quarantine')).filter((f) => f.includes('slow'))).toEqual([]);
+  });
+
+  it('takes a file that stays cut short once no one has written to it for 20 stable periods, and says what is wrong', async () => {
+    const bytes = readFileSync(path.join(dicomDir, 'cr_chest_CR-MONO1-10-chest.dcm'));
+    const cut = Buffer.from(bytes.subarray(0, 20_000));
+    // Its own SOP Instance UID (same length), so that it is not the whole film of the test above.
+    const uid = Buffer.from('1.2.392.200036.9125.0.19950720112207');
+    for (let at = cut.indexOf(uid); at >= 0; at = cut.indexOf(uid, at + 1)) cut.set(Buffer.from('1.2.392.200036.9125.0.19950720112299'), at);
+    writeFileSync(path.join(watchDir, 'cut.dcm'), cut);
+    await waitFor('the file to leave the folder', async () => (existsSync(path.join(watchDir, 'cut.dcm')) ? undefined : true));
+    const failed = await waitFor('the cut film', async () =>
+      instances(await agent.api<Study[]>('/api/studies')).find((i) => i.sopInstanceUid === '1.2.392.200036.9125.0.19950720112299' && i.status !== 'received'),
+    );
+    expect(failed).toMatchObject({ status: 'failed', error: { code: 'CXR_PIXEL_DATA_SHORT' } });
   });
 
   it('puts a file that is not DICOM in quarantine with the reason', async () => {

@@ -1,13 +1,16 @@
-import { chmod, mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
-import { crashPoint } from '@cxr/inference';
+import { crashPoint, CxrError, parseDicom } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
 import type { Logger } from '../log.js';
 import type { InstanceRecord } from '../spool/db.js';
 import { isDiskFull } from '../spool/disk-guard.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, privateDir } from '../spool/modes.js';
 import { SpoolRefusal, type Spool } from '../spool/spool.js';
+
+/** How many stable periods a file that ends early is waited for after its last write. */
+const TRUNCATED_GRACE_STABLE_PERIODS = 20;
 
 export interface FolderIntakeDeps {
   readonly spool: Spool;
@@ -37,6 +40,9 @@ export class FolderIntake {
   readonly #taking = new Set<string>();
   /** files left in place for want of room, taken again by `rescan()` */
   readonly #leftForRoom = new Set<string>();
+  /** checks again of files that ended early while they were young (a copy that paused), by file */
+  readonly #recheck = new Map<string, NodeJS.Timeout>();
+  #stopped = false;
 
   constructor(deps: FolderIntakeDeps, options: FolderIntakeOptions) {
     this.#deps = deps;
@@ -55,6 +61,8 @@ export class FolderIntake {
       ignored: (file: string) => /(^|[/\\])\.|\.(part|tmp|crdownload)$/iu.test(path.basename(file)),
     });
     watcher.on('add', (file: string) => this.#schedule(file));
+    // A copy that paused longer than stableMs and then went on: its file ended early when it was looked at.
+    watcher.on('change', (file: string) => this.#schedule(file));
     watcher.on('error', (err: unknown) => this.#deps.log.warn({ err: (err as Error).message }, 'watched folder error'));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
     this.#watcher = watcher;
@@ -69,7 +77,9 @@ export class FolderIntake {
   }
 
   #schedule(file: string): void {
-    if (this.#taking.has(file)) return;
+    clearTimeout(this.#recheck.get(file));
+    this.#recheck.delete(file);
+    if (this.#stopped || this.#taking.has(file)) return;
     this.#taking.add(file);
     const job = this.#take(file).finally(() => {
       this.#taking.delete(file);
@@ -87,6 +97,14 @@ export class FolderIntake {
     } catch (err) {
       // Neither the name nor the message (which holds the path): file names often carry the patient's name.
       log.warn({ code: (err as NodeJS.ErrnoException).code }, 'watched file unreadable');
+      return;
+    }
+    if (await this.#stillArriving(file, bytes)) {
+      log.debug({ bytes: bytes.length }, 'watched file ends early and is recent: waiting for the rest');
+      this.#recheck.set(
+        file,
+        setTimeout(() => this.#schedule(file), this.#options.stableMs),
+      );
       return;
     }
     try {
@@ -118,8 +136,33 @@ export class FolderIntake {
     }
   }
 
+  /**
+   * A file that ends before its data does (CXR_TRUNCATED, or native Pixel Data cut short) and was written to within the last `20 x stableMs` is taken
+   * for a copy that paused (a network share, a slow unit), not for a broken file: it is looked at again rather than
+   * quarantined. Older than that, it is what it is and goes to quarantine like any unreadable file.
+   */
+  async #stillArriving(file: string, bytes: Buffer): Promise<boolean> {
+    let endsEarly: boolean;
+    try {
+      const { pixelData } = parseDicom(bytes);
+      // Native Pixel Data cut short parses (the decoder says CXR_PIXEL_DATA_SHORT): the file still ends early.
+      endsEarly = pixelData !== undefined && !pixelData.encapsulated && pixelData.bytes.length < pixelData.declaredLength;
+    } catch (err) {
+      endsEarly = err instanceof CxrError && err.code === 'CXR_TRUNCATED';
+    }
+    if (!endsEarly) return false;
+    const modified = await stat(file).then(
+      (s) => s.mtimeMs,
+      () => 0,
+    );
+    return Date.now() - modified < TRUNCATED_GRACE_STABLE_PERIODS * this.#options.stableMs;
+  }
+
   async stop(): Promise<void> {
+    this.#stopped = true;
     await this.#watcher?.close();
     await Promise.allSettled([...this.#busy]);
+    for (const timer of this.#recheck.values()) clearTimeout(timer);
+    this.#recheck.clear();
   }
 }

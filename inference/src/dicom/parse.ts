@@ -57,7 +57,13 @@ export function frameTooLarge(frameBytes: number, limits: Pick<ParseLimits, 'max
 }
 
 export type PixelDataElement =
-  | { readonly encapsulated: false; readonly bytes: Uint8Array; readonly vr: string }
+  | {
+      readonly encapsulated: false;
+      readonly bytes: Uint8Array;
+      readonly vr: string;
+      /** The length the element declares; more than `bytes.length` when the file ends inside it (cut short). */
+      readonly declaredLength: number;
+    }
   | {
       readonly encapsulated: true;
       readonly basicOffsetTable: Uint8Array;
@@ -497,10 +503,10 @@ class Parser {
       if (end > bytes.length) {
         // Native pixel data cut short: keep what is there; the decoder reports CXR_PIXEL_DATA_SHORT with sizes.
         const value = bytes.subarray(header.valueStart);
-        return { pixelData: { encapsulated: false, bytes: value, vr: header.vr }, value, end: bytes.length };
+        return { pixelData: { encapsulated: false, bytes: value, vr: header.vr, declaredLength: header.length }, value, end: bytes.length };
       }
       const value = bytes.subarray(header.valueStart, end);
-      return { pixelData: { encapsulated: false, bytes: value, vr: header.vr }, value, end };
+      return { pixelData: { encapsulated: false, bytes: value, vr: header.vr, declaredLength: header.length }, value, end };
     }
     let pos = header.valueStart;
     let basicOffsetTable: Uint8Array | undefined;
