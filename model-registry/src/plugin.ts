@@ -1,6 +1,7 @@
-import { Readable, Transform, type TransformCallback } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { limited } from '@cxr/inference';
 import fastifyStatic from '@fastify/static';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -69,18 +70,6 @@ const RollbackBody = Type.Object(
   { station: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })), cohort: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) },
   { additionalProperties: false },
 );
-
-/** Fails a stream that grows past `limit` bytes, so an upload cannot fill the store. */
-function limited(limit: number, fail: () => Error): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      seen += chunk.length;
-      if (seen > limit) callback(fail());
-      else callback(null, chunk);
-    },
-  });
-}
 
 /** Every problem with the registry's options, in words (none: they are usable). */
 export function registryOptionProblems(options: RegistryOptions): string[] {

@@ -2,7 +2,7 @@ import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { crashPoint, TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
+import { crashPoint, limited, TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
@@ -10,7 +10,6 @@ import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
 import { assertSha256, assertUid, consultIdOf, instancePrefix } from './ids.js';
-import { limited } from './limited.js';
 
 export interface IngestOptions {
   /** largest DICOM upload, in bytes. Default 512 MiB. */
@@ -72,7 +71,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
         }
         try {
           // pipeline(), not pipe(): a station that drops mid-upload must fail the write, not leave it waiting.
-          const body = pipeline(request.body as Readable, limited(limit), () => undefined);
+          const body = pipeline(request.body as Readable, limited(limit, () => new GatewayError('CXR_PAYLOAD_TOO_LARGE', `more than ${limit} bytes`)), () => undefined);
           await deps.store.put(key, body, {
             sha256: bodySha,
             contentType: kind === 'dicom' ? 'application/dicom' : 'image/png',

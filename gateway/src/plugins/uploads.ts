@@ -1,13 +1,12 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { crashPoint } from '@cxr/inference';
+import { crashPoint, limited } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
 import { assertSha256, assertUid, instancePrefix } from './ids.js';
-import { limited } from './limited.js';
 
 export interface UploadOptions {
   /** largest DICOM file, in bytes (the sum of its chunks) */
@@ -87,7 +86,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
       if (await deps.store.head(finalKey)) throw offsetError(reply, 'CXR_UPLOAD_OFFSET', total, 'the file is already complete');
       const { offset } = await contiguousParts(partsPrefix);
       if (at !== offset) throw offsetError(reply, 'CXR_UPLOAD_OFFSET', offset, `the chunk starts at ${at}, the upload stands at ${offset}`);
-      const chunk = pipeline(body, limited(declared), () => undefined);
+      const chunk = pipeline(body, limited(declared, () => new GatewayError('CXR_PAYLOAD_TOO_LARGE', `more than ${declared} bytes`)), () => undefined);
       try {
         // ifNoneMatch: two gateway processes given the same chunk store it once.
         await deps.store.put(`${partsPrefix}${String(at).padStart(OFFSET_DIGITS, '0')}`, chunk, { ifNoneMatch: true });
