@@ -6,7 +6,8 @@ import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../store/index.js';
 import { requireStation } from './auth.js';
-import { assertSha256, assertUid, instancePrefix } from './ids.js';
+import { UPLOADS_PREFIX, instanceFileKey, instancePrefix, joinedKeyOfUpload, uploadOfPart, uploadPartsPrefix } from '../store/keys.js';
+import { assertSha256, assertUid } from './ids.js';
 
 export interface UploadOptions {
   /** largest DICOM file, in bytes (the sum of its chunks) */
@@ -36,7 +37,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
 
   const keysOf = (p: Params): { partsPrefix: string; finalKey: string } => {
     const prefix = instancePrefix(p.stationId, assertUid(p.studyUid, 'study UID'), assertUid(p.sopUid, 'SOP Instance UID'), assertSha256(p.sha, 'content sha256'));
-    return { partsPrefix: `uploads/${prefix}/part-`, finalKey: `${prefix}/instance.dcm` };
+    return { partsPrefix: uploadPartsPrefix(prefix), finalKey: instanceFileKey(prefix, 'instance.dcm') };
   };
 
   /** The chunks stored so far, in order, up to the first gap (a gap can only come from a bug or a lost object). */
@@ -148,10 +149,9 @@ async function removeParts(store: ObjectStore, parts: readonly ObjectInfo[]): Pr
  */
 export async function sweepStaleUploads(store: ObjectStore, options: { olderThan: Date }): Promise<{ uploads: number; chunks: number }> {
   const uploads = new Map<string, { newest: number; keys: string[] }>();
-  for await (const part of store.list('uploads/')) {
-    const at = part.key.lastIndexOf('/part-');
-    if (at < 0) continue;
-    const upload = part.key.slice(0, at);
+  for await (const part of store.list(UPLOADS_PREFIX)) {
+    const upload = uploadOfPart(part.key);
+    if (upload === undefined) continue;
     const entry = uploads.get(upload) ?? { newest: 0, keys: [] };
     entry.newest = Math.max(entry.newest, part.lastModified.getTime());
     entry.keys.push(part.key);
@@ -174,17 +174,15 @@ export async function sweepStaleUploads(store: ObjectStore, options: { olderThan
  */
 export async function removeJoinedChunks(store: ObjectStore): Promise<{ uploads: number; chunks: number }> {
   const byUpload = new Map<string, string[]>();
-  for await (const part of store.list('uploads/')) {
-    const at = part.key.lastIndexOf('/part-');
-    if (at < 0) continue;
-    const upload = part.key.slice(0, at);
+  for await (const part of store.list(UPLOADS_PREFIX)) {
+    const upload = uploadOfPart(part.key);
+    if (upload === undefined) continue;
     byUpload.set(upload, [...(byUpload.get(upload) ?? []), part.key]);
   }
   let uploads = 0;
   let chunks = 0;
   for (const [upload, keys] of byUpload) {
-    // uploads/<instance prefix>/part-N -> <instance prefix>/instance.dcm
-    if (!(await store.head(`${upload.slice('uploads/'.length)}/instance.dcm`))) continue;
+    if (!(await store.head(joinedKeyOfUpload(upload)))) continue;
     for (const key of keys) await store.delete(key);
     uploads += 1;
     chunks += keys.length;
