@@ -13,7 +13,6 @@ import { consultKey, instanceFileKey, instancePrefix, studyInstancesPrefix } fro
 import { requireUser } from './auth.js';
 import { assertSha256, assertUid, safeConsultId } from './ids.js';
 
-
 const ReportBody = Type.Object(
   {
     impression: Type.String({ minLength: 1, maxLength: 10_000 }),

@@ -21,7 +21,6 @@ export interface IngestOptions {
   readonly maxPreviewBytes: number;
 }
 
-
 /**
  * Station ingest. Everything is keyed by station, study, instance and content hash, so a replay writes nothing
  * new and answers as the first time did. A station can only ever write under its own id.

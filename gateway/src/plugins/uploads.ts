@@ -5,8 +5,8 @@ import type { AuditTrail } from '../audit.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../store/index.js';
-import { requireStation } from './auth.js';
 import { UPLOADS_PREFIX, instanceFileKey, instancePrefix, joinedKeyOfUpload, uploadOfPart, uploadPartsPrefix } from '../store/keys.js';
+import { requireStation } from './auth.js';
 import { assertSha256, assertUid } from './ids.js';
 
 export interface UploadOptions {
