@@ -426,15 +426,17 @@ function renderFindings(study, instance) {
   box.replaceChildren(...out);
 }
 
+/** Most urgent first; the same order as urgencyRank in inference/src/findings/triage.ts (test/page-priority.test.ts). */
+const URGENCY_RANK = { stat: 0, urgent: 1, routine: 2 };
+
 function resultParts(result) {
   const parts = [];
   if (!result.applicable) {
     parts.push(notApplicableNotice(result, { t, lang: state.lang }));
   } else {
     parts.push(...resultHeadParts(result, { t, tn, badge, priorityLabel: t('priority') }));
-    const rank = { stat: 0, urgent: 1, routine: 2 };
     const sorted = [...result.findings].sort(
-      (a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability || (rank[a.priority] ?? 3) - (rank[b.priority] ?? 3),
+      (a, b) => Number(b.positive) - Number(a.positive) || b.probability - a.probability || (URGENCY_RANK[a.priority] ?? 3) - (URGENCY_RANK[b.priority] ?? 3),
     );
     parts.push(h('h4', { class: 'findings-title' }, t('findings')), h('ul', { class: 'findings' }, sorted.map((f) => findingItem(f, { t, lang: state.lang }))));
   }

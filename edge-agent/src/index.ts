@@ -3,7 +3,8 @@ export { loadConfig, ConfigError, EdgeConfigSchema, type EdgeConfig } from './co
 export { createLogger, redactPaths } from './log.js';
 export { SpoolDb, type InstanceRecord } from './spool/db.js';
 export { OutboxDb, type ConsultRecord, type OutboxItem, type OutboxKind } from './outbox/outbox-db.js';
-export { InstanceStages, type ForwardingPolicy } from './spool/stages.js';
+export { InstanceStages } from './spool/stages.js';
+export type { ForwardingPolicy } from './outbox/policy.js';
 export { checkInvariants, type InvariantViolation } from './spool/invariants.js';
 export { DiskGuard, isDiskFull, type DiskState } from './spool/disk-guard.js';
 export { EdgeCrashPoint, type EdgeCrashPointName } from './crash-points.js';

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ObjectStore } from './store/index.js';
+import { auditDayPrefix, auditKey } from './store/keys.js';
 
 export type AuditAction =
   | 'login'
@@ -48,12 +49,12 @@ export class AuditTrail {
 
   async record(event: Omit<AuditEvent, 'at'>): Promise<void> {
     const at = new Date().toISOString();
-    const key = `audit/${at.slice(0, 10)}/${at.replace(/[:.]/gu, '-')}-${randomUUID()}.json`;
+    const key = auditKey(at, randomUUID());
     await this.#store.put(key, Buffer.from(JSON.stringify({ at, ...event })), { contentType: 'application/json', ifNoneMatch: true });
   }
 
   async *day(date: string): AsyncIterable<AuditEvent> {
-    for await (const info of this.#store.list(`audit/${date}/`)) {
+    for await (const info of this.#store.list(auditDayPrefix(date))) {
       yield JSON.parse(Buffer.from(await this.#store.getBytes(info.key)).toString('utf8')) as AuditEvent;
     }
   }

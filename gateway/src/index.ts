@@ -7,6 +7,8 @@ export { createLogger, redactPaths } from './log.js';
 export { rebuildQueueFromStore, type RebuildSummary } from './queue/rebuild.js';
 export { RedisLossWatch, type RedisLossWatchOptions } from './queue/redis-loss.js';
 export { ConsultDesk, type ClaimRecord } from './queue/desk.js';
+export type { ConsultRecord, Report } from './consults/types.js';
 export { GatewayCrashPoint, type GatewayCrashPointName } from './crash-points.js';
 export { ConsultQueue, type ConsultJob, type WorklistItem } from './queue/consults.js';
 export { storeFromUrl, type ObjectStore, type ObjectInfo } from './store/index.js';
+export { consultKey, consultKeys, instanceFileKey, instancePrefix } from './store/keys.js';

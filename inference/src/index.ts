@@ -24,3 +24,4 @@ export { readPackageVersion } from './cli/package-version.js';
 export { crashPoint, crashPointLine, stallPoint, stallPointLine } from './faults/crash-point.js';
 // Password hashing and rules, shared by the gateway's users and the edge's radiographers.
 export { createPasswordHasher, hashPassword, verifyPassword, scryptDerive, passwordProblem, PasswordHashError, DEFAULT_SCRYPT_COST, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARACTERS, type DeriveKey, type PasswordHasher, type ScryptCost } from './accounts/passwords.js';
+export { limited } from './streams/limited.js';

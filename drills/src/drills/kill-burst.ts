@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { storeFromUrl, type ObjectStore } from '@cxr/gateway';
+import { instanceFileKey, instancePrefix, storeFromUrl, type ObjectStore } from '@cxr/gateway';
 import { countDelivery, settleEdge } from '../support/delivery.js';
 import { FilmFactory, type Film } from '../support/films.js';
 import { seededRandom } from '../support/random.js';
@@ -190,7 +190,7 @@ async function finalCount(
 
 async function readGatewayObject(store: ObjectStore, stationId: string, film: Film, sha: string): Promise<Buffer | undefined> {
   try {
-    return Buffer.from(await store.getBytes(`studies/${stationId}/${film.studyInstanceUid}/instances/${film.sopInstanceUid}/${sha}/instance.dcm`));
+    return Buffer.from(await store.getBytes(instanceFileKey(instancePrefix(stationId, film.studyInstanceUid, film.sopInstanceUid, sha), 'instance.dcm')));
   } catch {
     return undefined;
   }

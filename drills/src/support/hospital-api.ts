@@ -4,7 +4,7 @@
  * live only in Redis), and the gateway's audit trail read back from its store.
  */
 import type { ChildProcess } from 'node:child_process';
-import { storeFromUrl } from '@cxr/gateway';
+import { consultKey, storeFromUrl } from '@cxr/gateway';
 import { endProcess, freePort, spawnGateway, type Hospital } from '../../../edge-agent/test/support/hospital.js';
 import type { WorklistRow } from '../../../gateway/test/support/radiologist.js';
 
@@ -160,7 +160,7 @@ export async function consultStudies(storeDir: string, consultIds: Iterable<stri
   try {
     for (const consultId of consultIds) {
       try {
-        const record = JSON.parse(Buffer.from(await store.getBytes(`consults/${consultId}/consult.json`)).toString('utf8')) as { studyInstanceUid: string };
+        const record = JSON.parse(Buffer.from(await store.getBytes(consultKey(consultId))).toString('utf8')) as { studyInstanceUid: string };
         studies.set(consultId, record.studyInstanceUid);
       } catch {
         // no record: the caller counts it

@@ -2,8 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Priority } from '@cxr/inference';
 import type { OutboxDb } from '../outbox/outbox-db.js';
 import type { InstanceRecord, SpoolDb } from './db.js';
-import type { ForwardingPolicy } from './stages.js';
-import { studyPriority } from './stages.js';
+import { asksForConsult, isForwardable, owedItems, studyPriority, type ForwardingPolicy } from '../outbox/policy.js';
 
 /** One broken promise of the spool, by instance or study id (never patient data). */
 export interface InvariantViolation {
@@ -37,10 +36,9 @@ export function checkInvariants(deps: { db: SpoolDb; outbox: OutboxDb; absolute:
       if (file && !existsSync(deps.absolute(file))) violations.push({ rule: 'file-missing', ...at, detail: file });
     }
     if (record.status === 'inferred' && record.complete && !record.previewFile) violations.push({ rule: 'no-preview', ...at, detail: 'analysed without a preview' });
-    if (!policy.enabled || record.status !== 'inferred' || !record.result) continue;
+    if (!policy.enabled || !isForwardable(record)) continue;
     const items = outbox.itemsOf(record.id, record.studyInstanceUid);
-    const owed = ['result', ...(record.complete ? [...(record.previewFile ? ['preview'] : []), ...(record.heatmapFile ? ['heatmap'] : []), 'dicom'] : [])];
-    for (const kind of owed) {
+    for (const kind of owedItems(record, { images: record.complete })) {
       const item = items.find((i) => i.kind === kind);
       if (!item) violations.push({ rule: 'not-forwarded', ...at, detail: `no ${kind} item` });
       else if (item.failed) violations.push({ rule: 'refused', ...at, detail: `${kind} refused by the gateway` });
@@ -48,7 +46,7 @@ export function checkInvariants(deps: { db: SpoolDb; outbox: OutboxDb; absolute:
   }
   if (policy.enabled) {
     for (const [studyInstanceUid, records] of byStudy) {
-      const asking = records.filter((r) => r.status === 'inferred' && r.result?.applicable && policy.consultPriorities.includes(r.result.priority));
+      const asking = records.filter((r) => asksForConsult(r, policy));
       if (asking.length === 0) continue;
       const priority: Priority = studyPriority(asking);
       const consult = outbox.consult(studyInstanceUid);

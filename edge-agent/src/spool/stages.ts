@@ -1,15 +1,8 @@
-import { crashPoint, higherPriority, type Priority, type TriageResult } from '@cxr/inference';
+import { crashPoint, type Priority, type TriageResult } from '@cxr/inference';
 import { EdgeCrashPoint } from '../crash-points.js';
 import type { ConsultRecord, OutboxDb } from '../outbox/outbox-db.js';
+import { asksForConsult, instancePriority, isForwardable, owedItems, studyPriority, type ForwardingPolicy } from '../outbox/policy.js';
 import type { InstanceRecord, SpoolDb } from './db.js';
-
-/** What goes to the hospital, and when a study asks for a consult by itself. */
-export interface ForwardingPolicy {
-  /** false when the agent works alone: nothing is queued for a gateway */
-  readonly enabled: boolean;
-  /** AI priorities whose studies ask for a consult without anyone pressing the button */
-  readonly consultPriorities: readonly Priority[];
-}
 
 /**
  * The stages of an instance (received -> early result -> complete, or failed) and what each implies for the
@@ -124,34 +117,14 @@ export class InstanceStages {
   }
 
   #forward(record: InstanceRecord, stage: { images: boolean }): void {
-    if (!this.#policy.enabled || record.status !== 'inferred' || !record.result) return;
-    const result = record.result;
-    const priority: Priority = result.applicable ? result.priority : 'routine';
-    this.#queueInstance(record, priority, stage);
-    if (result.applicable && this.#policy.consultPriorities.includes(result.priority)) {
-      this.#outbox.requestConsult({ studyInstanceUid: record.studyInstanceUid, reason: 'policy', note: null, priority: result.priority });
+    if (!this.#policy.enabled || !isForwardable(record)) return;
+    this.#queueInstance(record, instancePriority(record), stage);
+    if (asksForConsult(record, this.#policy)) {
+      this.#outbox.requestConsult({ studyInstanceUid: record.studyInstanceUid, reason: 'policy', note: null, priority: instancePriority(record) });
     }
   }
 
   #queueInstance(record: InstanceRecord, priority: Priority, stage: { images: boolean }): void {
-    if (record.status !== 'inferred' || !record.result) return;
     for (const kind of owedItems(record, stage)) this.#outbox.add({ kind, instanceId: record.id, studyInstanceUid: record.studyInstanceUid, priority });
   }
-}
-
-/** What an analysed instance owes the hospital: the result at once; its images and DICOM file once complete. */
-function owedItems(record: InstanceRecord, stage: { images: boolean }): ('result' | 'preview' | 'heatmap' | 'dicom')[] {
-  const kinds: ('result' | 'preview' | 'heatmap' | 'dicom')[] = ['result'];
-  if (!stage.images) return kinds;
-  if (record.previewFile) kinds.push('preview');
-  if (record.heatmapFile) kinds.push('heatmap');
-  kinds.push('dicom');
-  return kinds;
-}
-
-/** The highest AI priority among a study's applicable results, routine when none. */
-export function studyPriority(records: readonly InstanceRecord[]): Priority {
-  let priority: Priority = 'routine';
-  for (const r of records) if (r.result?.applicable) priority = higherPriority(priority, r.result.priority);
-  return priority;
 }

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createPasswordHasher, passwordProblem, type PasswordHasher } from '@cxr/inference';
 import type { ObjectStore } from '../store/index.js';
+import { STATIONS_PREFIX, stationKey, userKey } from '../store/keys.js';
 
 export type Role = 'radiologist' | 'admin' | 'mlops';
 export const roles: readonly Role[] = ['radiologist', 'admin', 'mlops'];
@@ -72,13 +73,13 @@ export class AccountStore {
       disabled: false,
       sessionEpoch: 0,
     };
-    await this.#putNew(`accounts/users/${input.username}.json`, record, `user ${input.username} exists`);
+    await this.#putNew(userKey(input.username), record, `user ${input.username} exists`);
     return record;
   }
 
   async user(username: string): Promise<UserRecord | undefined> {
     if (!usernamePattern.test(username)) return undefined;
-    return this.#getJson<UserRecord>(`accounts/users/${username}.json`);
+    return this.#getJson<UserRecord>(userKey(username));
   }
 
   /**
@@ -125,7 +126,7 @@ export class AccountStore {
     const user = await this.user(username);
     if (!user) return undefined;
     const updated = change(user);
-    if (updated !== user) await this.#store.put(`accounts/users/${username}.json`, Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
+    if (updated !== user) await this.#store.put(userKey(username), Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
     return updated;
   }
 
@@ -141,18 +142,18 @@ export class AccountStore {
       createdAt: new Date().toISOString(),
       tokens: [{ sha256: sha256(token), createdAt: new Date().toISOString(), revokedAt: null }],
     };
-    await this.#putNew(`accounts/stations/${input.stationId}.json`, station, `station ${input.stationId} exists`);
+    await this.#putNew(stationKey(input.stationId), station, `station ${input.stationId} exists`);
     return { station, token };
   }
 
   async station(stationId: string): Promise<StationRecord | undefined> {
     if (!stationPattern.test(stationId)) return undefined;
-    return this.#getJson<StationRecord>(`accounts/stations/${stationId}.json`);
+    return this.#getJson<StationRecord>(stationKey(stationId));
   }
 
   async stations(): Promise<StationRecord[]> {
     const out: StationRecord[] = [];
-    for await (const info of this.#store.list('accounts/stations/')) {
+    for await (const info of this.#store.list(STATIONS_PREFIX)) {
       const record = await this.#getJson<StationRecord>(info.key);
       if (record) out.push(record);
     }
@@ -169,7 +170,7 @@ export class AccountStore {
       ...station,
       tokens: [...station.tokens.map((t) => ({ ...t, revokedAt: t.revokedAt ?? now })), { sha256: sha256(token), createdAt: now, revokedAt: null }],
     };
-    await this.#store.put(`accounts/stations/${stationId}.json`, Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
+    await this.#store.put(stationKey(stationId), Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
     return token;
   }
 
@@ -180,7 +181,7 @@ export class AccountStore {
     const now = new Date().toISOString();
     const revoked = station.tokens.filter((t) => t.revokedAt === null).length;
     const updated: StationRecord = { ...station, tokens: station.tokens.map((t) => ({ ...t, revokedAt: t.revokedAt ?? now })) };
-    await this.#store.put(`accounts/stations/${stationId}.json`, Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
+    await this.#store.put(stationKey(stationId), Buffer.from(JSON.stringify(updated, null, 1)), { contentType: 'application/json' });
     return { revoked };
   }
 

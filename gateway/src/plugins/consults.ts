@@ -2,24 +2,16 @@ import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { crashPoint, type TriageResult } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
+import type { ConsultRecord, Report } from '../consults/types.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ConsultQueue } from '../queue/consults.js';
 import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
+import { putOnce, readJsonOptional } from '../store/json.js';
+import { consultKey, instanceFileKey, instancePrefix, studyInstancesPrefix } from '../store/keys.js';
 import { requireUser } from './auth.js';
-import { assertSha256, assertUid, instancePrefix } from './ids.js';
-import { putOnce, readJsonOptional, safeConsultId, type ConsultRecord } from './ingest.js';
-
-export interface Report {
-  readonly consultId: string;
-  readonly impression: string;
-  readonly findings: readonly { code: string; agree: boolean }[];
-  readonly addedFindings: readonly string[];
-  readonly recommendation: string | null;
-  readonly signedBy: string;
-  readonly signedAt: string;
-}
+import { assertSha256, assertUid, safeConsultId } from './ids.js';
 
 const ReportBody = Type.Object(
   {
@@ -55,10 +47,10 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
 
   app.get<{ Params: { consultId: string } }>('/api/v1/consults/:consultId', { preValidation: reader }, async (request) => {
     const consultId = safeConsultId(request.params.consultId);
-    const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
+    const consult = await readJsonOptional<ConsultRecord>(deps.store, consultKey(consultId));
     if (!consult) throw new GatewayError('CXR_NOT_FOUND', 'no such consult');
     const instances: { sopInstanceUid: string; contentSha256: string; result: TriageResult | null; hasPreview: boolean; hasHeatmap: boolean; hasDicom: boolean; previewUrl: string | null; heatmapUrl: string | null }[] = [];
-    const prefix = `studies/${consult.stationId}/${consult.studyInstanceUid}/instances/`;
+    const prefix = studyInstancesPrefix(consult.stationId, consult.studyInstanceUid);
     const byInstance = new Map<string, Set<string>>();
     for await (const info of deps.store.list(prefix)) {
       const [sop, sha, file] = info.key.slice(prefix.length).split('/');
@@ -68,7 +60,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     }
     for (const [id, files] of byInstance) {
       const [sop = '', sha = ''] = id.split('/');
-      const result = files.has('result.json') ? ((await readJsonOptional<TriageResult>(deps.store, `${prefix}${id}/result.json`)) ?? null) : null;
+      const result = files.has('result.json') ? ((await readJsonOptional<TriageResult>(deps.store, instanceFileKey(`${prefix}${id}`, 'result.json'))) ?? null) : null;
       const base = `/api/v1/consults/${consultId}/instances/${sop}/${sha}`;
       instances.push({
         sopInstanceUid: sop,
@@ -81,7 +73,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
         heatmapUrl: files.has('heatmap.png') ? `${base}/heatmap.png` : null,
       });
     }
-    const report = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
+    const report = await readJsonOptional<Report>(deps.store, consultKey(consultId, 'report.json'));
     await deps.audit.record({ actor: `user:${actor(request)}`, action: 'consult.view', target: consultId });
     return { consult, instances, report: report ?? null, claimedBy: report ? null : await deps.desk.holder(consultId) };
   });
@@ -94,9 +86,9 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
       const sopUid = assertUid(request.params.sopUid, 'SOP Instance UID');
       const sha = assertSha256(request.params.sha, 'content sha256');
       const consultId = safeConsultId(request.params.consultId);
-      const consult = await readJsonOptional<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
+      const consult = await readJsonOptional<ConsultRecord>(deps.store, consultKey(consultId));
       if (!consult) throw new GatewayError('CXR_NOT_FOUND');
-      const key = `${instancePrefix(consult.stationId, consult.studyInstanceUid, sopUid, sha)}/${request.params.image}`;
+      const key = instanceFileKey(instancePrefix(consult.stationId, consult.studyInstanceUid, sopUid, sha), request.params.image);
       if (!(await deps.store.head(key))) throw new GatewayError('CXR_NOT_FOUND');
       return reply.type('image/png').send(await deps.store.get(key));
     },
@@ -116,7 +108,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     const consultId = safeConsultId(request.params.consultId);
     const username = actor(request);
     const body = request.body as { impression: string; findings: { code: string; agree: boolean }[]; addedFindings?: string[]; recommendation?: string };
-    const stored = await readJsonOptional<Report>(deps.store, `consults/${consultId}/report.json`);
+    const stored = await readJsonOptional<Report>(deps.store, consultKey(consultId, 'report.json'));
     if (stored) {
       // Signed before (perhaps the answer was lost): make sure the consult left the queue, and say so.
       await deps.desk.finishReported(consultId);
@@ -141,7 +133,7 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
     };
     // The signed report is immutable and stored before the consult leaves the queue; a crash in between is
     // finished by the next report call or the next rebuild (rebuildQueueFromStore).
-    await putOnce(deps.store, `consults/${consultId}/report.json`, Buffer.from(JSON.stringify(report)), 'application/json');
+    await putOnce(deps.store, consultKey(consultId, 'report.json'), Buffer.from(JSON.stringify(report)), 'application/json');
     crashPoint(GatewayCrashPoint.reportStored);
     await deps.desk.finishReported(consultId);
     await deps.audit.record({ actor: `user:${username}`, action: 'consult.report', target: consultId });
@@ -151,10 +143,10 @@ export function registerConsults(app: FastifyInstance, deps: { store: ObjectStor
 
 /** Codes of the findings the AI flagged positive in any instance of the consult's study. */
 async function positiveFindings(store: ObjectStore, consultId: string): Promise<Set<string>> {
-  const consult = await readJsonOptional<ConsultRecord>(store, `consults/${consultId}/consult.json`);
+  const consult = await readJsonOptional<ConsultRecord>(store, consultKey(consultId));
   const out = new Set<string>();
   if (!consult) return out;
-  for await (const info of store.list(`studies/${consult.stationId}/${consult.studyInstanceUid}/instances/`)) {
+  for await (const info of store.list(studyInstancesPrefix(consult.stationId, consult.studyInstanceUid))) {
     if (!info.key.endsWith('/result.json')) continue;
     const result = await readJsonOptional<TriageResult>(store, info.key);
     if (result?.applicable) for (const f of result.findings) if (f.positive) out.add(f.code);

@@ -20,6 +20,8 @@ export function consultIdOf(stationId: string, studyInstanceUid: string): string
   return `${stationId}-${createHash('sha256').update(`${stationId}/${studyInstanceUid}`).digest('hex').slice(0, 20)}`;
 }
 
-export function instancePrefix(stationId: string, studyUid: string, sopUid: string, contentSha256: string): string {
-  return `studies/${stationId}/${studyUid}/instances/${sopUid}/${contentSha256}`;
+/** A consult id as consultIdOf makes it; anything else is no consult (and never reaches a store key). */
+export function safeConsultId(consultId: string): string {
+  if (!/^[A-Za-z0-9_-]{2,64}-[0-9a-f]{20}$/u.test(consultId)) throw new GatewayError('CXR_NOT_FOUND', 'no such consult');
+  return consultId;
 }

@@ -2,31 +2,23 @@ import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { crashPoint, TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
+import { crashPoint, limited, TriageResultSchema, type Priority, type TriageResult } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
+import type { ConsultRecord } from '../consults/types.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ConsultDesk } from '../queue/desk.js';
 import type { ObjectStore } from '../store/index.js';
+import { putOnce, readJson, readJsonOptional } from '../store/json.js';
+import { consultKey, instanceFileKey, instancePrefix } from '../store/keys.js';
 import { requireStation } from './auth.js';
-import { assertSha256, assertUid, consultIdOf, instancePrefix } from './ids.js';
-import { limited } from './limited.js';
+import { assertSha256, assertUid, consultIdOf, safeConsultId } from './ids.js';
 
 export interface IngestOptions {
   /** largest DICOM upload, in bytes. Default 512 MiB. */
   readonly maxDicomBytes: number;
   /** largest preview upload, in bytes. Default 8 MiB. */
   readonly maxPreviewBytes: number;
-}
-
-export interface ConsultRecord {
-  readonly consultId: string;
-  readonly stationId: string;
-  readonly studyInstanceUid: string;
-  readonly priority: Priority;
-  readonly reason: 'policy' | 'requested';
-  readonly note: string | null;
-  readonly receivedAt: string;
 }
 
 /**
@@ -42,7 +34,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
     { preValidation: station, schema: { body: Type.Object({ result: Type.Unknown() }) } },
     async (request, reply) => {
       const { stationId, studyUid, sopUid, sha } = request.params;
-      const key = `${instancePrefix(stationId, assertUid(studyUid, 'study UID'), assertUid(sopUid, 'SOP Instance UID'), assertSha256(sha, 'content sha256'))}/result.json`;
+      const key = instanceFileKey(instancePrefix(stationId, assertUid(studyUid, 'study UID'), assertUid(sopUid, 'SOP Instance UID'), assertSha256(sha, 'content sha256')), 'result.json');
       const result = (request.body as { result: unknown }).result;
       const problems = [...Value.Errors(TriageResultSchema, result)].slice(0, 10).map((e) => `${e.path}: ${e.message}`);
       if (problems.length > 0) throw new GatewayError('CXR_VALIDATION', problems.join('; '));
@@ -64,7 +56,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
         const limit = kind === 'dicom' ? options.maxDicomBytes : options.maxPreviewBytes;
         const declared = Number(request.headers['content-length'] ?? 0);
         if (declared > limit) throw new GatewayError('CXR_PAYLOAD_TOO_LARGE', `${declared} bytes, at most ${limit}`);
-        const key = `${prefix}/${kind === 'dicom' ? 'instance.dcm' : `${kind}.png`}`;
+        const key = instanceFileKey(prefix, kind === 'dicom' ? 'instance.dcm' : `${kind}.png`);
         const existing = await deps.store.head(key);
         if (existing?.sha256 === bodySha) {
           (request.body as Readable).resume();
@@ -72,7 +64,7 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
         }
         try {
           // pipeline(), not pipe(): a station that drops mid-upload must fail the write, not leave it waiting.
-          const body = pipeline(request.body as Readable, limited(limit), () => undefined);
+          const body = pipeline(request.body as Readable, limited(limit, () => new GatewayError('CXR_PAYLOAD_TOO_LARGE', `more than ${limit} bytes`)), () => undefined);
           await deps.store.put(key, body, {
             sha256: bodySha,
             contentType: kind === 'dicom' ? 'application/dicom' : 'image/png',
@@ -120,9 +112,9 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
       };
       // The store first (the system of record), then the queue: a crash in between is repaired by the station's
       // replay (it had no answer) and by the rebuild at start.
-      const created = await putOnce(deps.store, `consults/${consultId}/consult.json`, Buffer.from(JSON.stringify(record)), 'application/json');
+      const created = await putOnce(deps.store, consultKey(consultId), Buffer.from(JSON.stringify(record)), 'application/json');
       crashPoint(GatewayCrashPoint.consultStored);
-      const stored = created ? record : await readJson<ConsultRecord>(deps.store, `consults/${consultId}/consult.json`);
+      const stored = created ? record : await readJson<ConsultRecord>(deps.store, consultKey(consultId));
       await deps.desk.enqueue(stored);
       if (created) await deps.audit.record({ actor: `station:${stationId}`, action: 'consult.request', target: consultId, detail: { priority: body.priority, reason: body.reason } });
       return reply.code(created ? 201 : 200).send({ consultId, created });
@@ -134,38 +126,12 @@ export function registerIngest(app: FastifyInstance, deps: { store: ObjectStore;
     { preValidation: station },
     async (request) => {
       const { stationId, consultId } = request.params;
-      const record = await readJsonOptional<ConsultRecord>(deps.store, `consults/${safeConsultId(consultId)}/consult.json`);
+      const record = await readJsonOptional<ConsultRecord>(deps.store, consultKey(safeConsultId(consultId)));
       if (!record || record.stationId !== stationId) throw new GatewayError('CXR_NOT_FOUND', 'no such consult for this station');
-      const report = await readJsonOptional<Record<string, unknown>>(deps.store, `consults/${consultId}/report.json`);
+      const report = await readJsonOptional<Record<string, unknown>>(deps.store, consultKey(consultId, 'report.json'));
       if (report) return { consultId, status: 'reported', report };
       const claimedBy = await deps.desk.holder(consultId);
       return { consultId, status: claimedBy ? 'claimed' : 'queued' };
     },
   );
-}
-
-export function safeConsultId(consultId: string): string {
-  if (!/^[A-Za-z0-9_-]{2,64}-[0-9a-f]{20}$/u.test(consultId)) throw new GatewayError('CXR_NOT_FOUND', 'no such consult');
-  return consultId;
-}
-
-/** Writes an immutable object; false when an identical one is already there, CXR_CONFLICT when another is. */
-export async function putOnce(store: ObjectStore, key: string, bytes: Buffer, contentType: string): Promise<boolean> {
-  try {
-    await store.put(key, bytes, { contentType, ifNoneMatch: true });
-    return true;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'CXR_STORE_EXISTS') throw err;
-    const existing = Buffer.from(await store.getBytes(key));
-    if (key.endsWith('consult.json') || existing.equals(bytes)) return false;
-    throw new GatewayError('CXR_CONFLICT', `${key} exists with other content`);
-  }
-}
-
-export async function readJson<T>(store: ObjectStore, key: string): Promise<T> {
-  return JSON.parse(Buffer.from(await store.getBytes(key)).toString('utf8')) as T;
-}
-
-export async function readJsonOptional<T>(store: ObjectStore, key: string): Promise<T | undefined> {
-  return (await store.head(key)) ? readJson<T>(store, key) : undefined;
 }

@@ -1,13 +1,13 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { crashPoint } from '@cxr/inference';
+import { crashPoint, limited } from '@cxr/inference';
 import type { AuditTrail } from '../audit.js';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
 import type { ObjectInfo, ObjectStore } from '../store/index.js';
+import { UPLOADS_PREFIX, instanceFileKey, instancePrefix, joinedKeyOfUpload, uploadOfPart, uploadPartsPrefix } from '../store/keys.js';
 import { requireStation } from './auth.js';
-import { assertSha256, assertUid, instancePrefix } from './ids.js';
-import { limited } from './limited.js';
+import { assertSha256, assertUid } from './ids.js';
 
 export interface UploadOptions {
   /** largest DICOM file, in bytes (the sum of its chunks) */
@@ -37,7 +37,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
 
   const keysOf = (p: Params): { partsPrefix: string; finalKey: string } => {
     const prefix = instancePrefix(p.stationId, assertUid(p.studyUid, 'study UID'), assertUid(p.sopUid, 'SOP Instance UID'), assertSha256(p.sha, 'content sha256'));
-    return { partsPrefix: `uploads/${prefix}/part-`, finalKey: `${prefix}/instance.dcm` };
+    return { partsPrefix: uploadPartsPrefix(prefix), finalKey: instanceFileKey(prefix, 'instance.dcm') };
   };
 
   /** The chunks stored so far, in order, up to the first gap (a gap can only come from a bug or a lost object). */
@@ -87,7 +87,7 @@ export function registerUploads(app: FastifyInstance, deps: { store: ObjectStore
       if (await deps.store.head(finalKey)) throw offsetError(reply, 'CXR_UPLOAD_OFFSET', total, 'the file is already complete');
       const { offset } = await contiguousParts(partsPrefix);
       if (at !== offset) throw offsetError(reply, 'CXR_UPLOAD_OFFSET', offset, `the chunk starts at ${at}, the upload stands at ${offset}`);
-      const chunk = pipeline(body, limited(declared), () => undefined);
+      const chunk = pipeline(body, limited(declared, () => new GatewayError('CXR_PAYLOAD_TOO_LARGE', `more than ${declared} bytes`)), () => undefined);
       try {
         // ifNoneMatch: two gateway processes given the same chunk store it once.
         await deps.store.put(`${partsPrefix}${String(at).padStart(OFFSET_DIGITS, '0')}`, chunk, { ifNoneMatch: true });
@@ -149,10 +149,9 @@ async function removeParts(store: ObjectStore, parts: readonly ObjectInfo[]): Pr
  */
 export async function sweepStaleUploads(store: ObjectStore, options: { olderThan: Date }): Promise<{ uploads: number; chunks: number }> {
   const uploads = new Map<string, { newest: number; keys: string[] }>();
-  for await (const part of store.list('uploads/')) {
-    const at = part.key.lastIndexOf('/part-');
-    if (at < 0) continue;
-    const upload = part.key.slice(0, at);
+  for await (const part of store.list(UPLOADS_PREFIX)) {
+    const upload = uploadOfPart(part.key);
+    if (upload === undefined) continue;
     const entry = uploads.get(upload) ?? { newest: 0, keys: [] };
     entry.newest = Math.max(entry.newest, part.lastModified.getTime());
     entry.keys.push(part.key);
@@ -175,17 +174,15 @@ export async function sweepStaleUploads(store: ObjectStore, options: { olderThan
  */
 export async function removeJoinedChunks(store: ObjectStore): Promise<{ uploads: number; chunks: number }> {
   const byUpload = new Map<string, string[]>();
-  for await (const part of store.list('uploads/')) {
-    const at = part.key.lastIndexOf('/part-');
-    if (at < 0) continue;
-    const upload = part.key.slice(0, at);
+  for await (const part of store.list(UPLOADS_PREFIX)) {
+    const upload = uploadOfPart(part.key);
+    if (upload === undefined) continue;
     byUpload.set(upload, [...(byUpload.get(upload) ?? []), part.key]);
   }
   let uploads = 0;
   let chunks = 0;
   for (const [upload, keys] of byUpload) {
-    // uploads/<instance prefix>/part-N -> <instance prefix>/instance.dcm
-    if (!(await store.head(`${upload.slice('uploads/'.length)}/instance.dcm`))) continue;
+    if (!(await store.head(joinedKeyOfUpload(upload)))) continue;
     for (const key of keys) await store.delete(key);
     uploads += 1;
     chunks += keys.length;

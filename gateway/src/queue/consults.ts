@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { Priority } from '@cxr/inference';
+import { urgencyRank, type Priority } from '@cxr/inference';
 import { GatewayError } from '../errors.js';
 
 /** A consult as it waits for a radiologist: ids only, never pixels or patient data. */
@@ -19,10 +19,13 @@ export interface WorklistItem extends ConsultJob {
   readonly claimedBy: string | null;
 }
 
-/** BullMQ priorities: lower runs first; within one priority, arrival order. */
-const rank: Record<Priority, number> = { stat: 1, urgent: 2, routine: 3 };
+/**
+ * BullMQ priorities: lower runs first; within one priority, arrival order. 0 means "no priority" to BullMQ (another
+ * list), so the library's rank (stat 0) is shifted by one: stat 1, urgent 2, routine 3, as jobs already queued hold.
+ */
+const bullPriority = (priority: Priority): number => urgencyRank(priority) + 1;
 
-const jobOptions = (consult: ConsultJob) => ({ jobId: consult.consultId, priority: rank[consult.priority], removeOnComplete: true, removeOnFail: true });
+const jobOptions = (consult: ConsultJob) => ({ jobId: consult.consultId, priority: bullPriority(consult.priority), removeOnComplete: true, removeOnFail: true });
 
 // A page of the prioritized set (ZRANGE by rank: priority, then arrival), and for each id its job's data and its
 // claim, as a flat list [data, claim, data, claim, ...]; nil where absent.
@@ -77,7 +80,7 @@ export class ConsultQueue {
     const job = await this.#queue.add('consult', consult, jobOptions(consult));
     try {
       // BullMQ keeps a present job where it is on add(); a change of priority (to the same) re-inserts it last.
-      await job.changePriority({ priority: rank[consult.priority] });
+      await job.changePriority({ priority: bullPriority(consult.priority) });
     } catch (err) {
       if (await this.has(consult.consultId)) throw err;
     }

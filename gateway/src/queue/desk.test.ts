@@ -10,11 +10,12 @@ import { Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import pino from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { ConsultRecord } from '../plugins/ingest.js';
+import type { ConsultRecord } from '../consults/types.js';
 import { createFsObjectStore, type ObjectStore } from '../store/index.js';
+import { consultKeys } from '../store/keys.js';
 import { startRedis, type RedisServer } from '../test-support/redis-server.js';
 import { ConsultQueue } from './consults.js';
-import { consultKeys, ConsultDesk, type ClaimRecord } from './desk.js';
+import { ConsultDesk, type ClaimRecord } from './desk.js';
 import { rebuildQueueFromStore } from './rebuild.js';
 import { RedisLossWatch } from './redis-loss.js';
 

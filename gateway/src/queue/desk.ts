@@ -1,8 +1,9 @@
 import { crashPoint } from '@cxr/inference';
 import { GatewayCrashPoint } from '../crash-points.js';
 import { GatewayError } from '../errors.js';
-import type { ConsultRecord } from '../plugins/ingest.js';
+import type { ConsultRecord } from '../consults/types.js';
 import { isObjectStoreError, type ObjectStore } from '../store/index.js';
+import { consultKeys } from '../store/keys.js';
 import type { ConsultJob, ConsultQueue } from './consults.js';
 
 /** A claim as the object store records it (`consults/{id}/claim.json`): who holds the consult, until when. */
@@ -15,11 +16,6 @@ export interface ClaimRecord {
   readonly expiresAt: string;
 }
 
-export const consultKeys = (consultId: string): { consult: string; report: string; claim: string } => ({
-  consult: `consults/${consultId}/consult.json`,
-  report: `consults/${consultId}/report.json`,
-  claim: `consults/${consultId}/claim.json`,
-});
 
 export const jobOf = (record: ConsultRecord): ConsultJob => ({
   consultId: record.consultId,

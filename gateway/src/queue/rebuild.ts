@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import type { ConsultRecord } from '../plugins/ingest.js';
+import type { ConsultRecord } from '../consults/types.js';
 import type { ObjectStore } from '../store/index.js';
+import { CONSULTS_PREFIX, consultKey, parseConsultKey } from '../store/keys.js';
 import type { ConsultQueue } from './consults.js';
 import { ConsultDesk, readJsonIfAny } from './desk.js';
 
@@ -42,8 +43,8 @@ interface ConsultFiles {
 
 async function listConsults(store: ObjectStore): Promise<Map<string, ConsultFiles>> {
   const byId = new Map<string, ConsultFiles>();
-  for await (const info of store.list('consults/')) {
-    const [, consultId, file] = info.key.split('/');
+  for await (const info of store.list(CONSULTS_PREFIX)) {
+    const { consultId, file } = parseConsultKey(info.key);
     if (!consultId) continue;
     const files = byId.get(consultId) ?? { consult: false, report: false, claim: false };
     if (file === 'consult.json') files.consult = true;
@@ -84,7 +85,7 @@ export async function rebuildQueueFromStore(deps: { store: ObjectStore; queue: C
       finished += 1;
     }
   }
-  const records = (await mapLimit(openIds, READ_CONCURRENCY, (id) => readJsonIfAny<ConsultRecord>(deps.store, `consults/${id}/consult.json`))).filter(
+  const records = (await mapLimit(openIds, READ_CONCURRENCY, (id) => readJsonIfAny<ConsultRecord>(deps.store, consultKey(id)))).filter(
     (r): r is ConsultRecord => r !== undefined,
   );
 
@@ -112,7 +113,7 @@ export async function rebuildQueueFromStore(deps: { store: ObjectStore; queue: C
   await requeue([...records].sort(byArrival));
   // Consults asked for while this ran may have been queued before the older ones it put back: move them behind.
   const since = [...(await listConsults(deps.store))].filter(([id, files]) => files.consult && !files.report && !listed.has(id)).map(([id]) => id);
-  const late = (await mapLimit(since, READ_CONCURRENCY, (id) => readJsonIfAny<ConsultRecord>(deps.store, `consults/${id}/consult.json`))).filter((r): r is ConsultRecord => r !== undefined);
+  const late = (await mapLimit(since, READ_CONCURRENCY, (id) => readJsonIfAny<ConsultRecord>(deps.store, consultKey(id)))).filter((r): r is ConsultRecord => r !== undefined);
   await requeue(late.sort(byArrival));
 
   const summary: RebuildSummary = { consults: records.length + late.length, requeued, reordered, claims, finished };
