@@ -133,11 +133,11 @@ function maxOf8(samples: Uint8Array): number {
  * source pixels much as `area` does, several times faster than the contract's float `resize` (a preview needs no
  * bit-exact match with the model's input). Returned as floats, in the input's units.
  */
-async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
+async function shrink(data: Uint8Array | Uint16Array | Float64Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
   if (size.rows === rows && size.columns === columns) {
-    return { data: data instanceof Float32Array ? data : new Float32Array(data), rows, columns };
+    return { data: data instanceof Float64Array ? data : new Float64Array(data), rows, columns };
   }
-  if (!(data instanceof Float32Array)) return { data: await shrinkIntegers(data, rows, columns, size), rows: size.rows, columns: size.columns };
+  if (!(data instanceof Float64Array)) return { data: await shrinkIntegers(data, rows, columns, size), rows: size.rows, columns: size.columns };
   // libvips rounds float grey images to integers on the way, so floats (stored values that needed masking or a
   // sign, PNG/JPEG intensities) go through 16 bits: their range mapped onto 0..65535, and back afterwards. Integer
   // stored values (a range of 65535 or less) stay exact.
@@ -157,7 +157,7 @@ async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: numbe
   return { data: out, rows: size.rows, columns: size.columns };
 }
 
-async function shrinkIntegers(data: Uint8Array | Uint16Array, rows: number, columns: number, size: PreviewSize): Promise<Float32Array> {
+async function shrinkIntegers(data: Uint8Array | Uint16Array, rows: number, columns: number, size: PreviewSize): Promise<Float64Array> {
   const { data: out, info } = await sharp(data, { raw: { width: columns, height: rows, channels: 1 } })
     .resize(size.columns, size.rows, { kernel: 'linear', fit: 'fill' })
     // Back to the space libvips gave the input, so that no conversion rescales the values (8-bit raw input is
@@ -168,17 +168,18 @@ async function shrinkIntegers(data: Uint8Array | Uint16Array, rows: number, colu
   if (info.channels !== 1 || info.width !== size.columns || info.height !== size.rows) {
     throw new Error(`preview shrink returned ${info.width} x ${info.height} x ${info.channels}, expected ${size.columns} x ${size.rows} x 1`);
   }
-  // A Float32Array view needs 4-byte alignment, which sharp's buffer has in practice; copy when it has not.
-  return out.byteOffset % 4 === 0
-    ? new Float32Array(out.buffer, out.byteOffset, out.length / 4)
-    : new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length));
+  // A Float32Array view needs 4-byte alignment, which sharp's buffer has in practice; copy when it has not. Widened
+  // to double, the type of every grey image (`applyIntensity` runs on it next).
+  const floats =
+    out.byteOffset % 4 === 0 ? new Float32Array(out.buffer, out.byteOffset, out.length / 4) : new Float32Array(out.buffer.slice(out.byteOffset, out.byteOffset + out.length));
+  return Float64Array.from(floats);
 }
 
 /**
  * Contract steps 2 to 4 on the shrunk stored values, in place, with a display window: the file's first usable
  * WindowCenter/Width (with its VOI LUT Function), else a robust window from the percentiles. Returns the window.
  */
-function displayWindow(values: Float32Array, info: ImageInfo): Preview['window'] {
+function displayWindow(values: Float64Array, info: ImageInfo): Preview['window'] {
   const center = info.windowCenters[0];
   const width = info.windowWidths[0];
   if (center !== undefined && width !== undefined && isUsableWindow(width, info.voiLutFunction)) {
@@ -211,7 +212,7 @@ function isUsableWindow(width: number, fn: ImageInfo['voiLutFunction']): boolean
  * The 0.5th and 99.5th percentiles of the stored values from a histogram (one pass for the range, one to count),
  * carried through the Modality LUT. Undefined for a flat image.
  */
-function percentileWindow(values: Float32Array, info: ImageInfo): { center: number; width: number } | undefined {
+function percentileWindow(values: Float64Array, info: ImageInfo): { center: number; width: number } | undefined {
   let min = Infinity;
   let max = -Infinity;
   for (let i = 0; i < values.length; i++) {
@@ -248,7 +249,7 @@ function percentileWindow(values: Float32Array, info: ImageInfo): { center: numb
   return width > 0 ? { center: (a + b) / 2, width } : undefined;
 }
 
-function toBytes(values: Float32Array): Uint8ClampedArray {
+function toBytes(values: Float64Array): Uint8ClampedArray {
   // A clamped array clamps to 0..255 and rounds (NaN becomes 0).
   const out = new Uint8ClampedArray(values.length);
   for (let i = 0; i < values.length; i++) out[i] = (values[i] ?? 0) * 255;
