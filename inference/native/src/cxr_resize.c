@@ -22,7 +22,7 @@
  *       result: Float64Array rows x columns.
  *
  * Every value is a double from the table to the result: the contract computes steps 1 to 7 in double precision, and
- * a float32 on the way moves averages within 1e-7 of a rounding tie of step 7 to its other side.
+ * a float32 on the way moves values within 1e-6 of a rounding tie of step 7 to its other side.
  *
  * Every index is checked against the arrays' lengths before the loops run: a wrong argument throws a TypeError
  * or RangeError, never reads out of bounds.

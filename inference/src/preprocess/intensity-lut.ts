@@ -41,8 +41,8 @@ export interface AffinePrefix {
 
 /**
  * The longest prefix [0, 2^k - 1] of an unsigned table that is affine to within double rounding, or undefined. The
- * tolerance is far above the few ulps a double table strays from its line, and far below the 1e-7 that would let the
- * averages of the affine path land on the other side of a rounding tie than the table's.
+ * tolerance is far above the few ulps a double table strays from its line, and far below float32 rounding (4e-7),
+ * which would let the affine path's averages land on the other side of a rounding tie of step 7 than the table's.
  */
 function affinePrefix(table: Float64Array): AffinePrefix | undefined {
   for (let bits = Math.log2(table.length); bits >= 1; bits--) {

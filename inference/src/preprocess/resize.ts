@@ -135,9 +135,9 @@ export function resize(image: PixelSource, rows: number, columns: number, mode: 
 
 /**
  * Contract steps 5 and 6 together: resizes `region` of the source without copying it out first. Separable,
- * vertical then horizontal, in double precision from the intensities to the result (a float32 anywhere on the way
- * moves averages within 1e-7 of a tie of step 7 to its other side). `area` falls back to bilinear when the source
- * is smaller than the target, as OpenCV does.
+ * vertical then horizontal, in double precision from the intensities to the result (a float32 anywhere on the
+ * way moves values within 1e-6 of a rounding tie of step 7 to its other side). `area` falls back to bilinear
+ * when the source is smaller than the target, as OpenCV does.
  */
 export function resizeRegion(source: PixelSource, region: Region, rows: number, columns: number, mode: ResizeMode): GreyImage {
   const effective: ResizeMode = mode === 'area' && (region.height < rows || region.width < columns) ? 'bilinear' : mode;
