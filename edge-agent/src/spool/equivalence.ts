@@ -177,11 +177,10 @@ async function comparePixelData(a: ParsedDicom, b: ParsedDicom, options: DecodeO
       decodeFrame(infoA.transferSyntaxUid, firstFrame(a, infoA), infoA, options),
       decodeFrame(infoB.transferSyntaxUid, firstFrame(b, infoB), infoB, options),
     ]);
-    // Stored values: native words masked to BitsStored (the bits above may carry overlays), decoded ones as given.
-    // Float32 holds every integer up to 2^24; deeper samples are compared as the decoders give them.
-    const exact = infoA.bitsStored > 24;
-    const valuesA = exact ? frameA.samples : storedValues(frameA, infoA);
-    const valuesB = exact ? frameB.samples : storedValues(frameB, infoB);
+    // Stored values: native words masked to BitsStored (the bits above may carry overlays), decoded ones as given;
+    // doubles, so exact for every BitsStored up to 32.
+    const valuesA = storedValues(frameA, infoA);
+    const valuesB = storedValues(frameB, infoB);
     if (valuesA.length !== valuesB.length) return 'Pixel Data';
     for (let i = 0; i < valuesA.length; i++) if (valuesA[i] !== valuesB[i]) return 'Pixel Data';
     return undefined;

@@ -15,11 +15,14 @@
  *       end of the first output row where that OR exceeds `limit` (the sums are then of no use).
  *   verticalLookup(samples, sourceColumns, top, left, width, lut, lutOffset, yStart, yIndex, yWeight, vertical)
  *       -> boolean
- *       samples: Uint8Array | Uint16Array | Int16Array | Int32Array | Float32Array (Float32Array: no table,
- *       lut must be empty); lut: Float32Array; vertical: Float64Array rows x width (zeroed by the caller).
+ *       samples: Uint8Array | Uint16Array | Int16Array | Int32Array | Float64Array (Float64Array: no table,
+ *       lut must be empty); lut: Float64Array; vertical: Float64Array rows x width (zeroed by the caller).
  *       Returns false, having written part of `vertical`, when a sample falls outside the table.
  *   horizontal(vertical, width, xStart, xIndex, xWeight, result) -> undefined
- *       result: Float32Array rows x columns.
+ *       result: Float64Array rows x columns.
+ *
+ * Every value is a double from the table to the result: the contract computes steps 1 to 7 in double precision, and
+ * a float32 on the way moves values within 1e-6 of a rounding tie of step 7 to its other side.
  *
  * Every index is checked against the arrays' lengths before the loops run: a wrong argument throws a TypeError
  * or RangeError, never reads out of bounds.
@@ -193,14 +196,14 @@ static napi_value sum_affine(napi_env env, napi_callback_info info) {
         for (int64_t x = 0; x < width; x++) {                                       \
           const int64_t at = (int64_t)base[x] + lut_offset;                         \
           if (at < 0 || at >= lut_length) return false;                             \
-          out[x] = out[x] + (double)lut[at] * w;                                    \
+          out[x] = out[x] + lut[at] * w;                                            \
         }                                                                           \
       }                                                                             \
     }                                                                               \
   } while (0)
 
 static bool vertical_lookup_loops(typed_array samples, int64_t source_columns, int64_t top, int64_t left, int64_t width,
-                                  const float *lut, int64_t lut_length, int64_t lut_offset, const int32_t *y_start,
+                                  const double *lut, int64_t lut_length, int64_t lut_offset, const int32_t *y_start,
                                   const int32_t *y_index, const double *y_weight, size_t rows, double *vertical) {
   switch (samples.type) {
     case napi_uint8_array:
@@ -215,14 +218,14 @@ static bool vertical_lookup_loops(typed_array samples, int64_t source_columns, i
     case napi_int32_array:
       VERTICAL_LUT_LOOP(int32_t);
       break;
-    case napi_float32_array: {
-      const float *src = samples.data;
+    case napi_float64_array: {
+      const double *src = samples.data;
       for (size_t y = 0; y < rows; y++) {
         double *out = vertical + y * (size_t)width;
         for (int32_t t = y_start[y]; t < y_start[y + 1]; t++) {
           const double w = y_weight[t];
-          const float *base = src + (size_t)((top + y_index[t]) * source_columns + left);
-          for (int64_t x = 0; x < width; x++) out[x] = out[x] + (double)base[x] * w;
+          const double *base = src + (size_t)((top + y_index[t]) * source_columns + left);
+          for (int64_t x = 0; x < width; x++) out[x] = out[x] + base[x] * w;
         }
       }
       break;
@@ -243,14 +246,14 @@ static napi_value vertical_lookup(napi_env env, napi_callback_info info) {
   int64_t source_columns, top, left, width, lut_offset;
   if (!get_typed(env, argv[0], &samples) ||
       (samples.type != napi_uint8_array && samples.type != napi_uint16_array && samples.type != napi_int16_array &&
-       samples.type != napi_int32_array && samples.type != napi_float32_array)) {
-    return throw_error(env, false, "samples must be a Uint8Array, Uint16Array, Int16Array, Int32Array or Float32Array");
+       samples.type != napi_int32_array && samples.type != napi_float64_array)) {
+    return throw_error(env, false, "samples must be a Uint8Array, Uint16Array, Int16Array, Int32Array or Float64Array");
   }
   if (!get_index(env, argv[1], &source_columns) || !get_index(env, argv[2], &top) || !get_index(env, argv[3], &left) ||
       !get_index(env, argv[4], &width) || !get_integer(env, argv[6], &lut_offset)) {
     return throw_error(env, false, "sourceColumns, top, left, width and lutOffset must be integers");
   }
-  if (!get_typed_of(env, argv[5], napi_float32_array, &lut_a) || !get_typed_of(env, argv[7], napi_int32_array, &ys_a) ||
+  if (!get_typed_of(env, argv[5], napi_float64_array, &lut_a) || !get_typed_of(env, argv[7], napi_int32_array, &ys_a) ||
       !get_typed_of(env, argv[8], napi_int32_array, &yi_a) || !get_typed_of(env, argv[9], napi_float64_array, &yw_a) ||
       !get_typed_of(env, argv[10], napi_float64_array, &vertical_a)) {
     return throw_error(env, false, "verticalLookup: wrong typed array kinds");
@@ -258,8 +261,8 @@ static napi_value vertical_lookup(napi_env env, napi_callback_info info) {
   if (ys_a.length < 2 || width < 1) return throw_error(env, true, "verticalLookup: empty output");
   const size_t rows = ys_a.length - 1;
   if (vertical_a.length != rows * (size_t)width) return throw_error(env, true, "verticalLookup: vertical has the wrong length");
-  if ((samples.type == napi_float32_array) != (lut_a.length == 0)) {
-    return throw_error(env, false, "verticalLookup: a table goes with integer samples, none with Float32Array");
+  if ((samples.type == napi_float64_array) != (lut_a.length == 0)) {
+    return throw_error(env, false, "verticalLookup: a table goes with integer samples, none with Float64Array");
   }
   if (!vertical_taps_fit(&ys_a, &yi_a, &yw_a, rows, top, left, width, source_columns, samples.length)) {
     return throw_error(env, true, "verticalLookup: taps reach outside the samples");
@@ -281,7 +284,7 @@ static napi_value horizontal(napi_env env, napi_callback_info info) {
   int64_t width;
   if (!get_typed_of(env, argv[0], napi_float64_array, &vertical_a) || !get_index(env, argv[1], &width) ||
       !get_typed_of(env, argv[2], napi_int32_array, &xs_a) || !get_typed_of(env, argv[3], napi_int32_array, &xi_a) ||
-      !get_typed_of(env, argv[4], napi_float64_array, &xw_a) || !get_typed_of(env, argv[5], napi_float32_array, &result_a)) {
+      !get_typed_of(env, argv[4], napi_float64_array, &xw_a) || !get_typed_of(env, argv[5], napi_float64_array, &result_a)) {
     return throw_error(env, false, "horizontal: wrong argument kinds");
   }
   if (xs_a.length < 2 || width < 1 || vertical_a.length % (size_t)width != 0) {
@@ -303,13 +306,13 @@ static napi_value horizontal(napi_env env, napi_callback_info info) {
   }
   const double *vertical = vertical_a.data;
   const double *x_weight = xw_a.data;
-  float *result = result_a.data;
+  double *result = result_a.data;
   for (size_t y = 0; y < rows; y++) {
     const double *row = vertical + y * (size_t)width;
     for (size_t x = 0; x < columns; x++) {
       double acc = 0;
       for (int32_t t = x_start[x]; t < x_start[x + 1]; t++) acc += row[x_index[t]] * x_weight[t];
-      result[y * columns + x] = (float)acc;
+      result[y * columns + x] = acc;
     }
   }
   return NULL;

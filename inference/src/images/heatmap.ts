@@ -97,7 +97,7 @@ function checkArguments(
 }
 
 /** (v - min) / (max - min), NaN as the minimum; undefined when the map is flat (nothing to show). */
-function normalise(values: Float32Array): Float32Array | undefined {
+function normalise(values: Float32Array): Float64Array | undefined {
   let min = Infinity;
   let max = -Infinity;
   for (let i = 0; i < values.length; i++) {
@@ -107,7 +107,7 @@ function normalise(values: Float32Array): Float32Array | undefined {
   }
   if (!(max > min) || !Number.isFinite(max - min)) return undefined;
   const range = max - min;
-  const out = new Float32Array(values.length);
+  const out = new Float64Array(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i] ?? Number.NaN;
     out[i] = Number.isNaN(v) ? 0 : (v - min) / range;
@@ -143,7 +143,7 @@ function paint(
   rgba: Uint8Array,
   stride: number,
   region: { left: number; top: number; width: number; height: number },
-  values: Float32Array,
+  values: Float64Array,
   alpha: number,
   threshold: number,
   map: ColourMap,

@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import type { DecodedFrame } from '../codecs/index.js';
 import type { ImageInfo } from '../dicom/image-info.js';
 import { intensityImage, isColourDicom, type SourceImage } from '../pipeline/source-image.js';
-import { applyIntensity, storedValues, type GreyImage } from '../preprocess/index.js';
+import { applyIntensity, storedValues } from '../preprocess/index.js';
 
 export interface PreviewOptions {
   /** Longest side of the preview in pixels; smaller images are never upscaled. Default 1024. */
@@ -30,6 +30,13 @@ export interface Preview {
 
 export const DEFAULT_PREVIEW_MAX_SIDE = 1024;
 
+/** A display image: float32 as libvips gives it back (a preview needs no double precision, and no copy into it). */
+interface PreviewGrey {
+  readonly data: Float32Array | Float64Array;
+  readonly rows: number;
+  readonly columns: number;
+}
+
 /** Robust display window: these fractions of the pixels fall below black and above white. */
 const LOW_PERCENTILE = 0.005;
 const HIGH_PERCENTILE = 0.995;
@@ -48,7 +55,7 @@ export async function renderPreview(source: SourceImage, options: PreviewOptions
   const maxSide = options.maxSide ?? DEFAULT_PREVIEW_MAX_SIDE;
   if (!Number.isInteger(maxSide) || maxSide < 1) throw new RangeError(`maxSide must be a positive integer, got ${maxSide}`);
 
-  let grey: GreyImage;
+  let grey: PreviewGrey;
   let window: Preview['window'] = null;
   let scale: number;
   if (source.kind === 'dicom' && !isColourDicom(source.info)) {
@@ -133,11 +140,11 @@ function maxOf8(samples: Uint8Array): number {
  * source pixels much as `area` does, several times faster than the contract's float `resize` (a preview needs no
  * bit-exact match with the model's input). Returned as floats, in the input's units.
  */
-async function shrink(data: Uint8Array | Uint16Array | Float32Array, rows: number, columns: number, size: PreviewSize): Promise<GreyImage> {
+async function shrink(data: Uint8Array | Uint16Array | Float64Array, rows: number, columns: number, size: PreviewSize): Promise<PreviewGrey> {
   if (size.rows === rows && size.columns === columns) {
-    return { data: data instanceof Float32Array ? data : new Float32Array(data), rows, columns };
+    return { data: data instanceof Float64Array ? data : new Float32Array(data), rows, columns };
   }
-  if (!(data instanceof Float32Array)) return { data: await shrinkIntegers(data, rows, columns, size), rows: size.rows, columns: size.columns };
+  if (!(data instanceof Float64Array)) return { data: await shrinkIntegers(data, rows, columns, size), rows: size.rows, columns: size.columns };
   // libvips rounds float grey images to integers on the way, so floats (stored values that needed masking or a
   // sign, PNG/JPEG intensities) go through 16 bits: their range mapped onto 0..65535, and back afterwards. Integer
   // stored values (a range of 65535 or less) stay exact.
@@ -178,7 +185,7 @@ async function shrinkIntegers(data: Uint8Array | Uint16Array, rows: number, colu
  * Contract steps 2 to 4 on the shrunk stored values, in place, with a display window: the file's first usable
  * WindowCenter/Width (with its VOI LUT Function), else a robust window from the percentiles. Returns the window.
  */
-function displayWindow(values: Float32Array, info: ImageInfo): Preview['window'] {
+function displayWindow(values: Float32Array | Float64Array, info: ImageInfo): Preview['window'] {
   const center = info.windowCenters[0];
   const width = info.windowWidths[0];
   if (center !== undefined && width !== undefined && isUsableWindow(width, info.voiLutFunction)) {
@@ -211,7 +218,7 @@ function isUsableWindow(width: number, fn: ImageInfo['voiLutFunction']): boolean
  * The 0.5th and 99.5th percentiles of the stored values from a histogram (one pass for the range, one to count),
  * carried through the Modality LUT. Undefined for a flat image.
  */
-function percentileWindow(values: Float32Array, info: ImageInfo): { center: number; width: number } | undefined {
+function percentileWindow(values: Float32Array | Float64Array, info: ImageInfo): { center: number; width: number } | undefined {
   let min = Infinity;
   let max = -Infinity;
   for (let i = 0; i < values.length; i++) {
@@ -248,7 +255,7 @@ function percentileWindow(values: Float32Array, info: ImageInfo): { center: numb
   return width > 0 ? { center: (a + b) / 2, width } : undefined;
 }
 
-function toBytes(values: Float32Array): Uint8ClampedArray {
+function toBytes(values: Float32Array | Float64Array): Uint8ClampedArray {
   // A clamped array clamps to 0..255 and rounds (NaN becomes 0).
   const out = new Uint8ClampedArray(values.length);
   for (let i = 0; i < values.length; i++) out[i] = (values[i] ?? 0) * 255;

@@ -11,8 +11,8 @@ export function rasterFormatOf(bytes: Uint8Array): RasterFormat | undefined {
 
 export interface RasterGrey {
   readonly format: RasterFormat;
-  /** Intensities in [0, 1]: v / (2^bitDepth - 1) of the (luma of the) file's samples. */
-  readonly data: Float32Array;
+  /** Intensities in [0, 1]: v / (2^bitDepth - 1) of the (luma of the) file's samples, in double precision (step 3). */
+  readonly data: Float64Array;
   readonly rows: number;
   readonly columns: number;
   readonly bitDepth: 8 | 16;
@@ -42,7 +42,7 @@ export async function readRasterGrey(bytes: Uint8Array, format: RasterFormat): P
   const pixels = info.width * info.height;
   const samples = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : data;
   const max = sixteen ? 65535 : 255;
-  const out = new Float32Array(pixels);
+  const out = new Float64Array(pixels);
   const colour = channels >= 3;
   for (let i = 0; i < pixels; i++) {
     const base = i * channels;

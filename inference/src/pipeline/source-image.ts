@@ -47,7 +47,7 @@ export function isColourDicom(info: ImageInfo): boolean {
 export function intensityImage(source: SourceImage, mode: IntensityMode): { image: GreyImage; applied: IntensityApplied | undefined } {
   const { pixels, applied } = intensitySource(source, mode);
   if (!('lut' in pixels)) return { image: pixels, applied };
-  const data = new Float32Array(pixels.rows * pixels.columns);
+  const data = new Float64Array(pixels.rows * pixels.columns);
   for (let i = 0; i < data.length; i++) data[i] = pixels.lut[(pixels.samples[i] as number) + pixels.lutOffset] as number;
   return { image: { data, rows: pixels.rows, columns: pixels.columns }, applied };
 }
@@ -73,9 +73,9 @@ export function intensitySource(source: SourceImage, mode: IntensityMode): { pix
 }
 
 /** Colour DICOM is not applicable, but a preview (and a forced run) still needs one grey plane. */
-function luma(interleaved: Float32Array, samplesPerPixel: number): Float32Array {
+function luma(interleaved: Float64Array, samplesPerPixel: number): Float64Array {
   const pixels = interleaved.length / samplesPerPixel;
-  const out = new Float32Array(pixels);
+  const out = new Float64Array(pixels);
   for (let i = 0; i < pixels; i++) {
     const b = i * samplesPerPixel;
     out[i] = 0.299 * (interleaved[b] ?? 0) + 0.587 * (interleaved[b + 1] ?? 0) + 0.114 * (interleaved[b + 2] ?? 0);

@@ -11,7 +11,7 @@ export function intensityByLookup(
   frame: DecodedFrame,
   module: StoredValueModule & IntensityModule,
   mode: IntensityMode,
-): { lut: Float32Array; lutOffset: number; applied: IntensityApplied; affine: AffinePrefix | undefined } | undefined {
+): { lut: Float64Array; lutOffset: number; applied: IntensityApplied; affine: AffinePrefix | undefined } | undefined {
   const { samples } = frame;
   if (frame.samplesPerPixel !== 1) return undefined;
   const found = domainOf(samples);
@@ -39,13 +39,17 @@ export interface AffinePrefix {
   readonly offset: number;
 }
 
-/** The longest prefix [0, 2^k - 1] of an unsigned table that is affine to within float32 rounding, or undefined. */
-function affinePrefix(table: Float32Array): AffinePrefix | undefined {
+/**
+ * The longest prefix [0, 2^k - 1] of an unsigned table that is affine to within double rounding, or undefined. The
+ * tolerance is far above the few ulps a double table strays from its line, and far below float32 rounding (4e-7),
+ * which would let the affine path's averages land on the other side of a rounding tie of step 7 than the table's.
+ */
+function affinePrefix(table: Float64Array): AffinePrefix | undefined {
   for (let bits = Math.log2(table.length); bits >= 1; bits--) {
     const last = 2 ** bits - 1;
     const first = table[0] as number;
     const scale = ((table[last] as number) - first) / last;
-    const tolerance = 4e-7 * Math.max(1, Math.abs(first), Math.abs(table[last] as number));
+    const tolerance = 1e-12 * Math.max(1, Math.abs(first), Math.abs(table[last] as number));
     let affine = true;
     for (let i = 1; i < last; i++) {
       if (Math.abs((table[i] as number) - (first + scale * i)) > tolerance) {
@@ -84,7 +88,7 @@ function hasUsableWindowOrLut(module: IntensityModule): boolean {
 function rangeAfterModalityLut(
   samples: Uint8Array | Int8Array | Uint16Array | Int16Array,
   offset: number,
-  storedTable: Float32Array,
+  storedTable: Float64Array,
   module: IntensityModule,
 ): { min: number; max: number } {
   const seen = new Uint8Array(storedTable.length);

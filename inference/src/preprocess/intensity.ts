@@ -21,11 +21,17 @@ export type IntensityApplied =
   | { readonly mode: 'minmax'; readonly min: number; readonly max: number };
 
 /**
+ * Values steps 2 to 4 work on in place: doubles for the model's input, as the contract says (a float32 intensity
+ * can move an average across a rounding tie of step 7); the display preview also windows float32 pixels.
+ */
+export type IntensityValues = Float64Array | Float32Array;
+
+/**
  * Contract steps 2 to 4, in place: Modality LUT, intensity to [0, 1], MONOCHROME1 inversion.
  * `values` holds the stored values from step 1 and holds intensities on return.
  */
 export function applyIntensity(
-  values: Float32Array,
+  values: IntensityValues,
   module: IntensityModule,
   mode: IntensityMode,
   /** The image's range after the Modality LUT, when `values` is a lookup table rather than the image. */
@@ -44,7 +50,7 @@ export function applyIntensity(
 }
 
 function toUnitRange(
-  values: Float32Array,
+  values: IntensityValues,
   module: IntensityModule,
   mode: IntensityMode,
   imageRange: { readonly min: number; readonly max: number } | undefined,
@@ -76,7 +82,7 @@ function isUsableWindow(width: number, fn: VoiLutFunction): boolean {
 }
 
 /** PS3.3 C.11.2.1.2 with an output range of [0, 1]. */
-export function applyWindow(values: Float32Array, c: number, w: number, fn: VoiLutFunction): void {
+export function applyWindow(values: IntensityValues, c: number, w: number, fn: VoiLutFunction): void {
   if (fn === 'SIGMOID') {
     for (let i = 0; i < values.length; i++) values[i] = 1 / (1 + Math.exp((-4 * ((values[i] ?? 0) - c)) / w));
     return;
@@ -98,7 +104,7 @@ export function applyWindow(values: Float32Array, c: number, w: number, fn: VoiL
   }
 }
 
-function applyVoiLut(values: Float32Array, lut: VoiLut): void {
+function applyVoiLut(values: IntensityValues, lut: VoiLut): void {
   const last = lut.firstValue + lut.entries - 1;
   const scale = 2 ** lut.bits - 1;
   for (let i = 0; i < values.length; i++) {
@@ -108,7 +114,7 @@ function applyVoiLut(values: Float32Array, lut: VoiLut): void {
   }
 }
 
-function applyMinMax(values: Float32Array, imageRange: { readonly min: number; readonly max: number } | undefined): IntensityApplied {
+function applyMinMax(values: IntensityValues, imageRange: { readonly min: number; readonly max: number } | undefined): IntensityApplied {
   let min = imageRange?.min ?? Infinity;
   let max = imageRange?.max ?? -Infinity;
   if (!imageRange) {

@@ -26,15 +26,15 @@ function withTypeScriptLoops<T>(work: () => T): T {
 }
 
 /** Indices where two tensors differ as bits (NaN equals NaN). */
-function differences(a: Float32Array, b: Float32Array): number[] {
+function differences(a: Float32Array | Float64Array, b: Float32Array | Float64Array): number[] {
   expect(a.length).toBe(b.length);
   const out: number[] = [];
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) out.push(i);
   return out;
 }
 
-function bothWays(source: PixelSource, rows: number, columns: number, mode: ResizeMode, crop: 'none' | 'center-square' = 'none'): [Float32Array, Float32Array] {
-  const run = (): Float32Array => resizeRegion(source, cropRegion(source.rows, source.columns, crop), rows, columns, mode).data;
+function bothWays(source: PixelSource, rows: number, columns: number, mode: ResizeMode, crop: 'none' | 'center-square' = 'none'): [Float64Array, Float64Array] {
+  const run = (): Float64Array => resizeRegion(source, cropRegion(source.rows, source.columns, crop), rows, columns, mode).data;
   return [run(), withTypeScriptLoops(run)];
 }
 
@@ -52,7 +52,7 @@ describe('loading the native resize loops', () => {
 });
 
 describe.skipIf(!native)('native resize loops: the same bits as the TypeScript ones', () => {
-  const lut = Float32Array.from({ length: 4096 }, (_, i) => Math.sqrt(i) / 64);
+  const lut = Float64Array.from({ length: 4096 }, (_, i) => Math.sqrt(i) / 64);
 
   it('through a table, for each integer sample type, area and bilinear, with and without a crop', () => {
     const rows = 301;
@@ -74,8 +74,8 @@ describe.skipIf(!native)('native resize loops: the same bits as the TypeScript o
     }
   });
 
-  it('on float images (PNG and JPEG, and the full-resolution path)', () => {
-    const image = { data: Float32Array.from({ length: 640 * 480 }, (_, i) => ((i * 31) % 1000) / 999), rows: 480, columns: 640 };
+  it('on double images (PNG and JPEG, and the full-resolution path)', () => {
+    const image = { data: Float64Array.from({ length: 640 * 480 }, (_, i) => ((i * 31) % 1000) / 999), rows: 480, columns: 640 };
     for (const mode of ['area', 'bilinear'] as const) {
       const [viaNative, viaTypeScript] = bothWays(image, 224, 224, mode);
       expect(differences(viaNative, viaTypeScript)).toEqual([]);
@@ -86,7 +86,7 @@ describe.skipIf(!native)('native resize loops: the same bits as the TypeScript o
     const rows = 500;
     const columns = 420;
     const samples = Uint16Array.from({ length: rows * columns }, (_, i) => (i * 7919) % 4096);
-    const straight = Float32Array.from({ length: 4096 }, (_, i) => i / 4095);
+    const straight = Float64Array.from({ length: 4096 }, (_, i) => i / 4095);
     const affine = { last: 4095, scale: 1 / 4095, offset: 0 };
     const source = { samples, lut: straight, lutOffset: 0, rows, columns, affine };
     const [viaNative, viaTypeScript] = bothWays(source, 224, 224, 'area', 'center-square');
@@ -94,8 +94,8 @@ describe.skipIf(!native)('native resize loops: the same bits as the TypeScript o
     const clipped = { ...source, affine: { ...affine, last: 2047 } };
     const [nativeFallback, typeScriptFallback] = bothWays(clipped, 224, 224, 'area', 'center-square');
     expect(differences(nativeFallback, typeScriptFallback)).toEqual([]);
-    // The lookup path rounds differently from the shortcut, within float precision.
-    for (let i = 0; i < viaNative.length; i++) expect(Math.abs((nativeFallback[i] ?? 0) - (viaNative[i] ?? 0))).toBeLessThan(1e-6);
+    // The lookup path rounds differently from the shortcut, within double precision (float32 would be 1e-7 off).
+    for (let i = 0; i < viaNative.length; i++) expect(Math.abs((nativeFallback[i] ?? 0) - (viaNative[i] ?? 0))).toBeLessThan(1e-14);
   });
 
   it('a sample outside the table is left to the TypeScript loop (NaN there, never a read out of bounds)', () => {
@@ -136,22 +136,27 @@ describe.skipIf(!native)('native resize loops: arguments are checked before any 
     if (!native) throw new Error('not loaded');
     const samples = new Uint16Array(16);
     const farRow = { ...taps, index: Int32Array.from([4]) };
-    expect(() => native.verticalLookup(samples, 4, 0, 0, 4, new Float32Array(16), 0, farRow.start, farRow.index, farRow.weight, new Float64Array(4))).toThrow(RangeError);
-    expect(() => native.verticalLookup(samples, 4, 0, 1, 4, new Float32Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(RangeError);
+    expect(() => native.verticalLookup(samples, 4, 0, 0, 4, new Float64Array(16), 0, farRow.start, farRow.index, farRow.weight, new Float64Array(4))).toThrow(RangeError);
+    expect(() => native.verticalLookup(samples, 4, 0, 1, 4, new Float64Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(RangeError);
     const first = Int32Array.from([3]);
     const count = Int32Array.from([2]);
     const one = Float64Array.from([1]);
     expect(() => native.sumAffine(samples, 4, 0, 0, first, count, one, one, one, taps.start, taps.index, taps.weight, new Float64Array(1), 65535)).toThrow(RangeError);
-    expect(() => native.horizontal(new Float64Array(4), 4, Int32Array.from([0, 1]), Int32Array.from([4]), one, new Float32Array(1))).toThrow(RangeError);
+    expect(() => native.horizontal(new Float64Array(4), 4, Int32Array.from([0, 1]), Int32Array.from([4]), one, new Float64Array(1))).toThrow(RangeError);
   });
 
   it('refuses the wrong kinds of arrays', () => {
     if (!native) throw new Error('not loaded');
     const call = native.verticalLookup as unknown as (...args: unknown[]) => unknown;
-    expect(() => call([1, 2, 3, 4], 4, 0, 0, 4, new Float32Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
-    expect(() => call(new Float64Array(4), 4, 0, 0, 4, new Float32Array(0), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
-    // A table with float samples, or none with integer samples, is a caller's mistake.
-    expect(() => call(new Uint16Array(4), 4, 0, 0, 4, new Float32Array(0), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
-    expect(() => call(new Uint16Array(4), 4, 0, 0, 4, new Float32Array(16), 0.5, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    expect(() => call([1, 2, 3, 4], 4, 0, 0, 4, new Float64Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    // Float32 anywhere between the intensities and the result would break the contract's double precision.
+    expect(() => call(new Float32Array(4), 4, 0, 0, 4, new Float64Array(0), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    expect(() => call(new Uint16Array(4), 4, 0, 0, 4, new Float32Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    const horizontal = native.horizontal as unknown as (...args: unknown[]) => unknown;
+    expect(() => horizontal(new Float64Array(4), 4, taps.start, taps.index, taps.weight, new Float32Array(1))).toThrow(TypeError);
+    // A table with double samples, or none with integer samples, is a caller's mistake.
+    expect(() => call(new Float64Array(4), 4, 0, 0, 4, new Float64Array(16), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    expect(() => call(new Uint16Array(4), 4, 0, 0, 4, new Float64Array(0), 0, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
+    expect(() => call(new Uint16Array(4), 4, 0, 0, 4, new Float64Array(16), 0.5, taps.start, taps.index, taps.weight, new Float64Array(4))).toThrow(TypeError);
   });
 });

@@ -32,16 +32,16 @@ export interface NativeResize {
     limit: number,
   ): number;
   /**
-   * The vertical pass, through the table (`lut[sample + lutOffset]`) for integer samples, directly for float ones
+   * The vertical pass, through the table (`lut[sample + lutOffset]`) for integer samples, directly for double ones
    * (then `lut` is empty). False when a sample falls outside the table.
    */
   verticalLookup(
-    samples: IntegerSamples | Float32Array,
+    samples: IntegerSamples | Float64Array,
     sourceColumns: number,
     top: number,
     left: number,
     width: number,
-    lut: Float32Array,
+    lut: Float64Array,
     lutOffset: number,
     yStart: Int32Array,
     yIndex: Int32Array,
@@ -49,7 +49,7 @@ export interface NativeResize {
     vertical: Float64Array,
   ): boolean;
   /** The horizontal pass: `vertical` rows of `width` to `result` rows of `xStart.length - 1`. */
-  horizontal(vertical: Float64Array, width: number, xStart: Int32Array, xIndex: Int32Array, xWeight: Float64Array, result: Float32Array): void;
+  horizontal(vertical: Float64Array, width: number, xStart: Int32Array, xIndex: Int32Array, xWeight: Float64Array, result: Float64Array): void;
 }
 
 export const NATIVE_RESIZE_DISABLE_ENV = 'CXR_DISABLE_NATIVE_RESIZE';

@@ -1,8 +1,8 @@
 import { loadNativeResize, type IntegerSamples } from './native-resize.js';
 
-/** A single-channel float image, row-major. */
+/** A single-channel image, row-major, in double precision (contract steps 1 to 7 are). */
 export interface GreyImage {
-  readonly data: Float32Array;
+  readonly data: Float64Array;
   readonly rows: number;
   readonly columns: number;
 }
@@ -15,7 +15,7 @@ export type PixelSource =
   | GreyImage
   | {
       readonly samples: ArrayLike<number>;
-      readonly lut: Float32Array;
+      readonly lut: Float64Array;
       readonly lutOffset: number;
       readonly rows: number;
       readonly columns: number;
@@ -45,7 +45,7 @@ export type ResizeMode = 'area' | 'bilinear';
 export function crop(image: GreyImage, mode: CropMode): GreyImage {
   if (mode === 'none' || image.rows === image.columns) return image;
   const { top, left, height, width } = cropRegion(image.rows, image.columns, mode);
-  const out = new Float32Array(height * width);
+  const out = new Float64Array(height * width);
   for (let y = 0; y < height; y++) {
     const from = (top + y) * image.columns + left;
     out.set(image.data.subarray(from, from + width), y * width);
@@ -135,8 +135,9 @@ export function resize(image: PixelSource, rows: number, columns: number, mode: 
 
 /**
  * Contract steps 5 and 6 together: resizes `region` of the source without copying it out first. Separable,
- * vertical then horizontal, in double precision. `area` falls back to bilinear when the source is smaller than the target, as
- * OpenCV does.
+ * vertical then horizontal, in double precision from the intensities to the result (a float32 anywhere on the
+ * way moves values within 1e-6 of a rounding tie of step 7 to its other side). `area` falls back to bilinear
+ * when the source is smaller than the target, as OpenCV does.
  */
 export function resizeRegion(source: PixelSource, region: Region, rows: number, columns: number, mode: ResizeMode): GreyImage {
   const effective: ResizeMode = mode === 'area' && (region.height < rows || region.width < columns) ? 'bilinear' : mode;
@@ -161,7 +162,7 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
     vertical.fill(0);
     verticalPass(source, region, yt, rows, vertical);
   }
-  const result = new Float32Array(rows * columns);
+  const result = new Float64Array(rows * columns);
   if (native) {
     native.horizontal(vertical, width, xt.start, xt.index, xt.weight, result);
     return { data: result, rows, columns };
@@ -179,7 +180,7 @@ export function resizeRegion(source: PixelSource, region: Region, rows: number, 
   return { data: result, rows, columns };
 }
 
-const noTable = new Float32Array(0);
+const noTable = new Float64Array(0);
 
 function isIntegerSamples(samples: ArrayLike<number>): samples is IntegerSamples {
   return samples instanceof Uint8Array || samples instanceof Uint16Array || samples instanceof Int16Array || samples instanceof Int32Array;
@@ -244,7 +245,7 @@ function resizeAffine(
     ? native.sumAffine(samples, sourceColumns, region.top, region.left, first, count, wFirst, wInner, wLast, yt.start, yt.index, yt.weight, sums, affine.last)
     : sumAffine(samples, sourceColumns, region, first, count, wFirst, wInner, wLast, yt, sums, affine.last);
   if (seen > affine.last) return undefined;
-  const result = new Float32Array(rows * columns);
+  const result = new Float64Array(rows * columns);
   for (let y = 0; y < rows; y++) {
     let weightSumY = 0;
     for (let t = yt.start[y] as number, end = yt.start[y + 1] as number; t < end; t++) weightSumY += yt.weight[t] as number;

@@ -12,10 +12,10 @@ export interface StoredValueModule {
  * (other bits may carry overlays); decoded samples are clamped instead, since a lossy decoder can overshoot by a
  * step and masking would wrap 1024 to 0 in a 10-bit image. Signed values are sign-extended from BitsStored.
  */
-export function storedValues(frame: DecodedFrame, module: StoredValueModule): Float32Array {
+export function storedValues(frame: DecodedFrame, module: StoredValueModule): Float64Array {
   const { samples } = frame;
   const n = samples.length;
-  const out = new Float32Array(n);
+  const out = new Float64Array(n);
   const bits = module.bitsStored;
   const signed = module.pixelRepresentation === 1;
   const range = 2 ** bits;

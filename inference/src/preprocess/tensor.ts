@@ -1,12 +1,15 @@
 import type { ModelInput } from '../contracts/index.js';
 import { cropRegion, resizeRegion, type PixelSource } from './resize.js';
 
-/** Contract steps 5 to 8: crop, resize, quantize, normalize (a grey image repeated into 3 channels). C x H x W. */
+/**
+ * Contract steps 5 to 8: crop, resize, quantize, normalize (a grey image repeated into 3 channels). C x H x W. Each
+ * value is rounded to float32 once, at the end of step 8.
+ */
 export function toInputTensor(image: PixelSource, input: ModelInput): Float32Array {
   const region = cropRegion(image.rows, image.columns, input.crop);
   const resized = resizeRegion(image, region, input.height, input.width, input.resize);
-  // In float32 like the training side's tensors: a tie such as 135.5 only exists at that precision.
-  const grey = input.quantize === 8 ? resized.data.map((v) => roundHalfEven(Math.fround(v * 255)) / 255) : resized.data;
+  // Step 7 in double precision like steps 1 to 6 (the contract's words): only the tensor below is float32.
+  const grey = input.quantize === 8 ? resized.data.map((v) => roundHalfEven(v * 255) / 255) : resized.data;
   const plane = input.height * input.width;
   const tensor = new Float32Array(plane * input.channels);
   const normalize = input.normalize;
