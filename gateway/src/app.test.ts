@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from './app.js';
+import { createLogger } from './log.js';
 import { sweepStaleUploads } from './plugins/uploads.js';
 import { AccountStore } from './accounts/accounts.js';
 import { SessionStore } from './accounts/sessions.js';
@@ -24,6 +24,7 @@ let storeDir: string;
 let store: ObjectStore;
 let redis: Redis;
 let logLines = '';
+const logSink = new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) });
 let tokenA = '';
 let tokenB = '';
 let radiologist = '';
@@ -47,7 +48,8 @@ beforeAll(async () => {
   store = await createFsObjectStore({ root: storeDir });
   redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
   const accounts = new AccountStore(store);
-  const log = pino({ level: 'info' }, new Writable({ write: (chunk, _e, cb) => ((logLines += String(chunk)), cb()) }));
+  // The gateway's own logger (its redact list), into a sink the tests read.
+  const log = createLogger({ level: 'trace', destination: logSink });
   app = await build({ store, redis, accounts, sessions: new SessionStore(redis, { prefix: 'gwtest:', ttlSeconds: 60 }), queue: new ConsultQueue(redis, { prefix: 'gwtest:', claimTimeoutMs: 60_000 }), log });
   tokenA = (await accounts.addStation({ stationId: 'tram-a' })).token;
   tokenB = (await accounts.addStation({ stationId: 'tram-b' })).token;
@@ -253,5 +255,16 @@ describe('gateway', () => {
     expect(logLines).not.toContain('correct horse battery');
     expect(logLines).not.toContain(tokenA);
     expect(logLines).not.toContain(radiologist);
+  });
+
+  it('holds back every secret and patient field its logger is handed (fails if the redact list loses one)', () => {
+    const marks = { password: 'QXPASS1', token: 'QXTOKEN2', authorization: 'Bearer QXAUTH3', patientName: 'QXNAME4', PatientID: 'QXPID5', accessionNumber: 'QXACC6' };
+    const before = logLines.length;
+    app.log.info({ body: { username: 'bs.lan', password: marks.password }, session: { token: marks.token }, req: { headers: { authorization: marks.authorization } } }, 'handed');
+    app.log.info({ study: { patientName: marks.patientName, PatientID: marks.PatientID, accessionNumber: marks.accessionNumber } }, 'handed');
+    app.log.info({ password: marks.password, token: marks.token, patientName: marks.patientName }, 'handed');
+    const lines = logLines.slice(before);
+    expect(lines.match(/"msg":"handed"/gu)).toHaveLength(3);
+    for (const mark of Object.values(marks)) expect(lines).not.toContain(mark.replace('Bearer ', ''));
   });
 });
